@@ -213,15 +213,16 @@ start() {
   uid=$(id -u "$user")
   gid=$(id -g "$user")
 
-  rm -rf "$dir/run" "$dir/state" "$dir/home" "$dir/dovecot.log"
+  rm -rf "${dir:?}/run" "${dir:?}/state" "${dir:?}/home" "${dir:?}/dovecot.log"
   mkdir -p "$dir/run" "$dir/state"
 
   # passwd-file: user:password; passwords are stored as given ({PLAIN} scheme), so any byte but
   # ':' and newline is fine.
+  local backslash="\\"
   printf '%s\n' \
     'alice:{PLAIN}secret' \
     'bob:{PLAIN}b"o b' \
-    'carol:{PLAIN}p{5}ass\' >"$dir/passwd"
+    "carol:{PLAIN}p{5}ass$backslash" >"$dir/passwd"
 
   local inbox=$dir/home/alice/Maildir
   make_maildir "$inbox"
