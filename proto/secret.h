@@ -9,6 +9,9 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/base/config.h"
+#include "absl/strings/str_cat.h"
+
 namespace mailring::proto {
 
 class Secret {
@@ -24,6 +27,13 @@ class Secret {
   friend void AbslStringify(Sink& sink, const Secret&) {
     sink.Append("<redacted>");
   }
+
+#if defined(ABSL_LTS_RELEASE_VERSION) && ABSL_LTS_RELEASE_VERSION < 20230125
+  // Abseil before 20230125 (Debian 12 ships 20220623) ignores AbslStringify in StrCat; this
+  // conversion gives the same "<redacted>" there. Newer Abseil uses AbslStringify and would find
+  // this conversion ambiguous, hence the version guard.
+  operator absl::AlphaNum() const { return absl::AlphaNum("<redacted>"); }  // NOLINT
+#endif
 
  private:
   std::string value_;
