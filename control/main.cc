@@ -1,0 +1,169 @@
+// mailring: the daemon's entry point. Standalone mode: routes from --destinations, one worker
+// thread per CPU, the main thread waiting for SIGTERM/SIGINT to drain.
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "proto/str_cat.h"
+#include "absl/time/time.h"
+#include "control/standalone_routes.h"
+#include "core/log.h"
+#include "core/worker.h"
+
+ABSL_FLAG(std::string, destinations, "",
+          "JSON file of routes: {\"routes\": [{\"listen\": \"127.0.0.1:1143\", \"destination\": "
+          "{...MAIL destination...}}]}");
+ABSL_FLAG(int, workers, 0, "Worker threads; 0 means one per CPU this process may run on");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
+          "On SIGTERM/SIGINT, how long open sessions may continue before they get BYE");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10), "Upstream TCP connect timeout");
+ABSL_FLAG(absl::Duration, login_timeout, absl::Seconds(30),
+          "From accept until the client is greeted (connect, upstream greeting and login)");
+ABSL_FLAG(absl::Duration, idle_timeout, absl::Minutes(30),
+          "A relayed session with no traffic either way is closed after this long");
+
+namespace {
+
+constexpr int kExitConfigError = 2;
+
+// abseil spells flags with underscores; the documented spelling uses dashes. Accept both by
+// rewriting "--drain-timeout=5s" to "--drain_timeout=5s" before parsing.
+std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
+  storage.assign(argv, argv + argc);
+  std::vector<char*> out;
+  for (std::string& arg : storage) {
+    if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
+      const size_t end = std::min(arg.find('='), arg.size());
+      for (size_t i = 2; i < end; ++i) {
+        if (arg[i] == '-') arg[i] = '_';
+      }
+    }
+    out.push_back(arg.data());
+  }
+  return out;
+}
+
+int CpusAvailable() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return 1;
+}
+
+// A proxy holds two sockets per session: take the whole fd allowance the system grants.
+void RaiseFileLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using mailring::core::LogLevel;
+  absl::SetProgramUsageMessage(
+      "IMAP proxy that logs in to the mail server of a MAIL destination on the "
+      "client's behalf.\n\n  mailring --destinations FILE [--workers N] [--log-level LEVEL] "
+      "[--drain-timeout DURATION]\n\nFlag names may be written with dashes or underscores.");
+  absl::FlagsUsageConfig usage_config;
+  // --help lists the daemon's own flags (defined in this file), not Abseil's internals.
+  usage_config.contains_help_flags = [](absl::string_view path) {
+    return absl::EndsWith(path, "control/main.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
+  std::vector<std::string> storage;
+  std::vector<char*> args = NormalizeFlagNames(argc, argv, storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+
+  absl::StatusOr<LogLevel> level = mailring::core::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!level.ok()) {
+    std::fprintf(stderr, "mailring: --log-level: %s\n", std::string(level.status().message()).c_str());
+    return kExitConfigError;
+  }
+  mailring::core::SetLogLevel(*level);
+  const std::string destinations = absl::GetFlag(FLAGS_destinations);
+  if (destinations.empty()) {
+    std::fprintf(stderr, "mailring: --destinations FILE is required (see --help)\n");
+    return kExitConfigError;
+  }
+  absl::StatusOr<mailring::core::RouteTable> routes =
+      mailring::control::LoadStandaloneRoutes(destinations);
+  if (!routes.ok()) {
+    std::fprintf(stderr, "mailring: invalid configuration: %s\n",
+                 std::string(routes.status().message()).c_str());
+    return kExitConfigError;
+  }
+  mailring::core::WorkerOptions options;
+  options.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  options.login_timeout = absl::GetFlag(FLAGS_login_timeout);
+  options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  for (const auto& [name, value] :
+       {std::pair{"--connect-timeout", options.connect_timeout},
+        std::pair{"--login-timeout", options.login_timeout},
+        std::pair{"--idle-timeout", options.idle_timeout},
+        std::pair{"--drain-timeout", absl::GetFlag(FLAGS_drain_timeout) + absl::Milliseconds(1)}}) {
+    if (value <= absl::ZeroDuration()) {
+      std::fprintf(stderr, "mailring: %s must be positive\n", name);
+      return kExitConfigError;
+    }
+  }
+  int worker_count = absl::GetFlag(FLAGS_workers);
+  if (worker_count < 0 || worker_count > 256) {
+    std::fprintf(stderr, "mailring: --workers must be between 0 and 256\n");
+    return kExitConfigError;
+  }
+  if (worker_count == 0) worker_count = CpusAvailable();
+
+  RaiseFileLimit();
+  // Workers inherit this mask: only the main thread takes SIGTERM/SIGINT, via sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto table = std::make_shared<const mailring::core::RouteTable>(*std::move(routes));
+  std::vector<std::unique_ptr<mailring::core::Worker>> workers;
+  for (int i = 0; i < worker_count; ++i) {
+    auto worker = std::make_unique<mailring::core::Worker>(i, table, options);
+    if (absl::Status status = worker->Start(absl::GetFlag(FLAGS_drain_timeout)); !status.ok()) {
+      MAILRING_LOG(kError, "worker ", i, " failed to start: ", status.message());
+      for (auto& started : workers) started->RequestDrain();
+      workers.clear();  // joins
+      return 1;
+    }
+    workers.push_back(std::move(worker));
+  }
+  for (const auto& route : *table) {
+    MAILRING_LOG(kInfo, "listening on ", route->listen.ToString(), " for destination ",
+                 route->destination.name, " (upstream ", route->upstream.ToString(),
+                 route->destination.login_on_behalf ? ", logging in on the client's behalf"
+                                                    : ", relay only: clients log in themselves",
+                 ")");
+  }
+  MAILRING_LOG(kInfo, "mailring ready: ", worker_count, " workers, ", table->size(), " routes");
+
+  int received = 0;
+  sigwait(&signals, &received);
+  MAILRING_LOG(kInfo, "received ", strsignal(received), ": draining for up to ",
+               absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)));
+  for (auto& worker : workers) worker->RequestDrain();
+  for (auto& worker : workers) worker->Join();
+  MAILRING_LOG(kInfo, "mailring stopped");
+  return 0;
+}

@@ -1,0 +1,171 @@
+#include "control/standalone_routes.h"
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "proto/str_cat.h"
+#include "simdjson.h"
+
+namespace mailring::control {
+namespace {
+
+// Credentials go into one login line; bound them well below the server's line limits.
+constexpr size_t kMaxCredentialBytes = 1024;
+
+std::string RouteName(size_t index, std::string_view listen) {
+  return listen.empty() ? mailring::StrCat("route ", index)
+                        : mailring::StrCat("route ", index, " (listen ", listen, ")");
+}
+
+absl::Status RouteError(size_t index, std::string_view listen, std::string_view message) {
+  return absl::InvalidArgumentError(mailring::StrCat(RouteName(index, listen), ": ", message));
+}
+
+std::string HostField(const proto::Destination& destination) {
+  return destination.protocol == proto::MailProtocol::kImap4s ? "mail.imap4s.host"
+                                                              : "mail.imap4.host";
+}
+
+}  // namespace
+
+absl::Status CheckServable(const proto::Destination& destination) {
+  if (destination.type != "MAIL") {
+    return absl::InvalidArgumentError(mailring::StrCat(
+        "field \"Type\": \"", destination.type, "\" is not served by mailring (only MAIL)"));
+  }
+  if (destination.protocol == proto::MailProtocol::kImap4s) {
+    return absl::InvalidArgumentError(
+        "field \"mail.transport.protocol\": imap4s (TLS to the mail server) is not supported yet");
+  }
+  if (destination.proxy_type == proto::ProxyType::kOnPremise) {
+    return absl::InvalidArgumentError(
+        "field \"ProxyType\": OnPremise (Connectivity Proxy) is not supported yet");
+  }
+  switch (destination.authentication) {
+    case proto::AuthenticationType::kNoAuthentication:
+      return absl::OkStatus();
+    case proto::AuthenticationType::kBasicAuthentication:
+      if (!destination.login_on_behalf) return absl::OkStatus();
+      if (destination.user.empty()) {
+        return absl::InvalidArgumentError(
+            "field \"mail.user\": required for BasicAuthentication");
+      }
+      if (destination.password.empty()) {
+        return absl::InvalidArgumentError(
+            "field \"mail.password\": required for BasicAuthentication");
+      }
+      if (destination.user.size() > kMaxCredentialBytes) {
+        return absl::InvalidArgumentError(
+            mailring::StrCat("field \"mail.user\": longer than ", kMaxCredentialBytes, " bytes"));
+      }
+      if (destination.password.size() > kMaxCredentialBytes) {
+        return absl::InvalidArgumentError(
+            mailring::StrCat("field \"mail.password\": longer than ", kMaxCredentialBytes, " bytes"));
+      }
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError(mailring::StrCat(
+          "field \"Authentication\": ", proto::AuthenticationTypeName(destination.authentication),
+          " is not supported yet (supported: BasicAuthentication, NoAuthentication)"));
+  }
+}
+
+absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_text) {
+  simdjson::dom::parser parser;
+  const simdjson::padded_string padded(json_text);
+  simdjson::dom::element document;
+  if (auto error = parser.parse(padded).get(document); error) {
+    return absl::InvalidArgumentError(
+        mailring::StrCat("not valid JSON: ", simdjson::error_message(error)));
+  }
+  simdjson::dom::array routes;
+  if (document["routes"].get_array().get(routes) != simdjson::SUCCESS) {
+    return absl::InvalidArgumentError("expected an object with a \"routes\" array");
+  }
+  core::RouteTable table;
+  absl::flat_hash_map<std::string, size_t> listen_owner;
+  size_t index = 0;
+  for (simdjson::dom::element element : routes) {
+    simdjson::dom::object route_object;
+    if (element.get_object().get(route_object) != simdjson::SUCCESS) {
+      return RouteError(index, "", "expected an object");
+    }
+    std::string_view listen;
+    if (route_object["listen"].get_string().get(listen) != simdjson::SUCCESS) {
+      return RouteError(index, "", "field \"listen\": required, a string \"address:port\"");
+    }
+    auto route = std::make_shared<core::Route>();
+    route->index = index;
+    absl::StatusOr<core::SocketAddress> listen_address = core::SocketAddress::ParseNumeric(listen);
+    if (!listen_address.ok()) {
+      return RouteError(index, listen,
+                        mailring::StrCat("field \"listen\": ", listen_address.status().message()));
+    }
+    route->listen = *listen_address;
+    const std::string listen_key = route->listen.ToString();
+    if (auto [it, inserted] = listen_owner.emplace(listen_key, index); !inserted) {
+      return RouteError(index, listen,
+                        mailring::StrCat("field \"listen\": ", listen_key, " is already used by route ",
+                                     it->second));
+    }
+    simdjson::dom::element tenant;
+    if (route_object["tenant"].get(tenant) == simdjson::SUCCESS) {
+      std::string_view tenant_text;
+      if (tenant.get_string().get(tenant_text) != simdjson::SUCCESS) {
+        return RouteError(index, listen, "field \"tenant\": must be a string");
+      }
+      route->tenant = std::string(tenant_text);
+    }
+    simdjson::dom::object destination_object;
+    if (route_object["destination"].get_object().get(destination_object) != simdjson::SUCCESS) {
+      return RouteError(index, listen, "field \"destination\": required, a destination object");
+    }
+    absl::StatusOr<proto::Destination> destination =
+        proto::ParseDestination(simdjson::minify(destination_object));
+    if (!destination.ok()) {
+      return RouteError(index, listen,
+                        mailring::StrCat("destination: ", destination.status().message()));
+    }
+    if (absl::Status servable = CheckServable(*destination); !servable.ok()) {
+      return RouteError(index, listen,
+                        mailring::StrCat("destination \"", destination->name, "\": ",
+                                     servable.message()));
+    }
+    absl::StatusOr<core::SocketAddress> upstream =
+        core::SocketAddress::Resolve(destination->host, destination->port);
+    if (!upstream.ok()) {
+      return RouteError(index, listen,
+                        mailring::StrCat("destination \"", destination->name, "\": field \"",
+                                     HostField(*destination), "\": ",
+                                     upstream.status().message()));
+    }
+    route->upstream = *upstream;
+    route->log_label = mailring::StrCat("route=", listen_key, " dest=", destination->name,
+                                    route->tenant.empty() ? "" : " tenant=", route->tenant);
+    route->destination = *std::move(destination);
+    table.push_back(std::move(route));
+    ++index;
+  }
+  if (table.empty()) return absl::InvalidArgumentError("\"routes\" is empty: nothing to serve");
+  return table;
+}
+
+absl::StatusOr<core::RouteTable> LoadStandaloneRoutes(std::string_view path) {
+  std::ifstream file{std::string(path)};
+  if (!file) {
+    return absl::NotFoundError(mailring::StrCat("cannot read destinations file ", path));
+  }
+  std::stringstream contents;
+  contents << file.rdbuf();
+  absl::StatusOr<core::RouteTable> routes = ParseStandaloneRoutes(contents.str());
+  if (!routes.ok()) {
+    return absl::Status(routes.status().code(),
+                        mailring::StrCat(path, ": ", routes.status().message()));
+  }
+  return routes;
+}
+
+}  // namespace mailring::control

@@ -1,0 +1,27 @@
+// Standalone routes: the --destinations file that maps listening addresses to destinations
+// when mailring runs without a cluster.
+//
+//   {"routes": [{"listen": "127.0.0.1:1143", "tenant": "optional",
+//                "destination": { SAP Destination-service MAIL destination, all values strings }}]}
+//
+// Every route is validated before any port is opened; the first problem found is returned as
+// InvalidArgument naming the route and the field:
+//   route 0 (listen 127.0.0.1:1143): field "mail.imap4.port": "14x3" is not a port number
+// Host names are resolved here (blocking, on the main thread, before the workers start).
+#pragma once
+
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "core/route.h"
+
+namespace mailring::control {
+
+// What this build can serve; everything else is refused with "not supported yet".
+absl::Status CheckServable(const proto::Destination& destination);
+
+absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_text);
+
+absl::StatusOr<core::RouteTable> LoadStandaloneRoutes(std::string_view path);
+
+}  // namespace mailring::control

@@ -1,0 +1,56 @@
+#include "core/pipe_pool.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+namespace mailring::core {
+
+PipePool::PipePool(size_t max_pipes, size_t max_idle, size_t pipe_bytes)
+    : max_pipes_(max_pipes), max_idle_(max_idle), pipe_bytes_(pipe_bytes) {}
+
+PipePool::~PipePool() {
+  for (Pipe* pipe : idle_) {
+    ::close(pipe->read_fd);
+    ::close(pipe->write_fd);
+    delete pipe;
+  }
+}
+
+Pipe* PipePool::Acquire() {
+  if (!idle_.empty()) {
+    Pipe* pipe = idle_.back();
+    idle_.pop_back();
+    ++lent_;
+    return pipe;
+  }
+  if (lent_ >= max_pipes_) return nullptr;
+  int fds[2];
+  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    MAILRING_LOG(kWarning, "cannot create a relay pipe: errno ", errno);
+    return nullptr;
+  }
+  // Larger pipes mean fewer splice calls per byte. The kernel may refuse the size (per-user
+  // pipe quota for unprivileged users); the default 64 KiB still works, only slower.
+  const int granted = ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(pipe_bytes_));
+  if (granted < 0) {
+    MAILRING_LOG(kDebug, "F_SETPIPE_SZ ", pipe_bytes_, " refused (errno ", errno,
+                 "), using the default pipe size");
+  }
+  ++lent_;
+  return new Pipe{fds[0], fds[1]};
+}
+
+void PipePool::Release(Pipe* pipe, bool holds_bytes) {
+  --lent_;
+  if (holds_bytes || idle_.size() >= max_idle_) {
+    ::close(pipe->read_fd);
+    ::close(pipe->write_fd);
+    delete pipe;
+    return;
+  }
+  idle_.push_back(pipe);
+}
+
+}  // namespace mailring::core

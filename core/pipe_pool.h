@@ -1,0 +1,50 @@
+// PipePool: a worker's pipes for splice(2), lent to a relay direction only while it has bytes
+// in flight.
+//
+// Why a pool: a pipe pair per session costs two fds per direction (six per session with both
+// sockets), which would cap a process at a few thousand sessions under a 20 000 fd limit, and
+// pipe buffers are a per-user kernel resource. Idle sessions hold no pipe; a pipe goes back to
+// the pool the moment it is drained.
+//
+// Contract: single-threaded (one pool per worker). Acquire() hands out an empty pipe or nullptr
+// when `max_pipes` are lent out (the caller waits and retries after a Release). Release() takes
+// the pipe back: an empty pipe is kept for reuse (up to `max_idle`), a pipe that still holds
+// bytes (its session failed mid-transfer) is closed, since stale bytes must never reach another
+// session.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace mailring::core {
+
+struct Pipe {
+  int read_fd = -1;
+  int write_fd = -1;
+};
+
+class PipePool {
+ public:
+  static constexpr size_t kDefaultPipeBytes = 1 << 20;  // F_SETPIPE_SZ: 1 MiB, see perf-floor
+
+  PipePool(size_t max_pipes, size_t max_idle, size_t pipe_bytes = kDefaultPipeBytes);
+  ~PipePool();
+  PipePool(const PipePool&) = delete;
+  PipePool& operator=(const PipePool&) = delete;
+
+  Pipe* Acquire();
+  void Release(Pipe* pipe, bool holds_bytes);
+
+  size_t lent() const { return lent_; }
+  size_t idle() const { return idle_.size(); }
+  size_t capacity_bytes() const { return pipe_bytes_; }
+
+ private:
+  size_t max_pipes_;
+  size_t max_idle_;
+  size_t pipe_bytes_;
+  size_t lent_ = 0;
+  std::vector<Pipe*> idle_;
+};
+
+}  // namespace mailring::core

@@ -1,0 +1,458 @@
+#include "core/session.h"
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "proto/str_cat.h"
+#include "core/completion.h"
+#include "core/log.h"
+#include "core/upstream_login.h"
+#include "core/worker.h"
+#include "proto/imap_line_assembler.h"
+
+namespace mailring::core {
+namespace {
+
+constexpr int kToUpstream = 0;
+constexpr int kToClient = 1;
+
+// Pre-relay writes are a few hundred bytes on a socket whose send buffer is empty (the peer has
+// not been sent anything else yet), so a direct non-blocking send(2) completes at once. A short
+// write would mean a peer that does not read at all; that is reported as a failure.
+int SendNow(int fd, std::string_view bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n =
+        ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 ? errno : EPIPE;
+  }
+  return 0;
+}
+
+void SetTcpOptions(int fd, const WorkerOptions& options) {
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &options.keepalive_idle_s, sizeof(int));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &options.keepalive_interval_s, sizeof(int));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &options.keepalive_count, sizeof(int));
+}
+
+std::string ErrnoText(int error) {
+  switch (error) {
+    case ECONNREFUSED:
+      return "connection refused";
+    case ETIMEDOUT:
+      return "connection timed out";
+    case EHOSTUNREACH:
+      return "host unreachable";
+    case ENETUNREACH:
+      return "network unreachable";
+    case ECONNRESET:
+      return "connection reset by peer";
+    case EPIPE:
+      return "connection closed by peer";
+    default:
+      return std::strerror(error);
+  }
+}
+
+}  // namespace
+
+// Pre-relay state, allocated on connect and freed on entering the relay.
+struct Session::LoginState {
+  LoginState(const proto::Destination& destination, size_t max_line_bytes)
+      : assembler(max_line_bytes),
+        dialog(destination.user, destination.password) {}
+  proto::ImapLineAssembler assembler;
+  UpstreamLogin dialog;
+};
+
+Session::Session(Worker* worker, const Route* route, int client_fd, uint64_t id)
+    : worker_(worker),
+      client_fd_(client_fd),
+      route_(route),
+      id_(id),
+      started_ms_(worker->now_ms()),
+      timer_(&Session::OnTimerFired, this) {
+  WorkerCounters& counters = worker_->mutable_counters();
+  counters.sessions_accepted.fetch_add(1, std::memory_order_relaxed);
+  counters.sessions_open.fetch_add(1, std::memory_order_relaxed);
+}
+
+Session::~Session() {
+  WorkerCounters& counters = worker_->mutable_counters();
+  counters.sessions_open.fetch_sub(1, std::memory_order_relaxed);
+  counters.bytes_client_to_upstream.fetch_add(legs_[kToUpstream].bytes_relayed(),
+                                              std::memory_order_relaxed);
+  counters.bytes_upstream_to_client.fetch_add(legs_[kToClient].bytes_relayed(),
+                                              std::memory_order_relaxed);
+  if (client_fd_ >= 0) ::close(client_fd_);
+  if (upstream_fd_ >= 0) ::close(upstream_fd_);
+}
+
+std::string Session::LogPrefix() const {
+  return mailring::StrCat("session=w", worker_->index(), ":", id_, " ", route_->log_label);
+}
+
+std::string_view Session::Action() const {
+  switch (phase_) {
+    case Phase::kConnecting:
+      return "connecting to upstream";
+    case Phase::kUpstreamGreeting:
+    case Phase::kUpstreamLogin:
+      return login_ != nullptr ? login_->dialog.action() : "logging in upstream";
+    case Phase::kRelay:
+      return "relaying";
+    case Phase::kClosing:
+      return "closing";
+  }
+  return "";
+}
+
+void Session::Start() {
+  const WorkerOptions& options = worker_->options();
+  SetTcpOptions(client_fd_, options);
+  upstream_fd_ = ::socket(route_->upstream.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                          IPPROTO_TCP);
+  if (upstream_fd_ < 0) {
+    const std::string why = mailring::StrCat("cannot open an upstream socket: ", ErrnoText(errno));
+    Close(why, "mailring cannot reach the mail server right now (out of sockets)", true);
+    return;
+  }
+  SetTcpOptions(upstream_fd_, options);
+  worker_->timers().Schedule(&timer_,
+                             worker_->now_ms() + absl::ToInt64Milliseconds(options.login_timeout));
+  MAILRING_LOG(kDebug, LogPrefix(), " accepted, connecting to ", route_->upstream.ToString());
+  SubmitConnect();
+}
+
+void Session::SubmitConnect() {
+  worker_->ReserveSqes(2);  // a linked pair must not be split across two submissions
+  io_uring_sqe* sqe = worker_->GetSqe();
+  io_uring_prep_connect(sqe, upstream_fd_, route_->upstream.get(), route_->upstream.length);
+  io_uring_sqe_set_data64(sqe, Tag(this, Op::kConnect));
+  sqe->flags |= IOSQE_IO_LINK;
+  io_uring_sqe* timeout_sqe = worker_->GetSqe();
+  io_uring_prep_link_timeout(timeout_sqe, worker_->connect_timeout_spec(), 0);
+  io_uring_sqe_set_data64(timeout_sqe, Tag(this, Op::kConnectTimeout));
+  pending_ops_ += 2;
+}
+
+void Session::OnCompletion(uint8_t op, const io_uring_cqe& cqe) {
+  --pending_ops_;
+  if (phase_ == Phase::kClosing) {
+    if (static_cast<Op>(op) == Op::kUpstreamRecv && (cqe.flags & IORING_CQE_F_BUFFER)) {
+      worker_->buffers().Recycle(static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
+    }
+    MaybeFree();
+    return;
+  }
+  switch (static_cast<Op>(op)) {
+    case Op::kConnect:
+      OnConnected(cqe.res);
+      return;
+    case Op::kConnectTimeout:
+      return;  // the connect's own completion reports the outcome (-ECANCELED on timeout)
+    case Op::kUpstreamRecv:
+      OnUpstreamRecv(cqe);
+      return;
+    case Op::kUpstreamReadable:
+      OnUpstreamReadable();
+      return;
+    case Op::kClientReadable:
+    case Op::kUpstreamWritable:
+      last_activity_ms_ = worker_->now_ms();
+      PumpLeg(kToUpstream);
+      return;
+    case Op::kRelayUpstreamReadable:
+    case Op::kClientWritable:
+      last_activity_ms_ = worker_->now_ms();
+      PumpLeg(kToClient);
+      return;
+    default:
+      return;
+  }
+}
+
+void Session::OnConnected(int result) {
+  if (result < 0) {
+    const std::string why =
+        result == -ECANCELED
+            ? mailring::StrCat("no answer within ",
+                           absl::FormatDuration(worker_->options().connect_timeout))
+            : ErrnoText(-result);
+    Close(mailring::StrCat("connecting to upstream ", route_->upstream.ToString(), " failed: ", why),
+          mailring::StrCat("cannot connect to the mail server of destination ",
+                       route_->destination.name, ": ", why),
+          true);
+    return;
+  }
+  if (!route_->destination.login_on_behalf) {
+    // Pure relay: the client reads the server's own greeting and logs in itself.
+    MAILRING_LOG(kDebug, LogPrefix(), " connected, relaying without login");
+    StartRelay();
+    return;
+  }
+  phase_ = Phase::kUpstreamGreeting;
+  login_ = std::make_unique<LoginState>(route_->destination, worker_->options().max_line_bytes);
+  ArmUpstreamRecv();
+}
+
+void Session::ArmUpstreamRecv() {
+  io_uring_sqe* sqe = worker_->GetSqe();
+  io_uring_prep_recv(sqe, upstream_fd_, nullptr, worker_->buffers().buffer_bytes(), 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = worker_->buffers().group_id();
+  io_uring_sqe_set_data64(sqe, Tag(this, Op::kUpstreamRecv));
+  ++pending_ops_;
+}
+
+void Session::OnUpstreamRecv(const io_uring_cqe& cqe) {
+  if (cqe.res == -ENOBUFS) {
+    // Every provided buffer is in use: wait for readability and read into the stack instead.
+    ArmPoll(upstream_fd_, POLLIN, static_cast<uint8_t>(Op::kUpstreamReadable));
+    return;
+  }
+  if (cqe.res <= 0) {
+    const std::string why = cqe.res == 0 ? "upstream closed the connection"
+                                         : mailring::StrCat("upstream read failed: ",
+                                                        ErrnoText(-cqe.res));
+    Close(mailring::StrCat(why, " while ", Action()),
+          mailring::StrCat("the mail server of destination ", route_->destination.name,
+                       " closed the connection while mailring was ", Action()),
+          true);
+    return;
+  }
+  const auto buffer_id = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+  // Copy out and recycle at once: the buffer ring is shared by every session of the worker.
+  const std::string bytes(worker_->buffers().Buffer(buffer_id), static_cast<size_t>(cqe.res));
+  worker_->buffers().Recycle(buffer_id);
+  FeedUpstream(bytes);
+}
+
+void Session::OnUpstreamReadable() {
+  char buffer[16 * 1024];
+  const ssize_t n = ::recv(upstream_fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    ArmPoll(upstream_fd_, POLLIN, static_cast<uint8_t>(Op::kUpstreamReadable));
+    return;
+  }
+  if (n <= 0) {
+    Close(mailring::StrCat("upstream closed the connection while ", Action()),
+          mailring::StrCat("the mail server of destination ", route_->destination.name,
+                       " closed the connection while mailring was ", Action()),
+          true);
+    return;
+  }
+  FeedUpstream(std::string_view(buffer, static_cast<size_t>(n)));
+}
+
+void Session::FeedUpstream(std::string_view bytes) {
+  LoginState& login = *login_;
+  if (absl::Status status = login.assembler.Append(bytes); !status.ok()) {
+    Close(mailring::StrCat("upstream sent a bad response while ", Action(), ": ", status.message()),
+          mailring::StrCat("the mail server of destination ", route_->destination.name,
+                       " sent a response mailring cannot read"),
+          true);
+    return;
+  }
+  while (std::optional<std::string_view> line = login.assembler.NextLine()) {
+    phase_ = Phase::kUpstreamLogin;
+    UpstreamLogin::Step step = login.dialog.OnLine(*line);
+    switch (step.outcome) {
+      case UpstreamLogin::Outcome::kNeedMore:
+        break;
+      case UpstreamLogin::Outcome::kSend:
+        if (const int error = SendNow(upstream_fd_, step.send); error != 0) {
+          Close(mailring::StrCat("writing to upstream failed while ", Action(), ": ",
+                             ErrnoText(error)),
+                mailring::StrCat("the mail server of destination ", route_->destination.name,
+                             " stopped answering"),
+                true);
+          return;
+        }
+        break;
+      case UpstreamLogin::Outcome::kFailed:
+        worker_->mutable_counters().logins_failed.fetch_add(1, std::memory_order_relaxed);
+        Close(step.failure, step.failure, true);
+        return;
+      case UpstreamLogin::Outcome::kLoggedIn:
+        worker_->mutable_counters().logins_ok.fetch_add(1, std::memory_order_relaxed);
+        GreetClientAndRelay();
+        return;
+    }
+  }
+  ArmUpstreamRecv();
+}
+
+void Session::GreetClientAndRelay() {
+  // Anything the server sent after its tagged login response belongs to the client, after the
+  // greeting.
+  std::string greeting = mailring::StrCat(
+      "* PREAUTH [CAPABILITY ", login_->dialog.capabilities().ForPreauthenticatedClient(),
+      "] mailring: logged in to destination ", route_->destination.name, "\r\n",
+      login_->assembler.TakePending());
+  login_.reset();
+  if (const int error = SendNow(client_fd_, greeting); error != 0) {
+    Close(mailring::StrCat("greeting the client failed: ", ErrnoText(error)), {}, false);
+    return;
+  }
+  MAILRING_LOG(kDebug, LogPrefix(), " logged in upstream after ",
+               worker_->now_ms() - started_ms_, " ms, relaying");
+  StartRelay();
+}
+
+void Session::StartRelay() {
+  phase_ = Phase::kRelay;
+  legs_[kToUpstream] = RelayLeg(client_fd_, upstream_fd_);
+  legs_[kToClient] = RelayLeg(upstream_fd_, client_fd_);
+  last_activity_ms_ = worker_->now_ms();
+  worker_->timers().Schedule(
+      &timer_, last_activity_ms_ + absl::ToInt64Milliseconds(worker_->options().idle_timeout));
+  PumpLeg(kToUpstream);
+  if (phase_ == Phase::kRelay) PumpLeg(kToClient);
+}
+
+void Session::ArmPoll(int fd, uint32_t events, uint8_t op) {
+  io_uring_sqe* sqe = worker_->GetSqe();
+  io_uring_prep_poll_add(sqe, fd, events);
+  io_uring_sqe_set_data64(sqe, Tag(this, static_cast<Op>(op)));
+  ++pending_ops_;
+}
+
+void Session::PumpLeg(int leg_index) {
+  RelayLeg& leg = legs_[leg_index];
+  const bool to_upstream = leg_index == kToUpstream;
+  switch (leg.Pump(worker_->pipes(), worker_->options().relay_budget_bytes)) {
+    case RelayLeg::Wait::kReadable:
+    case RelayLeg::Wait::kYield:  // an armed poll on a readable socket completes at once
+      ArmPoll(leg.from_fd(), POLLIN,
+              static_cast<uint8_t>(to_upstream ? Op::kClientReadable
+                                               : Op::kRelayUpstreamReadable));
+      return;
+    case RelayLeg::Wait::kWritable:
+      ArmPoll(leg.to_fd(), POLLOUT,
+              static_cast<uint8_t>(to_upstream ? Op::kUpstreamWritable : Op::kClientWritable));
+      return;
+    case RelayLeg::Wait::kPipe:
+      worker_->WaitForPipe(this, leg_index);
+      return;
+    case RelayLeg::Wait::kFinished:
+      if (++legs_finished_ == 2) {
+        Close(to_upstream ? "both directions ended, the client's last"
+                          : "both directions ended, the server's last",
+              {}, false);
+        return;
+      }
+      // Half-closed: the other direction may finish its work, within a bound.
+      worker_->timers().Schedule(
+          &timer_,
+          worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().half_close_timeout));
+      return;
+    case RelayLeg::Wait::kFailed:
+      Close(mailring::StrCat(to_upstream ? "client → upstream" : "upstream → client",
+                         " relay ended: ", ErrnoText(leg.error())),
+            {}, false);
+      return;
+  }
+}
+
+void Session::OnPipeAvailable(int leg) {
+  if (phase_ == Phase::kRelay) PumpLeg(leg);
+}
+
+void Session::OnTimerFired(void* self) { static_cast<Session*>(self)->OnTimer(); }
+
+void Session::OnTimer() {
+  const WorkerOptions& options = worker_->options();
+  switch (phase_) {
+    case Phase::kConnecting:
+    case Phase::kUpstreamGreeting:
+    case Phase::kUpstreamLogin: {
+      const std::string why =
+          mailring::StrCat("timed out after ", absl::FormatDuration(options.login_timeout), " while ",
+                       Action());
+      Close(why, mailring::StrCat("destination ", route_->destination.name, ": ", why), true);
+      return;
+    }
+    case Phase::kRelay: {
+      if (legs_finished_ > 0) {
+        Close("half-closed session timed out", {}, false);
+        return;
+      }
+      const int64_t idle_ms = absl::ToInt64Milliseconds(options.idle_timeout);
+      const int64_t due = last_activity_ms_ + idle_ms;
+      if (worker_->now_ms() < due) {
+        worker_->timers().Schedule(&timer_, due);  // activity since: check again later
+        return;
+      }
+      Close(mailring::StrCat("idle for ", absl::FormatDuration(options.idle_timeout)),
+            mailring::StrCat("idle for ", absl::FormatDuration(options.idle_timeout)), false);
+      return;
+    }
+    case Phase::kClosing:
+      return;
+  }
+}
+
+void Session::Shutdown() {
+  Close("mailring is shutting down", "shutting down", false);
+}
+
+void Session::Close(std::string_view log_reason, std::string_view client_reason, bool failure) {
+  if (phase_ == Phase::kClosing) return;
+  if (failure) {
+    MAILRING_LOG(kWarning, LogPrefix(), " failed: ", log_reason);
+  } else {
+    MAILRING_LOG(kInfo, LogPrefix(), " closed: ", log_reason, " (", worker_->now_ms() - started_ms_,
+                 " ms, client→upstream ", legs_[kToUpstream].bytes_relayed(),
+                 " B, upstream→client ", legs_[kToClient].bytes_relayed(), " B)");
+  }
+  phase_ = Phase::kClosing;
+  worker_->timers().Cancel(&timer_);
+  worker_->ForgetPipeWaits(this);
+  legs_[kToUpstream].Abandon(worker_->pipes());
+  legs_[kToClient].Abandon(worker_->pipes());
+  login_.reset();
+
+  if (!client_reason.empty()) {
+    // Mid-relay (shutdown) the client may be inside a server response; a BYE then is still the
+    // most useful thing it can read before the connection closes.
+    SendNow(client_fd_, mailring::StrCat("* BYE [UNAVAILABLE] ", client_reason, "\r\n"));
+  }
+  // Requests hold references to the files: cancel them, and shut the sockets down so that
+  // anything waiting completes, before the fds are closed in the destructor.
+  for (const int fd : {client_fd_, upstream_fd_}) {
+    if (fd < 0) continue;
+    io_uring_sqe* sqe = worker_->GetSqe();
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, 0);
+  }
+  // Read what the client sent and nobody will answer, so close(2) sends FIN rather than RST
+  // (an RST could destroy the BYE before the client reads it).
+  char sink[4096];
+  for (int i = 0; i < 16 && ::recv(client_fd_, sink, sizeof(sink), MSG_DONTWAIT) > 0; ++i) {
+  }
+  ::shutdown(client_fd_, SHUT_RDWR);
+  if (upstream_fd_ >= 0) ::shutdown(upstream_fd_, SHUT_RDWR);
+  MaybeFree();
+}
+
+void Session::MaybeFree() {
+  if (pending_ops_ == 0) worker_->DestroySession(this);
+}
+
+}  // namespace mailring::core

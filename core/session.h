@@ -1,0 +1,113 @@
+// Session: one proxied IMAP connection, client leg and upstream leg, owned by one worker.
+//
+// A session moves through its phases in order and never back:
+//
+//   kConnecting        io_uring connect to the upstream, linked to a timeout
+//   kUpstreamGreeting  waiting for the server's first line (recv from the provided buffers)
+//   kUpstreamLogin     CAPABILITY / AUTHENTICATE PLAIN / LOGIN on the client's behalf
+//                      (core/upstream_login.h); then the client is greeted "* PREAUTH"
+//   kRelay             bytes both ways through core/relay_leg.h; never parsed again
+//   kClosing           cancels outstanding requests, frees itself when the last completes
+//
+// A route with "mail.imap4.auth": "false" goes from kConnecting straight to kRelay: the client
+// sees the server's own greeting and logs in itself.
+//
+// Every failure before the relay reaches the client as "* BYE [UNAVAILABLE] <reason>" and the
+// log as one line naming the session, route, destination and the action under way (nginx's
+// log->action). Reasons never contain credentials.
+//
+// Lifetime: every submitted io_uring request counts in pending_ops_; a closing session is
+// freed only when that count drops to zero, so no completion ever refers to freed memory.
+// Relay-path fields come first and the pre-relay state lives in a separately allocated
+// LoginState that is freed on entering the relay, keeping idle relayed sessions small.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/relay_leg.h"
+#include "core/route.h"
+#include "core/timer_wheel.h"
+
+struct io_uring_cqe;
+
+namespace mailring::core {
+
+class Worker;
+
+class alignas(16) Session {
+ public:
+  enum class Phase : uint8_t {
+    kConnecting,
+    kUpstreamGreeting,
+    kUpstreamLogin,
+    kRelay,
+    kClosing,
+  };
+
+  Session(Worker* worker, const Route* route, int client_fd, uint64_t id);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Opens the upstream socket and submits the connect. May close the session at once.
+  void Start();
+  // A completion for one of this session's requests.
+  void OnCompletion(uint8_t op, const io_uring_cqe& cqe);
+  // The worker's pipe pool has room again for a leg that waited (RelayLeg::Wait::kPipe).
+  void OnPipeAvailable(int leg);
+  // Worker shutdown after the drain timeout: BYE and close.
+  void Shutdown();
+
+  Phase phase() const { return phase_; }
+  uint64_t id() const { return id_; }
+
+  // Intrusive list of the worker's live sessions (drain walks it).
+  Session* prev_in_worker = nullptr;
+  Session* next_in_worker = nullptr;
+
+ private:
+  struct LoginState;
+
+  static void OnTimerFired(void* self);
+  void OnTimer();
+
+  void SubmitConnect();
+  void OnConnected(int result);
+  void ArmUpstreamRecv();
+  void OnUpstreamRecv(const io_uring_cqe& cqe);
+  void OnUpstreamReadable();
+  void FeedUpstream(std::string_view bytes);
+  void GreetClientAndRelay();
+
+  void StartRelay();
+  void PumpLeg(int leg);
+  void ArmPoll(int fd, uint32_t events, uint8_t op);
+
+  // Ends the session. `client_reason` non-empty: the client gets "* BYE [UNAVAILABLE] ...".
+  void Close(std::string_view log_reason, std::string_view client_reason, bool failure);
+  void MaybeFree();
+
+  std::string LogPrefix() const;
+  std::string_view Action() const;
+
+  // --- touched on the relay path ---
+  Worker* worker_;
+  int client_fd_;
+  int upstream_fd_ = -1;
+  Phase phase_ = Phase::kConnecting;
+  uint8_t legs_finished_ = 0;
+  uint32_t pending_ops_ = 0;
+  int64_t last_activity_ms_ = 0;
+  RelayLeg legs_[2];  // [0] client → upstream, [1] upstream → client
+  // --- the rest ---
+  const Route* route_;
+  uint64_t id_;
+  int64_t started_ms_;
+  TimerWheel::Entry timer_;
+  std::unique_ptr<LoginState> login_;  // only before the relay
+};
+
+}  // namespace mailring::core

@@ -1,0 +1,298 @@
+#include "core/worker.h"
+
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "proto/str_cat.h"
+#include "core/completion.h"
+#include "core/log.h"
+#include "core/session.h"
+
+namespace mailring::core {
+
+int64_t MonotonicMs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
+namespace {
+
+constexpr uint16_t kBufferGroup = 1;
+
+absl::StatusOr<int> OpenListener(const Route& route) {
+  const int fd =
+      ::socket(route.listen.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return absl::InternalError(mailring::StrCat("socket: ", std::strerror(errno)));
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  // One listener per worker on the same address: the kernel balances new connections.
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+      ::bind(fd, route.listen.get(), route.listen.length) != 0 || ::listen(fd, 4096) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return absl::UnavailableError(mailring::StrCat("cannot listen on ", route.listen.ToString(),
+                                               " (route ", route.index, "): ",
+                                               std::strerror(error)));
+  }
+  return fd;
+}
+
+}  // namespace
+
+Worker::Worker(int index, std::shared_ptr<const RouteTable> routes, const WorkerOptions& options)
+    : index_(index),
+      routes_(std::move(routes)),
+      options_(options),
+      pipes_(options.max_pipes, /*max_idle=*/16, options.pipe_bytes) {}
+
+Worker::~Worker() {
+  Join();
+  for (const auto& listener : listeners_) {
+    if (listener->fd >= 0) ::close(listener->fd);
+  }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+absl::Status Worker::Start(absl::Duration drain_timeout) {
+  drain_timeout_ = drain_timeout;
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) return absl::InternalError(mailring::StrCat("eventfd: ", std::strerror(errno)));
+  std::promise<absl::Status> ready;
+  std::future<absl::Status> ready_future = ready.get_future();
+  thread_ = std::thread([this, &ready] { Run(&ready); });
+  absl::Status status = ready_future.get();
+  if (!status.ok()) Join();
+  return status;
+}
+
+void Worker::RequestDrain() {
+  const uint64_t one = 1;
+  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status Worker::Setup() {
+  io_uring_params params{};
+  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
+                 IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+  params.cq_entries = options_.ring_entries * 8;
+  if (const int rc = io_uring_queue_init_params(options_.ring_entries, &ring_, &params); rc < 0) {
+    return absl::InternalError(mailring::StrCat("io_uring_queue_init: ", std::strerror(-rc)));
+  }
+  ring_ready_ = true;
+  // Saves an fd lookup on every io_uring_enter.
+  io_uring_register_ring_fd(&ring_);
+  if (absl::Status status = buffers_.Register(&ring_, kBufferGroup, options_.recv_buffer_count,
+                                              options_.recv_buffer_bytes);
+      !status.ok()) {
+    return status;
+  }
+  now_ms_ = MonotonicMs();
+  timers_ = std::make_unique<TimerWheel>(now_ms_);
+  const int64_t connect_ms = absl::ToInt64Milliseconds(options_.connect_timeout);
+  connect_timeout_spec_.tv_sec = connect_ms / 1000;
+  connect_timeout_spec_.tv_nsec = (connect_ms % 1000) * 1000000;
+  for (const auto& route : *routes_) {
+    absl::StatusOr<int> fd = OpenListener(*route);
+    if (!fd.ok()) return fd.status();
+    auto listener = std::make_unique<Listener>();
+    listener->route = route.get();
+    listener->fd = *fd;
+    listeners_.push_back(std::move(listener));
+  }
+  return absl::OkStatus();
+}
+
+void Worker::Run(std::promise<absl::Status>* ready) {
+  SetLogThreadName(mailring::StrCat("w", index_));
+  absl::Status status = Setup();
+  const bool ok = status.ok();
+  ready->set_value(std::move(status));  // `ready` dies with Start()'s frame after this
+  if (!ok) {
+    if (ring_ready_) io_uring_queue_exit(&ring_);
+    return;
+  }
+  for (const auto& listener : listeners_) ArmAccept(listener.get());
+  ArmWake();
+  Loop();
+  // All sessions are gone; release what the ring still references, then the ring.
+  timers_.reset();
+  io_uring_queue_exit(&ring_);
+  ring_ready_ = false;
+}
+
+io_uring_sqe* Worker::GetSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  // With SUBMIT_ALL and a CQ eight times the SQ, a freshly flushed SQ always has room.
+  return sqe;
+}
+
+void Worker::ReserveSqes(unsigned count) {
+  if (io_uring_sq_space_left(&ring_) < count) io_uring_submit(&ring_);
+}
+
+void Worker::ArmAccept(Listener* listener) {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_multishot_accept(sqe, listener->fd, nullptr, nullptr,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, Tag(listener, Op::kAccept));
+  listener->accepting = true;
+}
+
+void Worker::ArmWake() {
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof(wake_value_), 0);
+  io_uring_sqe_set_data64(sqe, Tag(this, Op::kWake));
+}
+
+void Worker::OnAccept(Listener* listener, const io_uring_cqe& cqe) {
+  if (!(cqe.flags & IORING_CQE_F_MORE)) listener->accepting = false;
+  if (cqe.res >= 0) {
+    if (draining_) {
+      ::close(cqe.res);
+    } else {
+      void* storage = ::operator new(sizeof(Session), std::align_val_t(alignof(Session)));
+      auto* session = new (storage) Session(this, listener->route, cqe.res, next_session_id_++);
+      session->next_in_worker = sessions_;
+      if (sessions_ != nullptr) sessions_->prev_in_worker = session;
+      sessions_ = session;
+      session->Start();
+    }
+  } else if (cqe.res != -ECANCELED) {
+    // EMFILE/ENFILE/ENOMEM: the connection waits in the backlog; try again on the next tick
+    // rather than spinning on an accept that keeps failing.
+    MAILRING_LOG(kWarning, "accept on ", listener->route->listen.ToString(),
+                 " failed: ", std::strerror(-cqe.res), "; retrying in 1s");
+    if (!listener->accepting) rearm_accept_on_tick_ = true;
+    return;
+  }
+  if (!listener->accepting && !draining_ && listener->fd >= 0) ArmAccept(listener);
+}
+
+void Worker::DestroySession(Session* session) {
+  if (session->prev_in_worker != nullptr) {
+    session->prev_in_worker->next_in_worker = session->next_in_worker;
+  } else {
+    sessions_ = session->next_in_worker;
+  }
+  if (session->next_in_worker != nullptr) {
+    session->next_in_worker->prev_in_worker = session->prev_in_worker;
+  }
+  session->~Session();
+  ::operator delete(session, std::align_val_t(alignof(Session)));
+}
+
+void Worker::WaitForPipe(Session* session, int leg) { pipe_waiters_.emplace_back(session, leg); }
+
+void Worker::ForgetPipeWaits(Session* session) {
+  if (pipe_waiters_.empty()) return;  // the common case: the pool was never exhausted
+  std::erase_if(pipe_waiters_, [session](const auto& wait) { return wait.first == session; });
+}
+
+void Worker::ResumePipeWaiters() {
+  // Each resumed leg takes at most one pipe; stop as soon as the pool is exhausted again.
+  while (!pipe_waiters_.empty() && pipes_.lent() < options_.max_pipes) {
+    const auto [session, leg] = pipe_waiters_.front();
+    pipe_waiters_.pop_front();
+    session->OnPipeAvailable(leg);
+  }
+}
+
+void Worker::BeginDrain() {
+  if (draining_) return;
+  draining_ = true;
+  drain_deadline_ms_ = now_ms_ + absl::ToInt64Milliseconds(drain_timeout_);
+  // Stop accepting: cancel the multishot accepts and stop listening, so that the kernel
+  // refuses new connections instead of queueing them in a backlog nobody reads.
+  for (const auto& listener : listeners_) {
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_cancel_fd(sqe, listener->fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, 0);
+    ::shutdown(listener->fd, SHUT_RDWR);
+  }
+  io_uring_submit(&ring_);
+  size_t open = 0;
+  for (Session* s = sessions_; s != nullptr; s = s->next_in_worker) ++open;
+  MAILRING_LOG(kInfo, "draining: stopped accepting, ", open, " sessions open, waiting up to ",
+               absl::FormatDuration(drain_timeout_));
+}
+
+void Worker::Loop() {
+  __kernel_timespec tick{};
+  int64_t shutdown_started_ms = 0;
+  // Bounded by the drain: once draining, the loop ends when the sessions are gone, or at the
+  // latest a few seconds after the drain deadline forced them closed.
+  while (true) {
+    if (draining_) {
+      if (sessions_ == nullptr) break;
+      if (now_ms_ >= drain_deadline_ms_ && !drain_bye_sent_) {
+        drain_bye_sent_ = true;
+        shutdown_started_ms = now_ms_;
+        for (Session* s = sessions_; s != nullptr;) {
+          Session* next = s->next_in_worker;
+          s->Shutdown();
+          s = next;
+        }
+        continue;
+      }
+      if (drain_bye_sent_ && now_ms_ - shutdown_started_ms > 5000) {
+        MAILRING_LOG(kError, "sessions still waiting for completions 5s after shutdown; exiting");
+        break;
+      }
+    }
+    const int64_t wait_ms = 1000 - now_ms_ % 1000;
+    tick.tv_sec = 0;
+    tick.tv_nsec = wait_ms * 1000000;
+    io_uring_cqe* cqe = nullptr;
+    const int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &tick, nullptr);
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+      MAILRING_LOG(kError, "io_uring_submit_and_wait_timeout: ", std::strerror(-rc));
+    }
+    now_ms_ = MonotonicMs();
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++seen;
+      const uint64_t data = cqe->user_data;
+      if (data == 0) continue;
+      const Op op = TagOp(data);
+      switch (op) {
+        case Op::kAccept:
+          OnAccept(TagOwner<Listener>(data), *cqe);
+          break;
+        case Op::kWake:
+          BeginDrain();
+          break;
+        default:
+          TagOwner<Session>(data)->OnCompletion(static_cast<uint8_t>(op), *cqe);
+          break;
+      }
+    }
+    io_uring_cq_advance(&ring_, seen);
+    ResumePipeWaiters();
+    timers_->Advance(now_ms_);
+    if (rearm_accept_on_tick_ && !draining_) {
+      rearm_accept_on_tick_ = false;
+      for (const auto& listener : listeners_) {
+        if (!listener->accepting) ArmAccept(listener.get());
+      }
+    }
+  }
+}
+
+}  // namespace mailring::core

@@ -1,0 +1,123 @@
+// Worker: one thread, one io_uring, its own listeners and sessions (thread-per-core).
+//
+// The ring is created by the worker thread itself with SINGLE_ISSUER | DEFER_TASKRUN: only this
+// thread submits, and completions are processed when it asks for them, never by interrupting
+// it. Each route gets a SO_REUSEPORT listener per worker, so the kernel spreads connections
+// across workers and no two workers share a socket, a session, a pipe or a buffer.
+//
+// Cross-thread contract: Start() and RequestDrain() may be called from any thread; everything
+// else runs on the worker thread. RequestDrain() writes the worker's eventfd: the worker stops
+// accepting (closes its listeners), lets sessions run until the drain timeout, then closes the
+// rest with "* BYE [UNAVAILABLE] shutting down" and its thread ends.
+#pragma once
+
+#include <liburing.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "core/pipe_pool.h"
+#include "core/provided_buffers.h"
+#include "core/route.h"
+#include "core/timer_wheel.h"
+#include "core/worker_options.h"
+
+namespace mailring::core {
+
+class Session;
+
+// What a worker counts; read by other threads only as relaxed snapshots.
+struct WorkerCounters {
+  std::atomic<uint64_t> sessions_accepted{0};
+  std::atomic<uint64_t> sessions_open{0};
+  std::atomic<uint64_t> logins_ok{0};
+  std::atomic<uint64_t> logins_failed{0};
+  std::atomic<uint64_t> bytes_client_to_upstream{0};
+  std::atomic<uint64_t> bytes_upstream_to_client{0};
+};
+
+class Worker {
+ public:
+  Worker(int index, std::shared_ptr<const RouteTable> routes, const WorkerOptions& options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the thread and waits until its ring and listeners are ready (or failed).
+  absl::Status Start(absl::Duration drain_timeout);
+  void RequestDrain();
+  void Join();
+
+  const WorkerCounters& counters() const { return counters_; }
+  int index() const { return index_; }
+
+  // --- for sessions, on the worker thread ---
+  io_uring_sqe* GetSqe();
+  // Submits what is queued if fewer than `count` submission slots are free.
+  void ReserveSqes(unsigned count);
+  int64_t now_ms() const { return now_ms_; }
+  // Read by the kernel when the submission is flushed; lives as long as the worker.
+  __kernel_timespec* connect_timeout_spec() { return &connect_timeout_spec_; }
+  const WorkerOptions& options() const { return options_; }
+  PipePool& pipes() { return pipes_; }
+  ProvidedBuffers& buffers() { return buffers_; }
+  TimerWheel& timers() { return *timers_; }
+  WorkerCounters& mutable_counters() { return counters_; }
+  void WaitForPipe(Session* session, int leg);
+  void ForgetPipeWaits(Session* session);
+  void DestroySession(Session* session);
+
+ private:
+  struct alignas(16) Listener {
+    const Route* route = nullptr;
+    int fd = -1;
+    bool accepting = false;
+  };
+
+  void Run(std::promise<absl::Status>* ready);
+  absl::Status Setup();
+  void ArmAccept(Listener* listener);
+  void OnAccept(Listener* listener, const io_uring_cqe& cqe);
+  void ArmWake();
+  void BeginDrain();
+  void ResumePipeWaiters();
+  void Loop();
+
+  const int index_;
+  std::shared_ptr<const RouteTable> routes_;
+  const WorkerOptions options_;
+  absl::Duration drain_timeout_;
+  std::thread thread_;
+  int wake_fd_ = -1;
+  uint64_t wake_value_ = 0;
+
+  io_uring ring_{};
+  __kernel_timespec connect_timeout_spec_{};
+  bool ring_ready_ = false;
+  int64_t now_ms_ = 0;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  PipePool pipes_;
+  ProvidedBuffers buffers_;
+  std::unique_ptr<TimerWheel> timers_;
+  std::deque<std::pair<Session*, int>> pipe_waiters_;
+  Session* sessions_ = nullptr;  // intrusive list head
+  uint64_t next_session_id_ = 1;
+  bool draining_ = false;
+  bool rearm_accept_on_tick_ = false;
+  int64_t drain_deadline_ms_ = 0;
+  bool drain_bye_sent_ = false;
+  WorkerCounters counters_;
+};
+
+int64_t MonotonicMs();
+
+}  // namespace mailring::core

@@ -1,0 +1,39 @@
+// WorkerOptions: the data plane's tunables, with their defaults in one place. Filled from
+// flags by control/main.cc.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/time/time.h"
+
+namespace mailring::core {
+
+struct WorkerOptions {
+  // Upstream TCP connect, one attempt.
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // From accept until the client is greeted (connect + greeting + login).
+  absl::Duration login_timeout = absl::Seconds(30);
+  // Relay phase with no byte either way. IMAP IDLE clients re-issue IDLE every <= 29 minutes
+  // (RFC 9051 5.4), so the default must exceed that.
+  absl::Duration idle_timeout = absl::Minutes(30);
+  // After one direction ended (half-close), how long the other may stay open.
+  absl::Duration half_close_timeout = absl::Seconds(60);
+  // Pre-relay line limit (a response line without its literals).
+  size_t max_line_bytes = 8 * 1024;
+  // splice pipes lent by a worker at once, and their size.
+  size_t max_pipes = 512;
+  size_t pipe_bytes = 1 << 20;
+  // Bytes one relay direction moves before yielding to other sessions.
+  size_t relay_budget_bytes = 4 << 20;
+  // Provided buffers for pre-relay reads.
+  uint32_t recv_buffer_count = 64;
+  uint32_t recv_buffer_bytes = 16 * 1024;
+  uint32_t ring_entries = 1024;
+  // TCP keepalive on both legs: idle seconds before probing, interval, probes.
+  int keepalive_idle_s = 60;
+  int keepalive_interval_s = 15;
+  int keepalive_count = 4;
+};
+
+}  // namespace mailring::core
