@@ -87,6 +87,9 @@ absl::Status ImapLineAssembler::Scan() {
     const size_t lf_pos = static_cast<const char*>(lf) - base;
     size_t text_end = lf_pos;
     if (text_end > part_start_ && buffer_[text_end - 1] == '\r') --text_end;
+    // The same test the no-LF path above applies to a prefix, so it runs before anything else
+    // here: a split stream must fail with the same error as an unsplit one.
+    if (line_text_bytes_ + (text_end - part_start_) > max_line_bytes_) return LineTooLong();
 
     size_t literal_size = 0;
     bool synchronizing = false;
@@ -109,7 +112,6 @@ absl::Status ImapLineAssembler::Scan() {
       continue;
     }
 
-    if (line_text_bytes_ + (text_end - part_start_) > max_line_bytes_) return LineTooLong();
     ready_.push_back(LineRange{line_start_, text_end, lf_pos + 1});
     scan_pos_ = lf_pos + 1;
     line_start_ = scan_pos_;

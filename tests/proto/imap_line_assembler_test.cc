@@ -189,6 +189,18 @@ TEST(ImapLineAssemblerTest, LiteralLimitResetsForEachLine) {
   EXPECT_EQ(Drain(assembler).size(), 2u);
 }
 
+TEST(ImapLineAssemblerTest, OversizeMalformedLineFailsTheSameAtEverySplit) {
+  // Found by the fuzzer: a too-long line ending in a botched announcement used to fail as
+  // InvalidArgument in one piece but ResourceExhausted when its text arrived before its LF.
+  const std::string stream = "A1 LOGIN xxxxxxxx {4u}\r\n";
+  for (size_t cut = 0; cut <= stream.size(); ++cut) {
+    ImapLineAssembler assembler(/*max_line_bytes=*/12);
+    absl::Status status = assembler.Append(stream.substr(0, cut));
+    if (status.ok()) status = assembler.Append(stream.substr(cut));
+    EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << "cut at " << cut;
+  }
+}
+
 TEST(ImapLineAssemblerTest, ErrorIsStickyAndEarlierLinesSurvive) {
   ImapLineAssembler assembler(/*max_line_bytes=*/16);
   const absl::Status status = assembler.Append("A1 NOOP\r\n" + std::string(40, 'x') + "\r\n");
