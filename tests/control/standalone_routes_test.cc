@@ -1,0 +1,122 @@
+#include "control/standalone_routes.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace mailring::control {
+namespace {
+
+std::string Route(const std::string& listen, const std::string& destination_fields) {
+  return R"({"listen": ")" + listen + R"(", "destination": {)" + destination_fields + "}}";
+}
+
+std::string Basic(const std::string& extra = "") {
+  return R"("Name": "example-dest-imap", "Type": "MAIL",
+      "Authentication": "BasicAuthentication", "mail.user": "alice",
+      "mail.password": "s3cr3t-pw", "mail.transport.protocol": "imap4",
+      "mail.imap4.host": "127.0.0.1", "mail.imap4.port": "143", "mail.imap4.auth": "true",
+      "ProxyType": "Internet")" +
+         extra;
+}
+
+std::string File(const std::string& routes) { return R"({"routes": [)" + routes + "]}"; }
+
+std::string ErrorOf(const std::string& json) {
+  absl::StatusOr<core::RouteTable> table = ParseStandaloneRoutes(json);
+  EXPECT_FALSE(table.ok()) << json;
+  return table.ok() ? "" : std::string(table.status().message());
+}
+
+TEST(StandaloneRoutesTest, SeedBasicDestinationIsServed) {
+  absl::StatusOr<core::RouteTable> table =
+      ParseStandaloneRoutes(File(Route("127.0.0.1:1143", Basic())));
+  ASSERT_TRUE(table.ok()) << table.status();
+  ASSERT_EQ(table->size(), 1u);
+  const core::Route& route = *(*table)[0];
+  EXPECT_EQ(route.listen.ToString(), "127.0.0.1:1143");
+  EXPECT_EQ(route.upstream.ToString(), "127.0.0.1:143");
+  EXPECT_EQ(route.destination.user, "alice");
+  EXPECT_TRUE(route.destination.login_on_behalf);
+  EXPECT_EQ(route.log_label, "route=127.0.0.1:1143 dest=example-dest-imap");
+}
+
+TEST(StandaloneRoutesTest, TenantIsCarried) {
+  absl::StatusOr<core::RouteTable> table = ParseStandaloneRoutes(
+      File(R"({"listen": "127.0.0.1:1143", "tenant": "t1", "destination": {)" + Basic() + "}}"));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ((*table)[0]->tenant, "t1");
+}
+
+TEST(StandaloneRoutesTest, AuthFalseMeansPureRelayWithoutCredentials) {
+  absl::StatusOr<core::RouteTable> table = ParseStandaloneRoutes(File(Route(
+      "127.0.0.1:1143", R"("Name": "relay", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.imap4.host": "127.0.0.1", "mail.imap4.auth": "false")")));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_FALSE((*table)[0]->destination.login_on_behalf);
+}
+
+TEST(StandaloneRoutesTest, ErrorsNameRouteAndField) {
+  EXPECT_NE(ErrorOf("{").find("not valid JSON"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"routes": []})").find("empty"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"nope": 1})").find("\"routes\""), std::string::npos);
+
+  const std::string bad_listen = ErrorOf(File(Route("127.0.0.1", Basic())));
+  EXPECT_NE(bad_listen.find("route 0"), std::string::npos) << bad_listen;
+  EXPECT_NE(bad_listen.find("\"listen\""), std::string::npos) << bad_listen;
+
+  const std::string duplicate =
+      ErrorOf(File(Route("127.0.0.1:1143", Basic()) + "," + Route("127.0.0.1:1143", Basic())));
+  EXPECT_NE(duplicate.find("route 1 (listen 127.0.0.1:1143)"), std::string::npos) << duplicate;
+  EXPECT_NE(duplicate.find("already used by route 0"), std::string::npos) << duplicate;
+
+  const std::string bad_port = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.user": "u", "mail.password": "p", "mail.imap4.host": "h", "mail.imap4.port": "14x3")")));
+  EXPECT_NE(bad_port.find("mail.imap4.port"), std::string::npos) << bad_port;
+
+  const std::string no_host = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.user": "u", "mail.password": "p")")));
+  EXPECT_NE(no_host.find("mail.imap4.host"), std::string::npos) << no_host;
+
+  const std::string unresolvable = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.user": "u", "mail.password": "p", "mail.imap4.host": "no-such-host.invalid")")));
+  EXPECT_NE(unresolvable.find("mail.imap4.host"), std::string::npos) << unresolvable;
+
+  const std::string no_password = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.user": "u", "mail.imap4.host": "127.0.0.1")")));
+  EXPECT_NE(no_password.find("mail.password"), std::string::npos) << no_password;
+}
+
+TEST(StandaloneRoutesTest, FeaturesOfLaterIssuesAreNotSupportedYet) {
+  const std::string oauth = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "OAuth2ClientCredentials",
+      "mail.user": "u", "mail.imap4.host": "127.0.0.1", "tokenServiceURL": "http://t",
+      "clientId": "c", "clientSecret": "cs")")));
+  EXPECT_NE(oauth.find("not supported yet"), std::string::npos) << oauth;
+  EXPECT_NE(oauth.find("Authentication"), std::string::npos) << oauth;
+
+  const std::string imaps = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.user": "u", "mail.password": "p", "mail.transport.protocol": "imap4s",
+      "mail.imap4s.host": "127.0.0.1")")));
+  EXPECT_NE(imaps.find("not supported yet"), std::string::npos) << imaps;
+
+  const std::string on_premise_only = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.user": "u", "mail.password": "p", "mail.imap4.host": "127.0.0.1",
+      "ProxyType": "OnPremise")")));
+  EXPECT_NE(on_premise_only.find("not supported yet"), std::string::npos) << on_premise_only;
+  EXPECT_NE(on_premise_only.find("ProxyType"), std::string::npos) << on_premise_only;
+}
+
+TEST(StandaloneRoutesTest, ErrorsNeverContainThePassword) {
+  const std::string error = ErrorOf(File(Route("127.0.0.1:1143", Basic(R"(, "Type": 5)"))));
+  EXPECT_EQ(error.find("s3cr3t-pw"), std::string::npos) << error;
+}
+
+}  // namespace
+}  // namespace mailring::control

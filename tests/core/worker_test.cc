@@ -1,0 +1,303 @@
+// Worker and Session end to end on loopback, against scripted upstream servers: the paths a
+// real Dovecot does not take on demand (silence, BYE greetings, synchronizing literals, drain).
+#include "core/worker.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace mailring::core {
+namespace {
+
+uint16_t FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+// Reads one line (up to LF) with a deadline; "" on timeout or EOF.
+std::string ReadLine(int fd, int timeout_ms = 5000) {
+  std::string line;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) != 1) continue;
+    char c;
+    if (::recv(fd, &c, 1, 0) != 1) return line;
+    line.push_back(c);
+    if (c == '\n') return line;
+  }
+  return line;
+}
+
+bool SendText(int fd, const std::string& text) {
+  return ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
+}
+
+bool WaitForEof(int fd, int timeout_ms = 5000) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  char buffer[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) != 1) continue;
+    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) return true;
+  }
+  return false;
+}
+
+// A TCP server on 127.0.0.1:0 running `handler` for every connection, each on its own thread.
+class ScriptedUpstream {
+ public:
+  explicit ScriptedUpstream(std::function<void(int)> handler) : handler_(std::move(handler)) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    ::listen(listen_fd_, 128);
+    socklen_t length = sizeof(address);
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    acceptor_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{listen_fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) != 1) continue;
+        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) continue;
+        connections_.fetch_add(1);
+        handlers_.emplace_back([this, fd] {
+          handler_(fd);
+          ::close(fd);
+        });
+      }
+    });
+  }
+  ~ScriptedUpstream() {
+    stop_ = true;
+    acceptor_.join();
+    for (std::thread& t : handlers_) t.join();
+    ::close(listen_fd_);
+  }
+  uint16_t port() const { return port_; }
+  int connections() const { return connections_.load(); }
+
+ private:
+  std::function<void(int)> handler_;
+  int listen_fd_;
+  uint16_t port_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> connections_{0};
+  std::thread acceptor_;
+  std::vector<std::thread> handlers_;
+};
+
+// Answers like a minimal IMAP server: greeting, LOGIN (with a synchronizing literal when the
+// client sends one), then echoes "tag OK" for every command until LOGOUT or EOF.
+void MinimalImapServer(int fd, std::string* login_seen) {
+  SendText(fd, "* OK [CAPABILITY IMAP4rev1 IDLE] scripted ready\r\n");
+  std::string line = ReadLine(fd);
+  if (login_seen != nullptr) *login_seen = line;
+  if (line.size() >= 3 && line.compare(line.size() - 3, 3, "}\r\n") == 0) {
+    SendText(fd, "+ go ahead\r\n");
+    line = ReadLine(fd);
+    if (login_seen != nullptr) *login_seen += line;
+  }
+  SendText(fd, "M2 OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n");
+  while (true) {
+    line = ReadLine(fd, 10000);
+    if (line.empty()) return;
+    const std::string tag = line.substr(0, line.find(' '));
+    if (line.find("LOGOUT") != std::string::npos) {
+      SendText(fd, "* BYE bye\r\n" + tag + " OK done\r\n");
+      return;
+    }
+    SendText(fd, tag + " OK done\r\n");
+  }
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void StartWorker(uint16_t upstream_port, std::string password = "secret",
+                   bool login_on_behalf = true) {
+    auto route = std::make_shared<Route>();
+    listen_port_ = FreePort();
+    route->listen = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(listen_port_));
+    route->upstream = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(upstream_port));
+    route->destination.name = "scripted";
+    route->destination.user = "carol";
+    route->destination.password = proto::Secret(std::move(password));
+    route->destination.login_on_behalf = login_on_behalf;
+    route->log_label = "route=test dest=scripted";
+    auto table = std::make_shared<RouteTable>();
+    table->push_back(route);
+    worker_ = std::make_unique<Worker>(0, table, options_);
+    ASSERT_TRUE(worker_->Start(drain_timeout_).ok());
+  }
+  void TearDown() override {
+    if (worker_ != nullptr) {
+      worker_->RequestDrain();
+      worker_->Join();
+    }
+  }
+  int Connect() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(listen_port_);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
+  WorkerOptions options_;
+  absl::Duration drain_timeout_ = absl::Seconds(1);
+  uint16_t listen_port_ = 0;
+  std::unique_ptr<Worker> worker_;
+};
+
+TEST_F(WorkerTest, LoginWithSynchronizingLiteralThenRelays) {
+  std::string login_seen;
+  ScriptedUpstream upstream([&](int fd) { MinimalImapServer(fd, &login_seen); });
+  StartWorker(upstream.port(), "pa\xc3\xa9ss");  // 8-bit password: a literal
+  const int client = Connect();
+  ASSERT_GE(client, 0);
+  const std::string greeting = ReadLine(client);
+  EXPECT_EQ(greeting.rfind("* PREAUTH [CAPABILITY IMAP4rev1 IDLE MOVE]", 0), 0u) << greeting;
+  ASSERT_TRUE(SendText(client, "a1 NOOP\r\n"));
+  EXPECT_EQ(ReadLine(client), "a1 OK done\r\n");
+  ASSERT_TRUE(SendText(client, "a2 LOGOUT\r\n"));
+  EXPECT_EQ(ReadLine(client), "* BYE bye\r\n");
+  EXPECT_EQ(ReadLine(client), "a2 OK done\r\n");
+  EXPECT_TRUE(WaitForEof(client));
+  ::close(client);
+  EXPECT_EQ(login_seen, "M2 LOGIN carol {6}\r\npa\xc3\xa9ss\r\n");
+}
+
+TEST_F(WorkerTest, SilentUpstreamTimesOutWithBye) {
+  ScriptedUpstream upstream([](int fd) { WaitForEof(fd, 5000); });
+  options_.login_timeout = absl::Seconds(1);
+  StartWorker(upstream.port());
+  const int client = Connect();
+  ASSERT_GE(client, 0);
+  const std::string line = ReadLine(client, 5000);
+  EXPECT_EQ(line.rfind("* BYE [UNAVAILABLE] ", 0), 0u) << line;
+  EXPECT_NE(line.find("timed out"), std::string::npos) << line;
+  EXPECT_NE(line.find("reading the upstream greeting"), std::string::npos) << line;
+  EXPECT_TRUE(WaitForEof(client));
+  ::close(client);
+}
+
+TEST_F(WorkerTest, ByeGreetingReachesTheClient) {
+  ScriptedUpstream upstream([](int fd) { SendText(fd, "* BYE Too many connections\r\n"); });
+  StartWorker(upstream.port());
+  const int client = Connect();
+  const std::string line = ReadLine(client);
+  EXPECT_EQ(line.rfind("* BYE [UNAVAILABLE] ", 0), 0u) << line;
+  EXPECT_NE(line.find("Too many connections"), std::string::npos) << line;
+  ::close(client);
+}
+
+TEST_F(WorkerTest, RefusedUpstreamGivesBye) {
+  StartWorker(FreePort());  // nobody listens there
+  const int client = Connect();
+  const std::string line = ReadLine(client);
+  EXPECT_EQ(line.rfind("* BYE [UNAVAILABLE] ", 0), 0u) << line;
+  EXPECT_NE(line.find("connection refused"), std::string::npos) << line;
+  ::close(client);
+}
+
+TEST_F(WorkerTest, OversizeUpstreamLineFailsCleanly) {
+  ScriptedUpstream upstream([](int fd) {
+    SendText(fd, "* OK " + std::string(64 * 1024, 'x') + "\r\n");
+    WaitForEof(fd, 5000);
+  });
+  StartWorker(upstream.port());
+  const int client = Connect();
+  const std::string line = ReadLine(client);
+  EXPECT_EQ(line.rfind("* BYE [UNAVAILABLE] ", 0), 0u) << line;
+  ::close(client);
+}
+
+TEST_F(WorkerTest, PureRelayShowsTheUpstreamGreeting) {
+  ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
+  StartWorker(upstream.port(), "unused", /*login_on_behalf=*/false);
+  const int client = Connect();
+  EXPECT_EQ(ReadLine(client), "* OK [CAPABILITY IMAP4rev1 IDLE] scripted ready\r\n");
+  ASSERT_TRUE(SendText(client, "a1 LOGIN me pw\r\n"));
+  EXPECT_EQ(ReadLine(client), "M2 OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n");
+  ::close(client);
+}
+
+TEST_F(WorkerTest, IdleRelayedSessionIsClosedAfterIdleTimeout) {
+  ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
+  options_.idle_timeout = absl::Seconds(1);
+  StartWorker(upstream.port());
+  const int client = Connect();
+  ASSERT_EQ(ReadLine(client).rfind("* PREAUTH", 0), 0u);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(WaitForEof(client, 5000));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(900));
+  ::close(client);
+}
+
+TEST_F(WorkerTest, DrainStopsAcceptingAndByesOpenSessions) {
+  ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
+  drain_timeout_ = absl::Seconds(1);
+  StartWorker(upstream.port());
+  const int client = Connect();
+  ASSERT_EQ(ReadLine(client).rfind("* PREAUTH", 0), 0u);
+  worker_->RequestDrain();
+  // New connections are refused once the listener is shut.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_LT(Connect(), 0);
+  EXPECT_EQ(ReadLine(client, 5000), "* BYE [UNAVAILABLE] shutting down\r\n");
+  EXPECT_TRUE(WaitForEof(client));
+  worker_->Join();
+  EXPECT_EQ(worker_->counters().sessions_open.load(), 0u);
+  ::close(client);
+}
+
+TEST_F(WorkerTest, HundredConcurrentSessionsEachLogInOnce) {
+  ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
+  StartWorker(upstream.port());
+  std::vector<int> clients;
+  for (int i = 0; i < 100; ++i) {
+    clients.push_back(Connect());
+    ASSERT_GE(clients.back(), 0);
+  }
+  for (size_t i = 0; i < clients.size(); ++i) {
+    ASSERT_EQ(ReadLine(clients[i]).rfind("* PREAUTH", 0), 0u) << i;
+    ASSERT_TRUE(SendText(clients[i], "t" + std::to_string(i) + " NOOP\r\n"));
+  }
+  for (size_t i = 0; i < clients.size(); ++i) {
+    EXPECT_EQ(ReadLine(clients[i]), "t" + std::to_string(i) + " OK done\r\n");
+    ::close(clients[i]);
+  }
+  EXPECT_EQ(upstream.connections(), 100);
+  EXPECT_EQ(worker_->counters().logins_ok.load(), 100u);
+}
+
+}  // namespace
+}  // namespace mailring::core
