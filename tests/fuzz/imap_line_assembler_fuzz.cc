@@ -1,5 +1,7 @@
 // Feeds the same stream to two assemblers, one in a single Append and one in pseudo-random
-// chunks, and checks that they agree (split invariance) and that limits hold.
+// chunks, and checks that they agree (split invariance) and that limits hold. Input layout
+// (FuzzedDataProvider takes integers from the end): stream | split seed (4) | max_literal |
+// max_line.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdint>
