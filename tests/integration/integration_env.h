@@ -1,0 +1,155 @@
+// The processes and files an integration test runs against: a temp directory, free loopback
+// ports, a throw-away Dovecot (dovecot_fixture.sh), the mailring daemon under test, a destinations
+// file, and a silent upstream that accepts and never speaks.
+//
+// Where things come from (set by tests/integration/CMakeLists.txt through ctest, overridable):
+//   MAILRING_BIN       the daemon binary (default: the build tree's mailring)
+//   DOVECOT_FIXTURE    tests/integration/dovecot_fixture.sh
+//   MAILRING_KEEP_TMP  if set, temp directories (configs, logs, mail) are kept for inspection
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace mailring::integration {
+
+// A fresh directory under /tmp (short path: Dovecot puts unix sockets in it), removed on
+// destruction unless MAILRING_KEEP_TMP is set. Mode 0755 so the fixture's unprivileged Dovecot
+// user can reach subdirectories.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A loopback port that was free a moment ago (bound to port 0, then released).
+uint16_t PickFreeLoopbackPort();
+// True when a TCP connect to 127.0.0.1:port succeeds right now.
+bool PortAcceptsConnections(uint16_t port);
+
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+absl::Status WriteFile(const std::string& path, const std::string& contents);
+
+// Path of the dovecot binary, or empty when Dovecot is not installed.
+std::string FindDovecot();
+
+// A Dovecot started by dovecot_fixture.sh in its own temp dir; stopped on destruction.
+class DovecotServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<DovecotServer>> Start();
+  ~DovecotServer();
+
+  uint16_t port() const { return port_; }
+  const std::string& dir() const { return dir_.path(); }
+  // SHA-256 (hex) and size of the ~20 MiB message, INBOX sequence number kBigMessage of alice.
+  const std::string& big_sha256() const { return big_sha256_; }
+  size_t big_size() const { return big_size_; }
+
+  // Facts about the fixture (see dovecot_fixture.sh).
+  static constexpr int kBigMessage = 4;
+  static constexpr int kSmallMessages = 3;
+  // Text body (BODY[TEXT]) of small message 1..3.
+  static std::string SmallMessageText(int sequence);
+
+ private:
+  DovecotServer() = default;
+  TempDir dir_;
+  uint16_t port_ = 0;
+  std::string big_sha256_;
+  size_t big_size_ = 0;
+};
+
+// One destination of the destinations file: the SAP Destination-service fields, all strings.
+using Destination = std::map<std::string, std::string>;
+
+// An Internet BasicAuthentication imap4 destination to 127.0.0.1:upstream_port.
+Destination BasicDestination(const std::string& user, const std::string& password,
+                             uint16_t upstream_port);
+
+struct Route {
+  std::string listen;  // "127.0.0.1:PORT"
+  Destination destination;
+};
+
+// {"routes": [{"listen": ..., "destination": {...}}, ...]} with proper JSON string escaping.
+std::string DestinationsFileJson(const std::vector<Route>& routes);
+
+// The mailring daemon as a child process. stdout and stderr go to one log file that tests grep.
+// The destructor kills it (SIGKILL) if it still runs.
+class MailringProcess {
+ public:
+  // Writes `destinations_json` to DIR/destinations-N.json, starts MAILRING_BIN with
+  // --destinations and `flags` (later flags win over the defaults: --workers 2
+  // --log-level debug --drain-timeout 2s), and waits up to 10 s until every port in
+  // `ready_ports` accepts TCP connections. Fails with the log if the process exits first.
+  static absl::StatusOr<std::unique_ptr<MailringProcess>> Start(
+      const std::string& dir, const std::string& destinations_json,
+      const std::vector<uint16_t>& ready_ports, const std::vector<std::string>& flags = {});
+
+  ~MailringProcess();
+
+  pid_t pid() const { return pid_; }
+  void Signal(int signo);
+  // Waits for the process to exit; its exit code, or -signal if a signal killed it.
+  absl::StatusOr<int> WaitExit(absl::Duration timeout);
+  // Everything the process wrote to stdout/stderr so far.
+  std::string Log() const;
+  const std::string& log_path() const { return log_path_; }
+
+ private:
+  MailringProcess() = default;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int exit_code_ = 0;
+  std::string log_path_;
+};
+
+// Runs mailring to completion (for configurations it must reject).
+struct MailringExit {
+  int exit_code = 0;  // or -signal
+  std::string log;
+  bool ports_accepted = false;  // some port of `watch_ports` accepted while mailring ran
+};
+absl::StatusOr<MailringExit> RunMailringToExit(const std::string& dir,
+                                               const std::string& destinations_json,
+                                               const std::vector<uint16_t>& watch_ports = {},
+                                               absl::Duration timeout = absl::Seconds(10));
+
+// A TCP listener on a free loopback port that accepts every connection and never sends a byte:
+// an upstream whose greeting never comes (kHoldOpen) or that hangs up at once (kCloseAtOnce).
+class SilentUpstream {
+ public:
+  enum class Behaviour { kHoldOpen, kCloseAtOnce };
+  explicit SilentUpstream(Behaviour behaviour = Behaviour::kHoldOpen);
+  ~SilentUpstream();
+  uint16_t port() const { return port_; }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  Behaviour behaviour_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  std::vector<int> held_;
+  std::thread thread_;
+};
+
+}  // namespace mailring::integration
