@@ -17,12 +17,6 @@
 
 namespace mailring::core {
 
-int64_t MonotonicMs() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
-}
-
 namespace {
 
 constexpr uint16_t kBufferGroup = 1;

@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "core/clock.h"
 #include "core/pipe_pool.h"
 #include "core/provided_buffers.h"
 #include "core/route.h"
@@ -117,7 +118,5 @@ class Worker {
   bool drain_bye_sent_ = false;
   WorkerCounters counters_;
 };
-
-int64_t MonotonicMs();
 
 }  // namespace mailring::core
