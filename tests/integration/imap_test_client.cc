@@ -102,10 +102,6 @@ absl::Status ImapTestClient::Send(absl::string_view bytes) {
 }
 
 absl::Status ImapTestClient::Fill(size_t n) {
-  if (read_pos_ > 0 && read_pos_ == buffer_.size()) {
-    buffer_.clear();
-    read_pos_ = 0;
-  }
   while (buffer_.size() - read_pos_ < n) {
     char chunk[64 * 1024];
     ssize_t got = recv(fd_, chunk, sizeof chunk, 0);
@@ -124,6 +120,11 @@ absl::Status ImapTestClient::Fill(size_t n) {
 }
 
 absl::StatusOr<std::string> ImapTestClient::ReadLine() {
+  // Drop consumed bytes here, where no offsets into buffer_ are held (Fill() must not move them).
+  if (read_pos_ == buffer_.size() || read_pos_ > (1 << 20)) {
+    buffer_.erase(0, read_pos_);
+    read_pos_ = 0;
+  }
   size_t scanned = read_pos_;
   while (true) {
     size_t lf = buffer_.find('\n', scanned);
