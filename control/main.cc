@@ -17,7 +17,9 @@
 #include "absl/strings/match.h"
 #include "proto/str_cat.h"
 #include "absl/time/time.h"
+#include "control/control_thread.h"
 #include "control/standalone_routes.h"
+#include "core/credential_cache.h"
 #include "core/log.h"
 #include "core/worker.h"
 
@@ -31,6 +33,8 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10), "Upstream TCP connect timeout");
 ABSL_FLAG(absl::Duration, login_timeout, absl::Seconds(30),
           "From accept until the client is greeted (connect, upstream greeting and login)");
+ABSL_FLAG(std::string, ca_file, "",
+          "Extra PEM CA bundle trusted for https token services (besides the system store)");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Minutes(30),
           "A relayed session with no traffic either way is closed after this long");
 
@@ -138,16 +142,30 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   auto table = std::make_shared<const mailring::core::RouteTable>(*std::move(routes));
+  // The control thread owns token fetching and refresh; workers read what it publishes.
+  mailring::core::CredentialCache credentials(worker_count);
+  mailring::control::CredentialServiceOptions credential_options;
+  credential_options.ca_file = absl::GetFlag(FLAGS_ca_file);
+  mailring::control::ControlThread control(table, &credentials, credential_options);
+  const mailring::core::WorkerServices services{&credentials, control.broker()};
+
   std::vector<std::unique_ptr<mailring::core::Worker>> workers;
+  std::vector<mailring::core::Worker*> worker_pointers;
   for (int i = 0; i < worker_count; ++i) {
-    auto worker = std::make_unique<mailring::core::Worker>(i, table, options);
-    if (absl::Status status = worker->Start(absl::GetFlag(FLAGS_drain_timeout)); !status.ok()) {
+    workers.push_back(std::make_unique<mailring::core::Worker>(i, table, options, services));
+    worker_pointers.push_back(workers.back().get());
+  }
+  control.SetWorkers(worker_pointers);
+  control.Start();
+  for (int i = 0; i < worker_count; ++i) {
+    if (absl::Status status = workers[i]->Start(absl::GetFlag(FLAGS_drain_timeout));
+        !status.ok()) {
       MAILRING_LOG(kError, "worker ", i, " failed to start: ", status.message());
-      for (auto& started : workers) started->RequestDrain();
+      for (auto& worker : workers) worker->RequestDrain();
       workers.clear();  // joins
+      control.Stop();
       return 1;
     }
-    workers.push_back(std::move(worker));
   }
   for (const auto& route : *table) {
     MAILRING_LOG(kInfo, "listening on ", route->listen.ToString(), " for destination ",
@@ -164,6 +182,7 @@ int main(int argc, char** argv) {
                absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)));
   for (auto& worker : workers) worker->RequestDrain();
   for (auto& worker : workers) worker->Join();
+  control.Stop();
   MAILRING_LOG(kInfo, "mailring stopped");
   return 0;
 }

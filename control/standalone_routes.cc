@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "proto/oauth_token.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
 
@@ -66,11 +67,41 @@ absl::Status CheckServable(const proto::Destination& destination) {
             mailring::StrCat("field \"mail.password\": longer than ", kMaxCredentialBytes, " bytes"));
       }
       return absl::OkStatus();
-    default:
-      return absl::InvalidArgumentError(mailring::StrCat(
-          "field \"Authentication\": ", proto::AuthenticationTypeName(destination.authentication),
-          " is not supported yet (supported: BasicAuthentication, NoAuthentication)"));
+    case proto::AuthenticationType::kOAuth2ClientCredentials:
+    case proto::AuthenticationType::kOAuth2RefreshToken:
+    case proto::AuthenticationType::kOAuth2AuthorizationCode: {
+      if (!destination.login_on_behalf) return absl::OkStatus();
+      if (destination.token_service_url.empty()) {
+        return absl::InvalidArgumentError(mailring::StrCat(
+            "field \"tokenServiceURL\": required for ",
+            proto::AuthenticationTypeName(destination.authentication)));
+      }
+      if (absl::StatusOr<std::string> url = proto::ResolveTokenServiceUrl(
+              destination.token_service_url, destination.Property("tokenServiceURLType"), "");
+          !url.ok()) {
+        return absl::InvalidArgumentError(
+            mailring::StrCat("field \"tokenServiceURL\": ", url.status().message()));
+      }
+      const bool basic_client = !destination.Property("tokenServiceUser").empty();
+      if (destination.client_id.empty() && !basic_client) {
+        return absl::InvalidArgumentError(mailring::StrCat(
+            "field \"clientId\": required for ",
+            proto::AuthenticationTypeName(destination.authentication)));
+      }
+      if (destination.authentication == proto::AuthenticationType::kOAuth2ClientCredentials) {
+        if (destination.client_secret.empty() && !basic_client) {
+          return absl::InvalidArgumentError(
+              "field \"clientSecret\": required for OAuth2ClientCredentials");
+        }
+        if (destination.user.empty()) {
+          return absl::InvalidArgumentError(
+              "field \"mail.user\": required for OAuth2ClientCredentials (the XOAUTH2 user)");
+        }
+      }
+      return absl::OkStatus();
+    }
   }
+  return absl::InvalidArgumentError("field \"Authentication\": unknown type");
 }
 
 absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_text) {

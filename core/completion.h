@@ -19,6 +19,8 @@ enum class Op : uint8_t {
   kUpstreamWritable = 6,   // relay: POLLOUT on the upstream (client → upstream leg)
   kRelayUpstreamReadable = 7,  // relay: POLLIN on the upstream (upstream → client leg)
   kClientWritable = 8,     // relay: POLLOUT on the client (upstream → client leg)
+  kClientRecv = 11,         // pre-relay recv from the client with a provided buffer
+  kClientPreRelayReadable = 12,  // pre-relay poll fallback when the buffer ring is empty
   // Worker operations.
   kAccept = 9,             // owner: Listener
   kWake = 10,              // owner: Worker (eventfd read)

@@ -11,6 +11,11 @@
 #include <cstring>
 
 #include "proto/str_cat.h"
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hash.h>
+
+#include "absl/strings/escaping.h"
+#include "core/client_auth.h"
 #include "core/completion.h"
 #include "core/log.h"
 #include "core/upstream_login.h"
@@ -69,15 +74,64 @@ std::string ErrnoText(int error) {
   }
 }
 
+bool UsesBearerToken(proto::AuthenticationType type) {
+  return type == proto::AuthenticationType::kOAuth2ClientCredentials ||
+         type == proto::AuthenticationType::kOAuth2RefreshToken ||
+         type == proto::AuthenticationType::kOAuth2AuthorizationCode;
+}
+
+bool ClientAuthenticates(proto::AuthenticationType type) {
+  return type == proto::AuthenticationType::kOAuth2RefreshToken ||
+         type == proto::AuthenticationType::kOAuth2AuthorizationCode;
+}
+
+UpstreamCredentials CredentialsFor(const Route& route) {
+  UpstreamCredentials credentials;
+  credentials.user = route.destination.user;
+  credentials.host = route.destination.host;
+  credentials.port = route.destination.port;
+  if (UsesBearerToken(route.destination.authentication)) {
+    credentials.kind = UpstreamCredentials::Kind::kBearerToken;
+  } else {
+    credentials.kind = UpstreamCredentials::Kind::kPassword;
+    credentials.password = route.destination.password;
+  }
+  return credentials;
+}
+
+// The cache key of an exchanged token: the client's refresh token or code is never stored,
+// only its SHA-256, so a reconnect with the same secret finds the same access token.
+std::string SubjectOf(const proto::Secret& secret) {
+  unsigned char digest[32];
+  wc_Sha256Hash(reinterpret_cast<const unsigned char*>(secret.Reveal().data()),
+                static_cast<unsigned>(secret.size()), digest);
+  const std::string hex = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+  return hex;
+}
+
+// A failed exchange stays in the cache so that waiting sessions see it; a new attempt after
+// this long asks the token service again rather than repeating an old failure.
+constexpr int64_t kExchangeFailureReuseMs = 5000;
+
 }  // namespace
 
 // Pre-relay state, allocated on connect and freed on entering the relay.
 struct Session::LoginState {
-  LoginState(const proto::Destination& destination, size_t max_line_bytes)
-      : assembler(max_line_bytes),
-        dialog(destination.user, destination.password) {}
-  proto::ImapLineAssembler assembler;
+  LoginState(const Route& route, size_t max_line_bytes)
+      : assembler(max_line_bytes), dialog(CredentialsFor(route)) {}
+  proto::ImapLineAssembler assembler;  // upstream bytes
   UpstreamLogin dialog;
+  std::string credential_key;          // where this session's token is (or will be) cached
+  int64_t token_requested_ms = -1;     // when we asked the control thread, -1: not yet
+  // Client authentication (refresh token / authorization code destinations).
+  std::unique_ptr<ClientAuth> client_auth;
+  std::unique_ptr<proto::ImapLineAssembler> client_assembler;
+  bool client_greeted = false;
+  bool client_recv_armed = false;
+  std::string client_tag;              // the AUTHENTICATE being served
+  std::string client_user;             // user= from the client's XOAUTH2 response
+  proto::Secret client_grant;          // the refresh token or code being exchanged
 };
 
 Session::Session(Worker* worker, const Route* route, int client_fd, uint64_t id)
@@ -114,6 +168,8 @@ std::string_view Session::Action() const {
     case Phase::kUpstreamGreeting:
     case Phase::kUpstreamLogin:
       return login_ != nullptr ? login_->dialog.action() : "logging in upstream";
+    case Phase::kClientAuth:
+      return "waiting for the client to authenticate";
     case Phase::kRelay:
       return "relaying";
     case Phase::kClosing:
@@ -154,7 +210,8 @@ void Session::SubmitConnect() {
 void Session::OnCompletion(uint8_t op, const io_uring_cqe& cqe) {
   --pending_ops_;
   if (phase_ == Phase::kClosing) {
-    if (static_cast<Op>(op) == Op::kUpstreamRecv && (cqe.flags & IORING_CQE_F_BUFFER)) {
+    if ((static_cast<Op>(op) == Op::kUpstreamRecv || static_cast<Op>(op) == Op::kClientRecv) &&
+        (cqe.flags & IORING_CQE_F_BUFFER)) {
       worker_->buffers().Recycle(static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
     }
     MaybeFree();
@@ -171,6 +228,12 @@ void Session::OnCompletion(uint8_t op, const io_uring_cqe& cqe) {
       return;
     case Op::kUpstreamReadable:
       OnUpstreamReadable();
+      return;
+    case Op::kClientRecv:
+      OnClientRecv(cqe);
+      return;
+    case Op::kClientPreRelayReadable:
+      OnClientPreRelayReadable();
       return;
     case Op::kClientReadable:
     case Op::kUpstreamWritable:
@@ -207,7 +270,7 @@ void Session::OnConnected(int result) {
     return;
   }
   phase_ = Phase::kUpstreamGreeting;
-  login_ = std::make_unique<LoginState>(route_->destination, worker_->options().max_line_bytes);
+  login_ = std::make_unique<LoginState>(*route_, worker_->options().max_line_bytes);
   ArmUpstreamRecv();
 }
 
@@ -270,7 +333,7 @@ void Session::FeedUpstream(std::string_view bytes) {
     return;
   }
   while (std::optional<std::string_view> line = login.assembler.NextLine()) {
-    phase_ = Phase::kUpstreamLogin;
+    if (phase_ == Phase::kUpstreamGreeting) phase_ = Phase::kUpstreamLogin;
     UpstreamLogin::Step step = login.dialog.OnLine(*line);
     switch (step.outcome) {
       case UpstreamLogin::Outcome::kNeedMore:
@@ -285,17 +348,296 @@ void Session::FeedUpstream(std::string_view bytes) {
           return;
         }
         break;
+      case UpstreamLogin::Outcome::kNeedToken:
+        OnUpstreamWantsToken();
+        if (phase_ == Phase::kClosing) return;
+        break;
       case UpstreamLogin::Outcome::kFailed:
-        worker_->mutable_counters().logins_failed.fetch_add(1, std::memory_order_relaxed);
-        Close(step.failure, step.failure, true);
-        return;
+        OnUpstreamLoginFailed(step.failure, login.dialog.can_retry());
+        if (phase_ == Phase::kClosing) return;
+        break;
       case UpstreamLogin::Outcome::kLoggedIn:
         worker_->mutable_counters().logins_ok.fetch_add(1, std::memory_order_relaxed);
-        GreetClientAndRelay();
+        if (login.client_auth != nullptr) {
+          AnswerClientAndRelay();
+        } else {
+          GreetClientAndRelay();
+        }
         return;
     }
   }
+  // Keep reading while the login waits for a token or the client: a server that gives up
+  // (BYE, close) is noticed at once.
   ArmUpstreamRecv();
+}
+
+// --- Tokens -------------------------------------------------------------------------------
+
+void Session::OnUpstreamWantsToken() {
+  LoginState& login = *login_;
+  if (!ClientAuthenticates(route_->destination.authentication)) {
+    login.credential_key = CredentialKey(route_->destination.name, route_->tenant);
+    LookUpToken();
+    return;
+  }
+  // The client brings the grant: greet it (once) and read its AUTHENTICATE.
+  phase_ = Phase::kClientAuth;
+  worker_->timers().Schedule(
+      &timer_,
+      worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().client_auth_timeout));
+  if (!login.client_greeted) {
+    login.client_greeted = true;
+    login.client_auth = std::make_unique<ClientAuth>(
+        route_->destination.authentication == proto::AuthenticationType::kOAuth2RefreshToken
+            ? "refresh token"
+            : "authorization code");
+    login.client_assembler =
+        std::make_unique<proto::ImapLineAssembler>(worker_->options().max_line_bytes);
+    if (!SendToClientOrClose(login.client_auth->Greeting(route_->destination.name))) return;
+  }
+  ProcessClientLines();
+}
+
+void Session::LookUpToken() {
+  LoginState& login = *login_;
+  CredentialCache* cache = worker_->services().credentials;
+  if (cache == nullptr || worker_->services().broker == nullptr) {
+    Close("no credential service configured for an OAuth2 destination",
+          "mailring has no token service for this destination", true);
+    return;
+  }
+  const int64_t now = worker_->now_ms();
+  const Credential* credential = cache->Find(worker_->index(), login.credential_key);
+  if (credential != nullptr && credential->UsableAt(now)) {
+    const proto::Secret token = credential->access_token;  // copied: see the class comment
+    UseToken(token);
+    return;
+  }
+  const bool exchange = login.client_auth != nullptr;
+  if (credential != nullptr && !credential->failure.empty()) {
+    // A failure the control thread published after our request, or (client credentials, whose
+    // refresh the control thread drives itself) any failure while no token is valid.
+    const bool fresh_answer = login.token_requested_ms >= 0
+                                  ? credential->failed_at_ms >= login.token_requested_ms
+                                  : (!exchange || now - credential->failed_at_ms <
+                                                      kExchangeFailureReuseMs);
+    if (fresh_answer) {
+      const std::string failure = credential->failure;
+      if (exchange) {
+        OnUpstreamLoginFailed(mailring::StrCat("token service: ", failure), /*retryable=*/true);
+      } else {
+        Close(mailring::StrCat("no access token: ", failure),
+              mailring::StrCat("no access token for destination ", route_->destination.name,
+                               ": ", failure),
+              true);
+      }
+      return;
+    }
+  }
+  if (login.token_requested_ms < 0) RequestToken();
+  waiting_for_credentials_ = true;
+  worker_->WaitForCredentials(this);
+}
+
+void Session::RequestToken() {
+  LoginState& login = *login_;
+  CredentialRequest request;
+  request.route_index = route_->index;
+  request.key = login.credential_key;
+  request.worker = worker_->index();
+  if (login.client_auth == nullptr) {
+    request.kind = CredentialRequest::Kind::kClientCredentials;
+  } else {
+    request.kind =
+        route_->destination.authentication == proto::AuthenticationType::kOAuth2RefreshToken
+            ? CredentialRequest::Kind::kRefreshToken
+            : CredentialRequest::Kind::kAuthorizationCode;
+    request.grant_secret = login.client_grant;
+  }
+  login.token_requested_ms = worker_->now_ms();
+  MAILRING_LOG(kDebug, LogPrefix(), " waiting for an access token from the control thread");
+  worker_->services().broker->Request(std::move(request));
+}
+
+void Session::OnCredentialsChanged() {
+  waiting_for_credentials_ = false;
+  if (phase_ == Phase::kClosing || login_ == nullptr) return;
+  LookUpToken();
+}
+
+void Session::UseToken(const proto::Secret& token) {
+  LoginState& login = *login_;
+  if (phase_ == Phase::kClientAuth) phase_ = Phase::kUpstreamLogin;
+  UpstreamLogin::Step step = login.dialog.ProvideToken(token, login.client_user);
+  if (step.outcome == UpstreamLogin::Outcome::kFailed) {
+    OnUpstreamLoginFailed(step.failure, false);
+    return;
+  }
+  if (const int error = SendNow(upstream_fd_, step.send); error != 0) {
+    Close(mailring::StrCat("writing to upstream failed while ", Action(), ": ", ErrnoText(error)),
+          mailring::StrCat("the mail server of destination ", route_->destination.name,
+                           " stopped answering"),
+          true);
+  }
+}
+
+void Session::OnUpstreamLoginFailed(std::string_view reason, bool retryable) {
+  worker_->mutable_counters().logins_failed.fetch_add(1, std::memory_order_relaxed);
+  LoginState& login = *login_;
+  const bool rejected_token = retryable && !login.credential_key.empty();
+  if (rejected_token && worker_->services().broker != nullptr &&
+      reason.rfind("token service:", 0) != 0) {
+    // The server refused a token we took from the cache: nobody should use it again.
+    CredentialRequest invalidate;
+    invalidate.kind = CredentialRequest::Kind::kInvalidate;
+    invalidate.route_index = route_->index;
+    invalidate.key = login.credential_key;
+    invalidate.worker = worker_->index();
+    worker_->services().broker->Request(std::move(invalidate));
+  }
+  if (login.client_auth == nullptr || !retryable) {
+    Close(reason, reason, true);
+    return;
+  }
+  // The client authenticates itself: it gets a tagged NO and may try again.
+  MAILRING_LOG(kWarning, LogPrefix(), " client authentication failed: ", reason);
+  login.dialog.PrepareRetry();
+  login.credential_key.clear();
+  login.token_requested_ms = -1;
+  login.client_grant = proto::Secret();
+  phase_ = Phase::kClientAuth;
+  ClientAuth::Step step = login.client_auth->Reject(login.client_tag, reason);
+  if (!SendToClientOrClose(step.reply)) return;
+  if (step.outcome == ClientAuth::Outcome::kReplyAndClose) {
+    Close("too many failed authentication attempts", {}, true);
+    return;
+  }
+  ProcessClientLines();
+}
+
+// --- Client authentication ------------------------------------------------------------------
+
+bool Session::SendToClientOrClose(std::string_view bytes) {
+  if (const int error = SendNow(client_fd_, bytes); error != 0) {
+    Close(mailring::StrCat("writing to the client failed: ", ErrnoText(error)), {}, false);
+    return false;
+  }
+  return true;
+}
+
+void Session::ArmClientRecv() {
+  if (login_->client_recv_armed) return;
+  login_->client_recv_armed = true;
+  io_uring_sqe* sqe = worker_->GetSqe();
+  io_uring_prep_recv(sqe, client_fd_, nullptr, worker_->buffers().buffer_bytes(), 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = worker_->buffers().group_id();
+  io_uring_sqe_set_data64(sqe, Tag(this, Op::kClientRecv));
+  ++pending_ops_;
+}
+
+void Session::OnClientRecv(const io_uring_cqe& cqe) {
+  login_->client_recv_armed = false;
+  if (cqe.res == -ENOBUFS) {
+    login_->client_recv_armed = true;
+    ArmPoll(client_fd_, POLLIN, static_cast<uint8_t>(Op::kClientPreRelayReadable));
+    return;
+  }
+  if (cqe.res <= 0) {
+    Close(cqe.res == 0 ? "client closed the connection before authenticating"
+                       : mailring::StrCat("client read failed: ", ErrnoText(-cqe.res)),
+          {}, false);
+    return;
+  }
+  const auto buffer_id = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+  const std::string bytes(worker_->buffers().Buffer(buffer_id), static_cast<size_t>(cqe.res));
+  worker_->buffers().Recycle(buffer_id);
+  FeedClient(bytes);
+}
+
+void Session::OnClientPreRelayReadable() {
+  login_->client_recv_armed = false;
+  char buffer[16 * 1024];
+  const ssize_t n = ::recv(client_fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    login_->client_recv_armed = true;
+    ArmPoll(client_fd_, POLLIN, static_cast<uint8_t>(Op::kClientPreRelayReadable));
+    return;
+  }
+  if (n <= 0) {
+    Close("client closed the connection before authenticating", {}, false);
+    return;
+  }
+  FeedClient(std::string_view(buffer, static_cast<size_t>(n)));
+}
+
+void Session::FeedClient(std::string_view bytes) {
+  if (absl::Status status = login_->client_assembler->Append(bytes); !status.ok()) {
+    SendNow(client_fd_, mailring::StrCat("* BYE [CLIENTBUG] ", status.message(), "\r\n"));
+    Close(mailring::StrCat("client sent an unreadable command: ", status.message()), {}, true);
+    return;
+  }
+  ProcessClientLines();
+}
+
+void Session::ProcessClientLines() {
+  LoginState& login = *login_;
+  // While an AUTHENTICATE is being served (exchange or upstream login under way), further
+  // client lines wait in the assembler: after success they are the relay's first bytes.
+  if (phase_ != Phase::kClientAuth || waiting_for_credentials_) return;
+  while (std::optional<std::string_view> line = login.client_assembler->NextLine()) {
+    worker_->timers().Schedule(
+        &timer_,
+        worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().client_auth_timeout));
+    ClientAuth::Step step = login.client_auth->OnLine(*line);
+    switch (step.outcome) {
+      case ClientAuth::Outcome::kNeedMore:
+        break;
+      case ClientAuth::Outcome::kReply:
+        if (!SendToClientOrClose(step.reply)) return;
+        break;
+      case ClientAuth::Outcome::kReplyAndClose:
+        SendToClientOrClose(step.reply);
+        Close("client logged out or failed to authenticate", {}, false);
+        return;
+      case ClientAuth::Outcome::kAuthenticate:
+        login.client_tag = std::move(step.tag);
+        login.client_user = std::move(step.bearer.user);
+        login.client_grant = std::move(step.bearer.bearer_token);
+        login.credential_key = CredentialKey(route_->destination.name, route_->tenant,
+                                             SubjectOf(login.client_grant));
+        login.token_requested_ms = -1;
+        LookUpToken();
+        return;
+    }
+  }
+  if (login.client_assembler->AwaitingLiteralContinuation()) {
+    if (!SendToClientOrClose("+ go ahead\r\n")) return;
+  }
+  ArmClientRecv();
+}
+
+void Session::AnswerClientAndRelay() {
+  LoginState& login = *login_;
+  // The client's AUTHENTICATE succeeded: answer it under its own tag with the server's
+  // capabilities, then hand over anything either side sent meanwhile and relay.
+  std::string answer = mailring::StrCat(
+      login.client_tag, " OK [CAPABILITY ",
+      login.dialog.capabilities().ForPreauthenticatedClient(),
+      "] logged in to destination ", route_->destination.name, "\r\n",
+      login.assembler.TakePending());
+  std::string to_upstream = login.client_assembler->TakePending();
+  login_.reset();
+  if (!SendToClientOrClose(answer)) return;
+  if (!to_upstream.empty()) {
+    if (const int error = SendNow(upstream_fd_, to_upstream); error != 0) {
+      Close(mailring::StrCat("writing to upstream failed: ", ErrnoText(error)), {}, true);
+      return;
+    }
+  }
+  MAILRING_LOG(kDebug, LogPrefix(), " client authenticated, logged in upstream after ",
+               worker_->now_ms() - started_ms_, " ms, relaying");
+  StartRelay();
 }
 
 void Session::GreetClientAndRelay() {
@@ -317,6 +659,7 @@ void Session::GreetClientAndRelay() {
 
 void Session::StartRelay() {
   phase_ = Phase::kRelay;
+  if (login_ != nullptr) login_.reset();
   legs_[kToUpstream] = RelayLeg(client_fd_, upstream_fd_);
   legs_[kToClient] = RelayLeg(upstream_fd_, client_fd_);
   last_activity_ms_ = worker_->now_ms();
@@ -381,10 +724,12 @@ void Session::OnTimer() {
   switch (phase_) {
     case Phase::kConnecting:
     case Phase::kUpstreamGreeting:
-    case Phase::kUpstreamLogin: {
-      const std::string why =
-          mailring::StrCat("timed out after ", absl::FormatDuration(options.login_timeout), " while ",
-                       Action());
+    case Phase::kUpstreamLogin:
+    case Phase::kClientAuth: {
+      const absl::Duration limit =
+          phase_ == Phase::kClientAuth ? options.client_auth_timeout : options.login_timeout;
+      const std::string why = mailring::StrCat("timed out after ", absl::FormatDuration(limit),
+                                               " while ", Action());
       Close(why, mailring::StrCat("destination ", route_->destination.name, ": ", why), true);
       return;
     }
@@ -424,6 +769,10 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
   phase_ = Phase::kClosing;
   worker_->timers().Cancel(&timer_);
   worker_->ForgetPipeWaits(this);
+  if (waiting_for_credentials_) {
+    worker_->ForgetCredentialWait(this);
+    waiting_for_credentials_ = false;
+  }
   legs_[kToUpstream].Abandon(worker_->pipes());
   legs_[kToClient].Abandon(worker_->pipes());
   login_.reset();

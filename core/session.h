@@ -4,13 +4,23 @@
 //
 //   kConnecting        io_uring connect to the upstream, linked to a timeout
 //   kUpstreamGreeting  waiting for the server's first line (recv from the provided buffers)
-//   kUpstreamLogin     CAPABILITY / AUTHENTICATE PLAIN / LOGIN on the client's behalf
+//   kUpstreamLogin     CAPABILITY, then AUTHENTICATE PLAIN / LOGIN with the destination's
+//                      password, or AUTHENTICATE XOAUTH2 / OAUTHBEARER with an access token
 //                      (core/upstream_login.h); then the client is greeted "* PREAUTH"
+//   kClientAuth        (OAuth2RefreshToken / OAuth2AuthorizationCode only) the client is
+//                      greeted "* OK", authenticates to mailring with XOAUTH2 carrying its
+//                      refresh token or code (core/client_auth.h); mailring exchanges it for an
+//                      access token, logs in upstream and answers under the client's tag
 //   kRelay             bytes both ways through core/relay_leg.h; never parsed again
 //   kClosing           cancels outstanding requests, frees itself when the last completes
 //
 // A route with "mail.imap4.auth": "false" goes from kConnecting straight to kRelay: the client
 // sees the server's own greeting and logs in itself.
+//
+// Access tokens come from the CredentialCache (one atomic load). When the cache has none yet,
+// the session asks the control thread (CredentialBroker) and parks without blocking its worker;
+// the worker calls OnCredentialsChanged() when the control thread published something. A
+// session copies the token it uses: it holds no pointer into the cache across iterations.
 //
 // Every failure before the relay reaches the client as "* BYE [UNAVAILABLE] <reason>" and the
 // log as one line naming the session, route, destination and the action under way (nginx's
@@ -43,6 +53,7 @@ class alignas(16) Session {
     kConnecting,
     kUpstreamGreeting,
     kUpstreamLogin,
+    kClientAuth,
     kRelay,
     kClosing,
   };
@@ -60,6 +71,8 @@ class alignas(16) Session {
   void OnPipeAvailable(int leg);
   // Worker shutdown after the drain timeout: BYE and close.
   void Shutdown();
+  // The credential cache changed while this session waited for a token.
+  void OnCredentialsChanged();
 
   Phase phase() const { return phase_; }
   uint64_t id() const { return id_; }
@@ -81,6 +94,22 @@ class alignas(16) Session {
   void OnUpstreamReadable();
   void FeedUpstream(std::string_view bytes);
   void GreetClientAndRelay();
+
+  // Tokens (OAuth2 destinations).
+  void OnUpstreamWantsToken();
+  void LookUpToken();
+  void RequestToken();
+  void UseToken(const proto::Secret& token);
+  void OnUpstreamLoginFailed(std::string_view reason, bool retryable);
+
+  // Client authentication (refresh token / authorization code).
+  void ArmClientRecv();
+  void OnClientRecv(const io_uring_cqe& cqe);
+  void OnClientPreRelayReadable();
+  void FeedClient(std::string_view bytes);
+  void ProcessClientLines();
+  void AnswerClientAndRelay();
+  bool SendToClientOrClose(std::string_view bytes);
 
   void StartRelay();
   void PumpLeg(int leg);
@@ -108,6 +137,7 @@ class alignas(16) Session {
   int64_t started_ms_;
   TimerWheel::Entry timer_;
   std::unique_ptr<LoginState> login_;  // only before the relay
+  bool waiting_for_credentials_ = false;
 };
 
 }  // namespace mailring::core

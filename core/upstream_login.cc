@@ -2,9 +2,10 @@
 
 #include <utility>
 
-#include "proto/str_cat.h"
 #include "proto/imap_login.h"
 #include "proto/imap_response.h"
+#include "proto/sasl.h"
+#include "proto/str_cat.h"
 
 namespace mailring::core {
 namespace {
@@ -13,23 +14,27 @@ constexpr std::string_view kCapabilityBeforeLoginTag = "M1";
 constexpr std::string_view kLoginTag = "M2";
 constexpr std::string_view kCapabilityAfterLoginTag = "M3";
 
-// Server text quoted in a reason: printable ASCII only and bounded, so that a hostile server
-// cannot inject lines into the client's stream or flood the log.
-std::string Quote(const proto::ImapResponse& response) {
-  std::string out;
-  if (!response.code.empty()) mailring::StrAppend(&out, "[", response.code, "] ");
-  out.append(response.text);
-  if (out.size() > 200) out.resize(200);
+// Text quoted in a reason: printable ASCII only and bounded, so that a hostile server cannot
+// inject lines into the client's stream or flood the log.
+std::string Printable(std::string_view text, size_t limit = 200) {
+  std::string out(text.substr(0, limit));
   for (char& c : out) {
     if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
   }
   return out;
 }
 
+std::string Quote(const proto::ImapResponse& response) {
+  std::string out;
+  if (!response.code.empty()) mailring::StrAppend(&out, "[", response.code, "] ");
+  out.append(response.text);
+  return Printable(out);
+}
+
 }  // namespace
 
-UpstreamLogin::UpstreamLogin(std::string_view user, const proto::Secret& password)
-    : user_(user), password_(password) {}
+UpstreamLogin::UpstreamLogin(UpstreamCredentials credentials)
+    : credentials_(std::move(credentials)) {}
 
 std::string_view UpstreamLogin::action() const {
   switch (state_) {
@@ -37,8 +42,14 @@ std::string_view UpstreamLogin::action() const {
       return "reading the upstream greeting";
     case State::kCapabilityBeforeLogin:
       return "asking upstream for its capabilities";
+    case State::kAwaitingToken:
+      return "waiting for an access token";
     case State::kAuthenticatePlain:
       return "authenticating upstream with AUTHENTICATE PLAIN";
+    case State::kAuthenticateBearer:
+      return bearer_mechanism_ == "OAUTHBEARER"
+                 ? "authenticating upstream with AUTHENTICATE OAUTHBEARER"
+                 : "authenticating upstream with AUTHENTICATE XOAUTH2";
     case State::kLogin:
       return "logging in upstream with LOGIN";
     case State::kCapabilityAfterLogin:
@@ -51,17 +62,31 @@ std::string_view UpstreamLogin::action() const {
   return "";
 }
 
-UpstreamLogin::Step UpstreamLogin::Fail(std::string reason) {
+UpstreamLogin::Step UpstreamLogin::Fail(std::string reason, bool retryable) {
   state_ = State::kFailed;
+  retryable_ = retryable;
   return Step{Outcome::kFailed, {}, std::move(reason)};
+}
+
+void UpstreamLogin::PrepareRetry() {
+  if (!retryable_) return;
+  retryable_ = false;
+  bearer_error_.clear();
+  state_ = State::kAwaitingToken;
 }
 
 UpstreamLogin::Step UpstreamLogin::StartLogin() {
   capabilities_fresh_ = false;
+  if (credentials_.kind == UpstreamCredentials::Kind::kBearerToken) {
+    state_ = State::kAwaitingToken;
+    return Step{Outcome::kNeedToken, {}, {}};
+  }
   if (capabilities_.HasAuth("PLAIN") && capabilities_.Has("SASL-IR")) {
     state_ = State::kAuthenticatePlain;
     return Step{Outcome::kSend,
-                proto::EncodeAuthenticatePlain(kLoginTag, user_, password_.Reveal()), {}};
+                proto::EncodeAuthenticatePlain(kLoginTag, credentials_.user,
+                                               credentials_.password.Reveal()),
+                {}};
   }
   if (capabilities_.Has("LOGINDISABLED")) {
     return Fail(
@@ -69,10 +94,41 @@ UpstreamLogin::Step UpstreamLogin::StartLogin() {
         "with SASL-IR");
   }
   const bool non_synchronizing = capabilities_.Has("LITERAL+") || capabilities_.Has("LITERAL-");
-  login_segments_ = proto::EncodeLogin(kLoginTag, user_, password_.Reveal(), non_synchronizing);
+  login_segments_ = proto::EncodeLogin(kLoginTag, credentials_.user,
+                                       credentials_.password.Reveal(), non_synchronizing);
   next_segment_ = 1;
   state_ = State::kLogin;
   return Step{Outcome::kSend, login_segments_[0], {}};
+}
+
+UpstreamLogin::Step UpstreamLogin::ProvideToken(const proto::Secret& token,
+                                                std::string_view fallback_user) {
+  if (state_ != State::kAwaitingToken) return Fail("internal: access token provided too early");
+  const std::string_view user =
+      credentials_.user.empty() ? fallback_user : std::string_view(credentials_.user);
+  std::string raw;
+  if (capabilities_.HasAuth("XOAUTH2")) {
+    bearer_mechanism_ = "XOAUTH2";
+    raw = proto::EncodeXoauth2(user, token.Reveal());
+  } else if (capabilities_.HasAuth("OAUTHBEARER")) {
+    bearer_mechanism_ = "OAUTHBEARER";
+    raw = proto::EncodeOauthBearer(user, token.Reveal(), credentials_.host, credentials_.port);
+  } else {
+    return Fail("upstream offers neither AUTH=XOAUTH2 nor AUTH=OAUTHBEARER for an OAuth2 login");
+  }
+  state_ = State::kAuthenticateBearer;
+  bearer_error_.clear();
+  bearer_response_ = proto::Base64Encode(raw);
+  if (capabilities_.Has("SASL-IR")) {
+    bearer_response_sent_ = true;
+    return Step{Outcome::kSend,
+                mailring::StrCat(kLoginTag, " AUTHENTICATE ", bearer_mechanism_, " ",
+                                 bearer_response_, "\r\n"),
+                {}};
+  }
+  bearer_response_sent_ = false;
+  return Step{Outcome::kSend,
+              mailring::StrCat(kLoginTag, " AUTHENTICATE ", bearer_mechanism_, "\r\n"), {}};
 }
 
 UpstreamLogin::Step UpstreamLogin::OnLine(std::string_view line) {
@@ -86,7 +142,7 @@ UpstreamLogin::Step UpstreamLogin::OnLine(std::string_view line) {
   // A BYE ends the conversation in every state.
   if (response.kind == Kind::kUntagged && response.IsStatus("BYE")) {
     return Fail(mailring::StrCat("upstream closed the session while ", action(), ": ",
-                             Quote(response)));
+                                 Quote(response)));
   }
   if (response.kind == Kind::kUntagged) {
     if (std::optional<std::string_view> caps = response.Capabilities()) {
@@ -107,14 +163,16 @@ UpstreamLogin::Step UpstreamLogin::OnLine(std::string_view line) {
           return Step{Outcome::kLoggedIn, {}, {}};
         }
         state_ = State::kCapabilityAfterLogin;
-        return Step{Outcome::kSend, mailring::StrCat(kCapabilityAfterLoginTag, " CAPABILITY\r\n"), {}};
+        return Step{Outcome::kSend,
+                    mailring::StrCat(kCapabilityAfterLoginTag, " CAPABILITY\r\n"), {}};
       }
       if (!response.IsStatus("OK")) {
         return Fail(mailring::StrCat("unexpected upstream greeting: ", Quote(response)));
       }
       if (capabilities_fresh_) return StartLogin();
       state_ = State::kCapabilityBeforeLogin;
-      return Step{Outcome::kSend, mailring::StrCat(kCapabilityBeforeLoginTag, " CAPABILITY\r\n"), {}};
+      return Step{Outcome::kSend,
+                  mailring::StrCat(kCapabilityBeforeLoginTag, " CAPABILITY\r\n"), {}};
 
     case State::kCapabilityBeforeLogin:
       if (response.kind != Kind::kTagged) return Step{};
@@ -124,9 +182,31 @@ UpstreamLogin::Step UpstreamLogin::OnLine(std::string_view line) {
       if (capabilities_.empty()) return Fail("upstream announced no capabilities");
       return StartLogin();
 
+    case State::kAwaitingToken:
+      return Step{};  // untagged data while the token is fetched: nothing to do
+
+    case State::kAuthenticateBearer:
+      if (response.kind == Kind::kContinuation) {
+        if (!bearer_response_sent_) {
+          bearer_response_sent_ = true;
+          return Step{Outcome::kSend, mailring::StrCat(bearer_response_, "\r\n"), {}};
+        }
+        // The error challenge (RFC 7628 3.2.3, Google's XOAUTH2): a base64 JSON status. The
+        // exchange must be finished with an empty response; the tagged NO follows.
+        absl::StatusOr<std::string> decoded = proto::Base64DecodeStrict(response.text);
+        bearer_error_ = decoded.ok() ? Printable(*decoded, 160) : "unreadable error challenge";
+        return Step{Outcome::kSend, "\r\n", {}};
+      }
+      if (response.kind != Kind::kTagged) return Step{};
+      if (response.tag != kLoginTag || !response.IsStatus("OK")) {
+        return Fail(mailring::StrCat("upstream rejected the access token: ", Quote(response),
+                                     bearer_error_.empty() ? "" : " ", bearer_error_),
+                    /*retryable=*/response.tag == kLoginTag);
+      }
+      [[fallthrough]];
     case State::kAuthenticatePlain:
     case State::kLogin:
-      if (response.kind == Kind::kContinuation) {
+      if (state_ != State::kAuthenticateBearer && response.kind == Kind::kContinuation) {
         if (state_ == State::kLogin && next_segment_ < login_segments_.size()) {
           return Step{Outcome::kSend, login_segments_[next_segment_++], {}};
         }
@@ -143,17 +223,20 @@ UpstreamLogin::Step UpstreamLogin::OnLine(std::string_view line) {
         capabilities_fresh_ = true;
       }
       login_segments_.clear();
+      bearer_response_.clear();
       if (capabilities_fresh_) {
         state_ = State::kDone;
         return Step{Outcome::kLoggedIn, {}, {}};
       }
       state_ = State::kCapabilityAfterLogin;
-      return Step{Outcome::kSend, mailring::StrCat(kCapabilityAfterLoginTag, " CAPABILITY\r\n"), {}};
+      return Step{Outcome::kSend,
+                  mailring::StrCat(kCapabilityAfterLoginTag, " CAPABILITY\r\n"), {}};
 
     case State::kCapabilityAfterLogin:
       if (response.kind != Kind::kTagged) return Step{};
       if (response.tag != kCapabilityAfterLoginTag || !response.IsStatus("OK")) {
-        return Fail(mailring::StrCat("upstream refused CAPABILITY after login: ", Quote(response)));
+        return Fail(mailring::StrCat("upstream refused CAPABILITY after login: ",
+                                     Quote(response)));
       }
       state_ = State::kDone;
       return Step{Outcome::kLoggedIn, {}, {}};

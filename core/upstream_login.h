@@ -1,17 +1,23 @@
 // UpstreamLogin: the IMAP conversation mailring holds with the mail server before relaying,
 // as a pure state machine (lines in, bytes to send out), so it is tested without sockets.
 //
-//   greeting ─► [CAPABILITY] ─► AUTHENTICATE PLAIN (SASL-IR) | LOGIN (atoms, quoted, literals)
-//            ─► [CAPABILITY, when the login response carried none] ─► done
+//   greeting ─► [CAPABILITY] ─► login ─► [CAPABILITY, when the login response carried none] ─► done
 //
-// The login method: AUTHENTICATE PLAIN with an initial response when the server offers both
-// AUTH=PLAIN and SASL-IR (one round trip, any byte in the password), else LOGIN, unless the
-// server announces LOGINDISABLED. A PREAUTH greeting skips the login.
+// The login, by credential kind:
+//  - password: AUTHENTICATE PLAIN with an initial response when the server offers AUTH=PLAIN and
+//    SASL-IR (one round trip, any byte in the password), else LOGIN (atoms, quoted strings,
+//    literals), unless the server announces LOGINDISABLED.
+//  - bearer token (OAuth2 destinations): AUTHENTICATE XOAUTH2, or OAUTHBEARER when only that is
+//    offered; with SASL-IR in one line, else after the "+" continuation. The token arrives
+//    through ProvideToken(), possibly long after the greeting (the control thread fetches it):
+//    OnLine() returns kNeedToken when the conversation waits for it. A failed bearer login
+//    answers the server's error challenge with an empty line, as RFC 7628 requires, and can be
+//    retried with another token (PrepareRetry()).
+// A PREAUTH greeting skips the login.
 //
-// Contract: OnLine() takes each complete logical line from the server (see
-// proto::ImapLineAssembler) and says what to do next. Bytes in Step::send carry credentials:
-// write them to the socket, never to a log. Reasons in Step::failure are safe to show to the
-// client and to log: they quote the server, never the credentials.
+// Contract: Step::send carries credentials: write it to the socket, never to a log. Reasons in
+// Step::failure are safe to show to the client and to log: they quote the server, never the
+// credentials.
 #pragma once
 
 #include <cstdint>
@@ -24,21 +30,40 @@
 
 namespace mailring::core {
 
+struct UpstreamCredentials {
+  enum class Kind : uint8_t { kPassword, kBearerToken };
+  Kind kind = Kind::kPassword;
+  std::string user;
+  proto::Secret password;  // kPassword
+  std::string host;        // the server's name and port, for OAUTHBEARER's host/port fields
+  uint16_t port = 0;
+};
+
 class UpstreamLogin {
  public:
-  enum class Outcome : uint8_t { kNeedMore, kSend, kLoggedIn, kFailed };
+  enum class Outcome : uint8_t { kNeedMore, kSend, kNeedToken, kLoggedIn, kFailed };
   struct Step {
     Outcome outcome = Outcome::kNeedMore;
     std::string send;     // kSend: bytes for the server
-    std::string failure;  // kFailed: why, for the client's BYE and the log
+    std::string failure;  // kFailed: why, for the client and the log
   };
 
-  UpstreamLogin(std::string_view user, const proto::Secret& password);
+  explicit UpstreamLogin(UpstreamCredentials credentials);
 
   Step OnLine(std::string_view line);
 
+  // Bearer logins: the access token, and the user to log in as when the destination names
+  // none. Returns the next step (kSend, or kFailed when the server offers no bearer mechanism).
+  // Valid once OnLine() returned kNeedToken.
+  Step ProvideToken(const proto::Secret& token, std::string_view fallback_user = {});
+
+  // True after a kFailed in which the server refused the credentials but the connection is
+  // still usable (a tagged NO to the login): PrepareRetry() then waits for another token.
+  bool can_retry() const { return retryable_; }
+  void PrepareRetry();
+
   // What the conversation is doing, for log lines and BYE reasons ("reading the upstream
-  // greeting", "sending LOGIN to upstream", ...).
+  // greeting", "authenticating upstream with AUTHENTICATE XOAUTH2", ...).
   std::string_view action() const;
 
   // The capabilities after login (valid once OnLine returned kLoggedIn).
@@ -48,7 +73,9 @@ class UpstreamLogin {
   enum class State : uint8_t {
     kGreeting,
     kCapabilityBeforeLogin,
+    kAwaitingToken,
     kAuthenticatePlain,
+    kAuthenticateBearer,
     kLogin,
     kCapabilityAfterLogin,
     kDone,
@@ -56,15 +83,19 @@ class UpstreamLogin {
   };
 
   Step StartLogin();
-  Step Fail(std::string reason);
+  Step Fail(std::string reason, bool retryable = false);
 
   State state_ = State::kGreeting;
-  std::string user_;
-  proto::Secret password_;
+  UpstreamCredentials credentials_;
   proto::CapabilitySet capabilities_;
   bool capabilities_fresh_ = false;  // capabilities seen since the login command was sent
+  bool retryable_ = false;
   std::vector<std::string> login_segments_;  // LOGIN with synchronizing literals
   size_t next_segment_ = 0;
+  std::string bearer_mechanism_;       // "XOAUTH2" or "OAUTHBEARER"
+  std::string bearer_response_;        // base64 client response, sent after "+" without SASL-IR
+  bool bearer_response_sent_ = false;
+  std::string bearer_error_;           // the server's error challenge, decoded, for the reason
 };
 
 }  // namespace mailring::core

@@ -41,10 +41,12 @@ absl::StatusOr<int> OpenListener(const Route& route) {
 
 }  // namespace
 
-Worker::Worker(int index, std::shared_ptr<const RouteTable> routes, const WorkerOptions& options)
+Worker::Worker(int index, std::shared_ptr<const RouteTable> routes, const WorkerOptions& options,
+               WorkerServices services)
     : index_(index),
       routes_(std::move(routes)),
       options_(options),
+      services_(services),
       pipes_(options.max_pipes, /*max_idle=*/16, options.pipe_bytes) {}
 
 Worker::~Worker() {
@@ -68,8 +70,34 @@ absl::Status Worker::Start(absl::Duration drain_timeout) {
 }
 
 void Worker::RequestDrain() {
+  drain_requested_.store(true, std::memory_order_release);
   const uint64_t one = 1;
   if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void Worker::NotifyCredentials() {
+  credentials_changed_.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void Worker::OnWake() {
+  if (drain_requested_.load(std::memory_order_acquire)) BeginDrain();
+  if (credentials_changed_.exchange(false, std::memory_order_acq_rel)) ResumeCredentialWaiters();
+  ArmWake();
+}
+
+void Worker::WaitForCredentials(Session* session) { credential_waiters_.push_back(session); }
+
+void Worker::ForgetCredentialWait(Session* session) {
+  std::erase(credential_waiters_, session);
+}
+
+void Worker::ResumeCredentialWaiters() {
+  // Sessions may park again (another key changed, not theirs) while we iterate: take the list.
+  std::vector<Session*> waiters;
+  waiters.swap(credential_waiters_);
+  for (Session* session : waiters) session->OnCredentialsChanged();
 }
 
 void Worker::Join() {
@@ -119,7 +147,9 @@ void Worker::Run(std::promise<absl::Status>* ready) {
   }
   for (const auto& listener : listeners_) ArmAccept(listener.get());
   ArmWake();
+  if (services_.credentials != nullptr) services_.credentials->SetOnline(index_, true);
   Loop();
+  if (services_.credentials != nullptr) services_.credentials->SetOnline(index_, false);
   // All sessions are gone; release what the ring still references, then the ring.
   timers_.reset();
   io_uring_queue_exit(&ring_);
@@ -270,7 +300,7 @@ void Worker::Loop() {
           OnAccept(TagOwner<Listener>(data), *cqe);
           break;
         case Op::kWake:
-          BeginDrain();
+          OnWake();
           break;
         default:
           TagOwner<Session>(data)->OnCompletion(static_cast<uint8_t>(op), *cqe);
@@ -279,6 +309,8 @@ void Worker::Loop() {
     }
     io_uring_cq_advance(&ring_, seen);
     ResumePipeWaiters();
+    // No session holds a pointer into the credential cache across iterations.
+    if (services_.credentials != nullptr) services_.credentials->Quiescent(index_);
     timers_->Advance(now_ms_);
     if (rearm_accept_on_tick_ && !draining_) {
       rearm_accept_on_tick_ = false;

@@ -26,6 +26,8 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "core/clock.h"
+#include "core/credential_broker.h"
+#include "core/credential_cache.h"
 #include "core/pipe_pool.h"
 #include "core/provided_buffers.h"
 #include "core/route.h"
@@ -35,6 +37,12 @@
 namespace mailring::core {
 
 class Session;
+
+// Shared services a worker reads; null when the routes need none (basic authentication only).
+struct WorkerServices {
+  CredentialCache* credentials = nullptr;  // reader index = worker index
+  CredentialBroker* broker = nullptr;
+};
 
 // What a worker counts; read by other threads only as relaxed snapshots.
 struct WorkerCounters {
@@ -48,7 +56,8 @@ struct WorkerCounters {
 
 class Worker {
  public:
-  Worker(int index, std::shared_ptr<const RouteTable> routes, const WorkerOptions& options);
+  Worker(int index, std::shared_ptr<const RouteTable> routes, const WorkerOptions& options,
+         WorkerServices services = {});
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -56,6 +65,8 @@ class Worker {
   // Starts the thread and waits until its ring and listeners are ready (or failed).
   absl::Status Start(absl::Duration drain_timeout);
   void RequestDrain();
+  // Thread-safe: the credential cache changed for a key a session of this worker waits for.
+  void NotifyCredentials();
   void Join();
 
   const WorkerCounters& counters() const { return counters_; }
@@ -73,7 +84,11 @@ class Worker {
   ProvidedBuffers& buffers() { return buffers_; }
   TimerWheel& timers() { return *timers_; }
   WorkerCounters& mutable_counters() { return counters_; }
+  const WorkerServices& services() const { return services_; }
   void WaitForPipe(Session* session, int leg);
+  // Parks `session` until NotifyCredentials(); it is called back with OnCredentialsChanged().
+  void WaitForCredentials(Session* session);
+  void ForgetCredentialWait(Session* session);
   void ForgetPipeWaits(Session* session);
   void DestroySession(Session* session);
 
@@ -91,11 +106,16 @@ class Worker {
   void ArmWake();
   void BeginDrain();
   void ResumePipeWaiters();
+  void ResumeCredentialWaiters();
+  void OnWake();
   void Loop();
 
   const int index_;
   std::shared_ptr<const RouteTable> routes_;
   const WorkerOptions options_;
+  const WorkerServices services_;
+  std::atomic<bool> drain_requested_{false};
+  std::atomic<bool> credentials_changed_{false};
   absl::Duration drain_timeout_;
   std::thread thread_;
   int wake_fd_ = -1;
@@ -110,6 +130,7 @@ class Worker {
   ProvidedBuffers buffers_;
   std::unique_ptr<TimerWheel> timers_;
   std::deque<std::pair<Session*, int>> pipe_waiters_;
+  std::vector<Session*> credential_waiters_;
   Session* sessions_ = nullptr;  // intrusive list head
   uint64_t next_session_id_ = 1;
   bool draining_ = false;

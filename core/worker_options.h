@@ -14,6 +14,9 @@ struct WorkerOptions {
   absl::Duration connect_timeout = absl::Seconds(10);
   // From accept until the client is greeted (connect + greeting + login).
   absl::Duration login_timeout = absl::Seconds(30);
+  // A client authenticating itself (OAuth2RefreshToken / AuthorizationCode) may take this long
+  // between two lines: people type into telnet.
+  absl::Duration client_auth_timeout = absl::Minutes(2);
   // Relay phase with no byte either way. IMAP IDLE clients re-issue IDLE every <= 29 minutes
   // (RFC 9051 5.4), so the default must exceed that.
   absl::Duration idle_timeout = absl::Minutes(30);

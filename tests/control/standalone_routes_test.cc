@@ -91,14 +91,7 @@ TEST(StandaloneRoutesTest, ErrorsNameRouteAndField) {
   EXPECT_NE(no_password.find("mail.password"), std::string::npos) << no_password;
 }
 
-TEST(StandaloneRoutesTest, FeaturesOfLaterIssuesAreNotSupportedYet) {
-  const std::string oauth = ErrorOf(File(Route(
-      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "OAuth2ClientCredentials",
-      "mail.user": "u", "mail.imap4.host": "127.0.0.1", "tokenServiceURL": "http://t",
-      "clientId": "c", "clientSecret": "cs")")));
-  EXPECT_NE(oauth.find("not supported yet"), std::string::npos) << oauth;
-  EXPECT_NE(oauth.find("Authentication"), std::string::npos) << oauth;
-
+TEST(StandaloneRoutesTest, TlsAndOnPremiseAreNotSupportedYet) {
   const std::string imaps = ErrorOf(File(Route(
       "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
       "mail.user": "u", "mail.password": "p", "mail.transport.protocol": "imap4s",
@@ -111,6 +104,43 @@ TEST(StandaloneRoutesTest, FeaturesOfLaterIssuesAreNotSupportedYet) {
       "ProxyType": "OnPremise")")));
   EXPECT_NE(on_premise_only.find("not supported yet"), std::string::npos) << on_premise_only;
   EXPECT_NE(on_premise_only.find("ProxyType"), std::string::npos) << on_premise_only;
+}
+
+TEST(StandaloneRoutesTest, OAuth2DestinationsAreServedWhenComplete) {
+  absl::StatusOr<core::RouteTable> table = ParseStandaloneRoutes(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "OAuth2ClientCredentials",
+      "mail.user": "u", "mail.imap4.host": "127.0.0.1", "tokenServiceURL": "http://127.0.0.1:9/t",
+      "clientId": "c", "clientSecret": "cs", "tokenServiceURLType": "Dedicated")")));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ((*table)[0]->destination.authentication,
+            proto::AuthenticationType::kOAuth2ClientCredentials);
+  // Refresh-token destinations need no mail.user (the client's user= is used) nor a secret.
+  table = ParseStandaloneRoutes(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "OAuth2RefreshToken",
+      "mail.imap4.host": "127.0.0.1", "tokenServiceURL": "http://127.0.0.1:9/t",
+      "clientId": "c")")));
+  ASSERT_TRUE(table.ok()) << table.status();
+}
+
+TEST(StandaloneRoutesTest, IncompleteOAuth2DestinationsNameTheMissingField) {
+  const std::string no_url = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "OAuth2ClientCredentials",
+      "mail.user": "u", "mail.imap4.host": "127.0.0.1", "clientId": "c", "clientSecret": "cs")")));
+  EXPECT_NE(no_url.find("tokenServiceURL"), std::string::npos) << no_url;
+  const std::string bad_url = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "OAuth2RefreshToken",
+      "mail.imap4.host": "127.0.0.1", "tokenServiceURL": "ftp://x", "clientId": "c")")));
+  EXPECT_NE(bad_url.find("tokenServiceURL"), std::string::npos) << bad_url;
+  const std::string no_secret = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "OAuth2ClientCredentials",
+      "mail.user": "u", "mail.imap4.host": "127.0.0.1", "tokenServiceURL": "http://t/x",
+      "clientId": "c")")));
+  EXPECT_NE(no_secret.find("clientSecret"), std::string::npos) << no_secret;
+  const std::string no_user = ErrorOf(File(Route(
+      "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "OAuth2ClientCredentials",
+      "mail.imap4.host": "127.0.0.1", "tokenServiceURL": "http://t/x", "clientId": "c",
+      "clientSecret": "cs")")));
+  EXPECT_NE(no_user.find("mail.user"), std::string::npos) << no_user;
 }
 
 TEST(StandaloneRoutesTest, ErrorsNeverContainThePassword) {

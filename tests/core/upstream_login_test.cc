@@ -9,8 +9,24 @@ namespace {
 
 using Outcome = UpstreamLogin::Outcome;
 
+UpstreamCredentials Password(std::string user, std::string password) {
+  UpstreamCredentials credentials;
+  credentials.user = std::move(user);
+  credentials.password = proto::Secret(std::move(password));
+  return credentials;
+}
+
+UpstreamCredentials Bearer(std::string user) {
+  UpstreamCredentials credentials;
+  credentials.kind = UpstreamCredentials::Kind::kBearerToken;
+  credentials.user = std::move(user);
+  credentials.host = "mail.example.org";
+  credentials.port = 143;
+  return credentials;
+}
+
 TEST(UpstreamLoginTest, GreetingWithCapabilitiesGoesStraightToAuthenticatePlain) {
-  UpstreamLogin login("alice", proto::Secret("secret"));
+  UpstreamLogin login(Password("alice", "secret"));
   UpstreamLogin::Step step =
       login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN LITERAL+] Dovecot ready.");
   ASSERT_EQ(step.outcome, Outcome::kSend);
@@ -22,7 +38,7 @@ TEST(UpstreamLoginTest, GreetingWithCapabilitiesGoesStraightToAuthenticatePlain)
 }
 
 TEST(UpstreamLoginTest, GreetingWithoutCapabilitiesAsksForThem) {
-  UpstreamLogin login("alice", proto::Secret("secret"));
+  UpstreamLogin login(Password("alice", "secret"));
   UpstreamLogin::Step step = login.OnLine("* OK ready");
   ASSERT_EQ(step.outcome, Outcome::kSend);
   EXPECT_EQ(step.send, "M1 CAPABILITY\r\n");
@@ -34,7 +50,7 @@ TEST(UpstreamLoginTest, GreetingWithoutCapabilitiesAsksForThem) {
 }
 
 TEST(UpstreamLoginTest, LoginResponseWithoutCapabilitiesAsksAgainAfterLogin) {
-  UpstreamLogin login("alice", proto::Secret("secret"));
+  UpstreamLogin login(Password("alice", "secret"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 STARTTLS] ready");
   UpstreamLogin::Step step = login.OnLine("M2 OK Logged in");
   ASSERT_EQ(step.outcome, Outcome::kSend);
@@ -45,7 +61,7 @@ TEST(UpstreamLoginTest, LoginResponseWithoutCapabilitiesAsksAgainAfterLogin) {
 }
 
 TEST(UpstreamLoginTest, SynchronizingLiteralWaitsForContinuation) {
-  UpstreamLogin login("carol", proto::Secret("pa\xc3\xa9ss"));  // 8-bit: needs a literal
+  UpstreamLogin login(Password("carol", "pa\xc3\xa9ss"));  // 8-bit: needs a literal
   UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1] ready");
   ASSERT_EQ(step.outcome, Outcome::kSend);
   EXPECT_EQ(step.send, "M2 LOGIN carol {6}\r\n");
@@ -56,14 +72,14 @@ TEST(UpstreamLoginTest, SynchronizingLiteralWaitsForContinuation) {
 }
 
 TEST(UpstreamLoginTest, NonSynchronizingLiteralWithLiteralPlus) {
-  UpstreamLogin login("carol", proto::Secret("pa\xc3\xa9ss"));
+  UpstreamLogin login(Password("carol", "pa\xc3\xa9ss"));
   UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1 LITERAL+] ready");
   ASSERT_EQ(step.outcome, Outcome::kSend);
   EXPECT_EQ(step.send, "M2 LOGIN carol {6+}\r\npa\xc3\xa9ss\r\n");
 }
 
 TEST(UpstreamLoginTest, RejectedLoginQuotesServerButNeverThePassword) {
-  UpstreamLogin login("alice", proto::Secret("hunter2"));
+  UpstreamLogin login(Password("alice", "hunter2"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
   UpstreamLogin::Step step =
       login.OnLine("M2 NO [AUTHENTICATIONFAILED] Authentication failed.");
@@ -74,27 +90,27 @@ TEST(UpstreamLoginTest, RejectedLoginQuotesServerButNeverThePassword) {
 }
 
 TEST(UpstreamLoginTest, LoginDisabledWithoutPlainFails) {
-  UpstreamLogin login("alice", proto::Secret("secret"));
+  UpstreamLogin login(Password("alice", "secret"));
   UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] ready");
   ASSERT_EQ(step.outcome, Outcome::kFailed);
   EXPECT_NE(step.failure.find("LOGINDISABLED"), std::string::npos);
 }
 
 TEST(UpstreamLoginTest, ByeGreetingFailsWithServerText) {
-  UpstreamLogin login("alice", proto::Secret("secret"));
+  UpstreamLogin login(Password("alice", "secret"));
   UpstreamLogin::Step step = login.OnLine("* BYE Too many connections");
   ASSERT_EQ(step.outcome, Outcome::kFailed);
   EXPECT_NE(step.failure.find("Too many connections"), std::string::npos);
 }
 
 TEST(UpstreamLoginTest, PreauthGreetingNeedsNoLogin) {
-  UpstreamLogin login("alice", proto::Secret("secret"));
+  UpstreamLogin login(Password("alice", "secret"));
   EXPECT_EQ(login.OnLine("* PREAUTH [CAPABILITY IMAP4rev1 IDLE] hi").outcome,
             Outcome::kLoggedIn);
 }
 
 TEST(UpstreamLoginTest, UnexpectedChallengeIsCancelled) {
-  UpstreamLogin login("alice", proto::Secret("secret"));
+  UpstreamLogin login(Password("alice", "secret"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
   UpstreamLogin::Step step = login.OnLine("+ ");
   ASSERT_EQ(step.outcome, Outcome::kSend);
@@ -103,7 +119,7 @@ TEST(UpstreamLoginTest, UnexpectedChallengeIsCancelled) {
 }
 
 TEST(UpstreamLoginTest, ControlCharactersInServerTextAreNeutralised) {
-  UpstreamLogin login("alice", proto::Secret("secret"));
+  UpstreamLogin login(Password("alice", "secret"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
   UpstreamLogin::Step step = login.OnLine(std::string("M2 NO bad\x1b[31m"));
   ASSERT_EQ(step.outcome, Outcome::kFailed);
@@ -111,8 +127,74 @@ TEST(UpstreamLoginTest, ControlCharactersInServerTextAreNeutralised) {
 }
 
 TEST(UpstreamLoginTest, MalformedLineFails) {
-  UpstreamLogin login("alice", proto::Secret("secret"));
+  UpstreamLogin login(Password("alice", "secret"));
   EXPECT_EQ(login.OnLine("").outcome, Outcome::kFailed);
+}
+
+TEST(UpstreamLoginTest, BearerLoginWaitsForTokenThenUsesXoauth2WithSaslIr) {
+  UpstreamLogin login(Bearer("alice"));
+  UpstreamLogin::Step step =
+      login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] ready");
+  ASSERT_EQ(step.outcome, Outcome::kNeedToken);
+  EXPECT_EQ(login.action(), "waiting for an access token");
+  step = login.ProvideToken(proto::Secret("tok"));
+  ASSERT_EQ(step.outcome, Outcome::kSend);
+  // base64("user=alice\x01auth=Bearer tok\x01\x01")
+  EXPECT_EQ(step.send, "M2 AUTHENTICATE XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==\r\n");
+  EXPECT_EQ(login.OnLine("M2 OK [CAPABILITY IMAP4rev1 IDLE] Logged in").outcome,
+            Outcome::kLoggedIn);
+}
+
+TEST(UpstreamLoginTest, BearerWithoutSaslIrSendsResponseAfterContinuation) {
+  UpstreamLogin login(Bearer("alice"));
+  ASSERT_EQ(login.OnLine("* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] ready").outcome,
+            Outcome::kNeedToken);
+  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"));
+  EXPECT_EQ(step.send, "M2 AUTHENTICATE XOAUTH2\r\n");
+  step = login.OnLine("+ ");
+  ASSERT_EQ(step.outcome, Outcome::kSend);
+  EXPECT_EQ(step.send, "dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==\r\n");
+}
+
+TEST(UpstreamLoginTest, OauthBearerWhenXoauth2IsNotOffered) {
+  UpstreamLogin login(Bearer("alice"));
+  login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] ready");
+  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"));
+  ASSERT_EQ(step.outcome, Outcome::kSend);
+  EXPECT_EQ(step.send.rfind("M2 AUTHENTICATE OAUTHBEARER ", 0), 0u) << step.send;
+}
+
+TEST(UpstreamLoginTest, NoBearerMechanismFails) {
+  UpstreamLogin login(Bearer("alice"));
+  login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
+  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"));
+  ASSERT_EQ(step.outcome, Outcome::kFailed);
+  EXPECT_NE(step.failure.find("XOAUTH2"), std::string::npos);
+}
+
+TEST(UpstreamLoginTest, RejectedTokenAnswersErrorChallengeWithEmptyLineAndCanRetry) {
+  UpstreamLogin login(Bearer("alice"));
+  login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready");
+  login.ProvideToken(proto::Secret("expired-token"));
+  // base64({"status":"401","schemes":"bearer"})
+  UpstreamLogin::Step step = login.OnLine("+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=");
+  ASSERT_EQ(step.outcome, Outcome::kSend);
+  EXPECT_EQ(step.send, "\r\n");
+  step = login.OnLine("M2 NO [AUTHENTICATIONFAILED] Authentication failed.");
+  ASSERT_EQ(step.outcome, Outcome::kFailed);
+  EXPECT_NE(step.failure.find("401"), std::string::npos) << step.failure;
+  EXPECT_EQ(step.failure.find("expired-token"), std::string::npos);
+  ASSERT_TRUE(login.can_retry());
+  login.PrepareRetry();
+  step = login.ProvideToken(proto::Secret("fresh"));
+  EXPECT_EQ(step.outcome, Outcome::kSend);
+}
+
+TEST(UpstreamLoginTest, ClientUserIsUsedWhenTheDestinationNamesNone) {
+  UpstreamLogin login(Bearer(""));
+  login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready");
+  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"), "alice");
+  EXPECT_EQ(step.send, "M2 AUTHENTICATE XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==\r\n");
 }
 
 }  // namespace

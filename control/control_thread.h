@@ -1,0 +1,44 @@
+// ControlThread: the one control thread of the process. One event loop: libcurl multi
+// (HttpClient::Poll, woken by workers through curl_multi_wakeup), the CredentialService's
+// timers and queues, and the credential cache's reclamation.
+//
+// Contract: construct and SetWorkers() before Start(); Stop() ends the loop and joins. Workers
+// reach it only through broker() (core::CredentialBroker), which is thread-safe.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "control/credential_service.h"
+#include "control/http_client.h"
+#include "core/credential_cache.h"
+#include "core/route.h"
+
+namespace mailring::control {
+
+class ControlThread {
+ public:
+  ControlThread(std::shared_ptr<const core::RouteTable> routes, core::CredentialCache* cache,
+                CredentialServiceOptions options);
+  ~ControlThread();
+  ControlThread(const ControlThread&) = delete;
+  ControlThread& operator=(const ControlThread&) = delete;
+
+  core::CredentialBroker* broker() { return &credentials_; }
+  void SetWorkers(std::vector<core::Worker*> workers);
+  void Start();
+  void Stop();
+
+ private:
+  void Run();
+
+  core::CredentialCache* cache_;
+  HttpClient http_;
+  CredentialService credentials_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace mailring::control

@@ -1,0 +1,37 @@
+// CredentialBroker: how a worker asks the control thread for credentials it cannot find in the
+// CredentialCache. Implemented by control/ (ControlThread); core/ only sees this interface.
+//
+// The control thread answers by publishing into the CredentialCache under `key` (a token or a
+// failure) and then waking the requesting worker (Worker::NotifyCredentials), whose waiting
+// sessions look again. A worker never blocks on a request.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "proto/secret.h"
+
+namespace mailring::core {
+
+struct CredentialRequest {
+  enum class Kind : uint8_t {
+    kClientCredentials,  // the destination's own token (OAuth2ClientCredentials)
+    kRefreshToken,       // exchange `grant_secret` (a refresh token) for an access token
+    kAuthorizationCode,  // exchange `grant_secret` (an authorization code)
+    kInvalidate,         // the server rejected the token published under `key`: drop it
+  };
+  Kind kind = Kind::kClientCredentials;
+  size_t route_index = 0;  // which route: destination and tenant
+  std::string key;         // where the answer is published (CredentialKey)
+  proto::Secret grant_secret;
+  int worker = 0;          // who to wake
+};
+
+class CredentialBroker {
+ public:
+  virtual ~CredentialBroker() = default;
+  // Thread-safe and non-blocking.
+  virtual void Request(CredentialRequest request) = 0;
+};
+
+}  // namespace mailring::core
