@@ -247,8 +247,10 @@ std::string EncodeXoauth2(std::string_view user, std::string_view access_token) 
 
 std::string EncodeOauthBearer(std::string_view user, std::string_view access_token,
                               std::string_view host, uint16_t port) {
-  return StrCat("n,a=", EncodeSaslName(user), ",\x01", "host=", host, "\x01", "port=", port, "\x01",
-                "auth=Bearer ", access_token, "\x01\x01");
+  // No user: no authzid at all ("n,,"); "a=" with an empty saslname is not valid.
+  const std::string gs2_header = user.empty() ? "n,," : StrCat("n,a=", EncodeSaslName(user), ",");
+  return StrCat(gs2_header, "\x01", "host=", host, "\x01", "port=", port, "\x01", "auth=Bearer ",
+                access_token, "\x01\x01");
 }
 
 absl::StatusOr<BearerResponse> DecodeXoauth2(std::string_view raw) {

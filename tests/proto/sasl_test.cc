@@ -270,6 +270,14 @@ TEST(OauthBearerTest, UnescapesCommaAndEqualsInTheUserName) {
   EXPECT_EQ(response->bearer_token.Reveal(), "tok");
 }
 
+TEST(OauthBearerTest, EncodesEmptyUserWithoutAuthzid) {
+  EXPECT_EQ(EncodeOauthBearer("", "tok", "h", 143),
+            "n,,\x01"
+            "host=h\x01"
+            "port=143\x01"
+            "auth=Bearer tok\x01\x01");
+}
+
 TEST(OauthBearerTest, AcceptsMissingAuthzidAsEmptyUser) {
   absl::StatusOr<BearerResponse> response = DecodeOauthBearer(
       "n,,\x01"
