@@ -86,9 +86,11 @@ simdjson::error_code ReadBody(simdjson::dom::parser& parser, std::string_view bo
   return simdjson::SUCCESS;
 }
 
-// "invalid_grant: code expired", bounded; empty when the body names no OAuth error. A server
-// that echoes a token in its error text gets its text withheld.
-std::string OAuthErrorText(const ParsedBody& parsed) {
+// `message` followed by open "invalid_grant: code expired" close, the OAuth error bounded; just
+// `message` when the body names no OAuth error. A server that echoes a token in its error text
+// gets its text withheld (checked on the whole message, so a token cannot hide across the seam).
+std::string WithOAuthError(std::string message, const ParsedBody& parsed, std::string_view open,
+                           std::string_view close) {
   std::string text;
   if (parsed.error.has_value() && !parsed.error->empty()) {
     text = Printable(*parsed.error, kMaxQuotedBytes);
@@ -98,18 +100,19 @@ std::string OAuthErrorText(const ParsedBody& parsed) {
     if (!text.empty()) text += ": ";
     text += Printable(*parsed.error_description, kMaxQuotedBytes - text.size());
   }
+  if (text.empty()) return message;
+  std::string full = StrCat(message, open, text, close);
   for (const std::optional<std::string_view>& token : {parsed.access_token, parsed.refresh_token}) {
-    if (token.has_value() && !token->empty() && absl::StrContains(text, AsAbsl(*token))) {
-      return "(error text withheld: it quotes a token)";
+    if (token.has_value() && !token->empty() && absl::StrContains(full, AsAbsl(*token))) {
+      return StrCat(message, open, "error text withheld: it quotes a token", close);
     }
   }
-  return text;
+  return full;
 }
 
 absl::Status HttpError(int http_status, const ParsedBody& parsed) {
-  std::string message = StrCat("token service answered HTTP ", http_status);
-  const std::string oauth_error = OAuthErrorText(parsed);
-  if (!oauth_error.empty()) StrAppend(&message, ": ", oauth_error);
+  const std::string message =
+      WithOAuthError(StrCat("token service answered HTTP ", http_status), parsed, ": ", "");
   if (http_status == 400 || http_status == 401) return absl::UnauthenticatedError(message);
   if (http_status == 403) return absl::PermissionDeniedError(message);
   if (http_status == 429 || http_status >= 500) return absl::UnavailableError(message);
@@ -255,12 +258,10 @@ absl::StatusOr<TokenResponse> ParseTokenResponse(int http_status, std::string_vi
             : StrCat("token response is not valid JSON: ", simdjson::error_message(json_error)));
   }
   if (!parsed.access_token.has_value() || parsed.access_token->empty()) {
-    std::string message = parsed.access_token_present
-                              ? "token response: access_token is not a non-empty string"
-                              : "token response has no access_token";
-    const std::string oauth_error = OAuthErrorText(parsed);
-    if (!oauth_error.empty()) StrAppend(&message, " (", oauth_error, ")");
-    return absl::InvalidArgumentError(message);
+    return absl::InvalidArgumentError(WithOAuthError(
+        parsed.access_token_present ? "token response: access_token is not a non-empty string"
+                                    : "token response has no access_token",
+        parsed, " (", ")"));
   }
   TokenResponse response;
   if (parsed.expires_in_present) {
