@@ -9,6 +9,7 @@
 # 4. build-tsan/  (TSan): the tests labelled `tsan`, if any.
 # --quick stops after step 2. A summary of every step is printed at the end. About 10 minutes
 # from scratch on 2 cores; later runs rebuild only what changed.
+# MAILRING_ASAN_INTEGRATION=1 also runs the integration tests against the ASan+UBSan daemon.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -19,7 +20,7 @@ for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
     -h | --help)
-      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -75,6 +76,10 @@ if ((quick == 0)); then
     -DMAILRING_SANITIZER=address -DMAILRING_BUILD_PERF=OFF; then
     step "unit tests under ASan+UBSan (build-asan/)" ctest_in build-asan "$jobs" -LE integration ||
       true
+    if [[ ${MAILRING_ASAN_INTEGRATION:-0} == 1 ]]; then
+      step "integration tests under ASan+UBSan (build-asan/)" ctest_in build-asan -L integration ||
+        true
+    fi
   fi
   if step "build build-tsan/ (TSan)" build_tree build-tsan \
     -DMAILRING_SANITIZER=thread -DMAILRING_BUILD_PERF=OFF; then
