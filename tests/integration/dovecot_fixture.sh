@@ -152,7 +152,7 @@ mailbox_idle_check_interval = 1 secs
 # The tests open a few hundred sessions of one user from one address at once.
 mail_max_userip_connections = 2000
 default_process_limit = 1000
-default_client_limit = 4000
+default_client_limit = 6000
 default_vsz_limit = 1G
 
 passdb {
@@ -176,7 +176,7 @@ service imap-login {
   # One login process serves many clients: starting one per connection is slow under load.
   service_count = 0
   process_min_avail = 1
-  client_limit = 1000
+  client_limit = 2500
 }
 service imap {
   process_limit = 1000

@@ -1,6 +1,7 @@
 // Sessions through mailring in front of a real Dovecot: the seed's session without LOGIN, a
 // 20 MiB fetch byte for byte, IDLE notifications, 200 concurrent sessions, and closing.
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <latch>
 #include <mutex>
@@ -214,6 +215,56 @@ TEST_F(RelayTest, TwoHundredConcurrentSessionsEachFetchTheirMessage) {
   EXPECT_TRUE(failures.empty()) << failures.size() << " of " << kSessions
                                 << " sessions failed, e.g.:\n"
                                 << first_failures;
+}
+
+// Threads of process `pid` (io_uring's io-wq workers included) and its open pipe descriptors.
+struct ProcessCost {
+  int threads = 0;
+  int pipes = 0;
+};
+ProcessCost MeasureProcess(pid_t pid) {
+  ProcessCost cost;
+  std::error_code ignored;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ignored)) {
+    (void)entry;
+    ++cost.threads;
+  }
+  for (const auto& entry :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ignored)) {
+    std::string target = std::filesystem::read_symlink(entry.path(), ignored).string();
+    if (absl::StartsWith(target, "pipe:")) ++cost.pipes;
+  }
+  return cost;
+}
+
+TEST_F(RelayTest, ThousandIdleSessionsCostNoThreadsAndNoPipes) {
+  constexpr int kSessions = 1000;
+  // Pure relay (no login), so Dovecot holds the sessions in one imap-login process.
+  Destination relay_only = Alice();
+  relay_only["mail.imap4.auth"] = "false";
+  MR_ASSERT_OK(StartMailring({relay_only}));
+  absl::SleepFor(absl::Milliseconds(200));  // let the readiness probe's session end
+  ProcessCost at_rest = MeasureProcess(mailring_->pid());
+
+  std::vector<ProxySession> sessions;
+  sessions.reserve(kSessions);
+  for (int i = 0; i < kSessions; ++i) {
+    MR_ASSERT_OK_AND_ASSIGN(ProxySession session, OpenSession());
+    ASSERT_TRUE(absl::StartsWith(session.greeting.text, "* OK ")) << session.greeting.text;
+    sessions.push_back(std::move(session));
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+  ProcessCost idle = MeasureProcess(mailring_->pid());
+  std::cout << "[ MEASURED ] mailring threads: " << at_rest.threads << " at rest, " << idle.threads
+            << " with " << kSessions << " idle relayed sessions; pipe fds: " << at_rest.pipes
+            << " at rest, " << idle.pipes << " with the sessions\n";
+  EXPECT_EQ(idle.threads, at_rest.threads) << "idle sessions cost threads (io-wq workers?)";
+  EXPECT_LT(idle.pipes, kSessions / 4) << "idle sessions hold pipes";
+
+  // Still a working proxy with all of them open.
+  MR_ASSERT_OK_AND_ASSIGN(auto login, sessions.back().client->Command("1", "LOGIN alice secret"));
+  EXPECT_EQ(login.back().Status(), "OK") << Transcript(login);
 }
 
 TEST_F(RelayTest, LogoutEndsBothLegs) {
