@@ -73,11 +73,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadFileCase{"MissingPassword",
                     [](Route& bad, const Route&) { bad.destination.erase("mail.password"); },
                     {"mail.password"}},
-        BadFileCase{"OAuth2ClientCredentialsNotSupportedYet",
+        BadFileCase{"OAuth2ClientCredentialsWithoutTokenServiceUrl",
                     [](Route& bad, const Route&) {
                       bad.destination["Authentication"] = "OAuth2ClientCredentials";
                     },
-                    {"Authentication", "not supported yet"}},
+                    {"tokenServiceURL"}},
+        BadFileCase{
+            "UnknownAuthentication",
+            [](Route& bad, const Route&) { bad.destination["Authentication"] = "SAMLAssertion"; },
+            {"Authentication"}},
         BadFileCase{"Imap4sNotSupportedYet",
                     [](Route& bad, const Route&) {
                       Destination& d = bad.destination;
