@@ -801,7 +801,13 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
 }
 
 void Session::MaybeFree() {
-  if (pending_ops_ == 0) worker_->DestroySession(this);
+  // Never freed synchronously: Close() runs deep inside handlers that read members after it
+  // returns (e.g. `if (phase_ == Phase::kClosing) return;`). The worker frees it after the
+  // current batch of completions.
+  if (pending_ops_ == 0 && !destroy_scheduled_) {
+    destroy_scheduled_ = true;
+    worker_->ScheduleDestroy(this);
+  }
 }
 
 }  // namespace mailring::core

@@ -138,6 +138,7 @@ class alignas(16) Session {
   TimerWheel::Entry timer_;
   std::unique_ptr<LoginState> login_;  // only before the relay
   bool waiting_for_credentials_ = false;
+  bool destroy_scheduled_ = false;
 };
 
 }  // namespace mailring::core

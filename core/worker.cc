@@ -221,6 +221,17 @@ void Worker::DestroySession(Session* session) {
   ::operator delete(session, std::align_val_t(alignof(Session)));
 }
 
+void Worker::ScheduleDestroy(Session* session) { to_destroy_.push_back(session); }
+
+void Worker::DestroyScheduled() {
+  // Destroying a session never schedules another, but keep the loop safe if it did.
+  while (!to_destroy_.empty()) {
+    std::vector<Session*> batch;
+    batch.swap(to_destroy_);
+    for (Session* session : batch) DestroySession(session);
+  }
+}
+
 void Worker::WaitForPipe(Session* session, int leg) { pipe_waiters_.emplace_back(session, leg); }
 
 void Worker::ForgetPipeWaits(Session* session) {
@@ -262,6 +273,7 @@ void Worker::Loop() {
   // Bounded by the drain: once draining, the loop ends when the sessions are gone, or at the
   // latest a few seconds after the drain deadline forced them closed.
   while (true) {
+    DestroyScheduled();
     if (draining_) {
       if (sessions_ == nullptr) break;
       if (now_ms_ >= drain_deadline_ms_ && !drain_bye_sent_) {
@@ -309,9 +321,10 @@ void Worker::Loop() {
     }
     io_uring_cq_advance(&ring_, seen);
     ResumePipeWaiters();
+    timers_->Advance(now_ms_);
+    DestroyScheduled();
     // No session holds a pointer into the credential cache across iterations.
     if (services_.credentials != nullptr) services_.credentials->Quiescent(index_);
-    timers_->Advance(now_ms_);
     if (rearm_accept_on_tick_ && !draining_) {
       rearm_accept_on_tick_ = false;
       for (const auto& listener : listeners_) {

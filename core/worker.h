@@ -90,7 +90,8 @@ class Worker {
   void WaitForCredentials(Session* session);
   void ForgetCredentialWait(Session* session);
   void ForgetPipeWaits(Session* session);
-  void DestroySession(Session* session);
+  // Frees `session` after the current batch of completions (it has no request outstanding).
+  void ScheduleDestroy(Session* session);
 
  private:
   struct alignas(16) Listener {
@@ -107,6 +108,8 @@ class Worker {
   void BeginDrain();
   void ResumePipeWaiters();
   void ResumeCredentialWaiters();
+  void DestroySession(Session* session);
+  void DestroyScheduled();
   void OnWake();
   void Loop();
 
@@ -131,6 +134,7 @@ class Worker {
   std::unique_ptr<TimerWheel> timers_;
   std::deque<std::pair<Session*, int>> pipe_waiters_;
   std::vector<Session*> credential_waiters_;
+  std::vector<Session*> to_destroy_;
   Session* sessions_ = nullptr;  // intrusive list head
   uint64_t next_session_id_ = 1;
   bool draining_ = false;
