@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -142,12 +143,27 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   auto table = std::make_shared<const mailring::core::RouteTable>(*std::move(routes));
-  // The control thread owns token fetching and refresh; workers read what it publishes.
+  // The control thread owns token fetching and refresh; workers read what it publishes. Routes
+  // that need no token (basic authentication, relay only) need neither, nor libcurl's memory.
+  const bool needs_tokens = std::any_of(table->begin(), table->end(), [](const auto& route) {
+    return route->destination.login_on_behalf &&
+           (route->destination.authentication ==
+                mailring::proto::AuthenticationType::kOAuth2ClientCredentials ||
+            route->destination.authentication ==
+                mailring::proto::AuthenticationType::kOAuth2RefreshToken ||
+            route->destination.authentication ==
+                mailring::proto::AuthenticationType::kOAuth2AuthorizationCode);
+  });
   mailring::core::CredentialCache credentials(worker_count);
-  mailring::control::CredentialServiceOptions credential_options;
-  credential_options.ca_file = absl::GetFlag(FLAGS_ca_file);
-  mailring::control::ControlThread control(table, &credentials, credential_options);
-  const mailring::core::WorkerServices services{&credentials, control.broker()};
+  std::unique_ptr<mailring::control::ControlThread> control;
+  mailring::core::WorkerServices services;
+  if (needs_tokens) {
+    mailring::control::CredentialServiceOptions credential_options;
+    credential_options.ca_file = absl::GetFlag(FLAGS_ca_file);
+    control = std::make_unique<mailring::control::ControlThread>(table, &credentials,
+                                                                 credential_options);
+    services = {&credentials, control->broker()};
+  }
 
   std::vector<std::unique_ptr<mailring::core::Worker>> workers;
   std::vector<mailring::core::Worker*> worker_pointers;
@@ -155,15 +171,17 @@ int main(int argc, char** argv) {
     workers.push_back(std::make_unique<mailring::core::Worker>(i, table, options, services));
     worker_pointers.push_back(workers.back().get());
   }
-  control.SetWorkers(worker_pointers);
-  control.Start();
+  if (control != nullptr) {
+    control->SetWorkers(worker_pointers);
+    control->Start();
+  }
   for (int i = 0; i < worker_count; ++i) {
     if (absl::Status status = workers[i]->Start(absl::GetFlag(FLAGS_drain_timeout));
         !status.ok()) {
       MAILRING_LOG(kError, "worker ", i, " failed to start: ", status.message());
       for (auto& worker : workers) worker->RequestDrain();
       workers.clear();  // joins
-      control.Stop();
+      if (control != nullptr) control->Stop();
       return 1;
     }
   }
@@ -182,7 +200,7 @@ int main(int argc, char** argv) {
                absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)));
   for (auto& worker : workers) worker->RequestDrain();
   for (auto& worker : workers) worker->Join();
-  control.Stop();
+  if (control != nullptr) control->Stop();
   MAILRING_LOG(kInfo, "mailring stopped");
   return 0;
 }

@@ -198,14 +198,25 @@ void Worker::OnAccept(Listener* listener, const io_uring_cqe& cqe) {
       session->Start();
     }
   } else if (cqe.res != -ECANCELED) {
-    // EMFILE/ENFILE/ENOMEM: the connection waits in the backlog; try again on the next tick
-    // rather than spinning on an accept that keeps failing.
-    MAILRING_LOG(kWarning, "accept on ", listener->route->listen.ToString(),
-                 " failed: ", std::strerror(-cqe.res), "; retrying in 1s");
-    if (!listener->accepting) rearm_accept_on_tick_ = true;
+    // EMFILE/ENFILE/ENOMEM: a multishot accept keeps failing as long as the condition lasts,
+    // so stop it and try again in a second; connections meanwhile wait in the backlog.
+    if (!listener->paused) {
+      listener->paused = true;
+      if (listener->accepting) {
+        io_uring_sqe* sqe = GetSqe();
+        io_uring_prep_cancel64(sqe, Tag(listener, Op::kAccept), 0);
+        io_uring_sqe_set_data64(sqe, 0);
+      }
+      accept_retry_at_ms_ = now_ms_ + 1000;
+      MAILRING_LOG(kWarning, "accept on ", listener->route->listen.ToString(), " failed: ",
+                   std::strerror(-cqe.res), " (", counters_.sessions_open.load(),
+                   " sessions open on this worker); pausing accepts for 1s");
+    }
     return;
   }
-  if (!listener->accepting && !draining_ && listener->fd >= 0) ArmAccept(listener);
+  if (!listener->accepting && !listener->paused && !draining_ && listener->fd >= 0) {
+    ArmAccept(listener);
+  }
 }
 
 void Worker::DestroySession(Session* session) {
@@ -325,10 +336,12 @@ void Worker::Loop() {
     DestroyScheduled();
     // No session holds a pointer into the credential cache across iterations.
     if (services_.credentials != nullptr) services_.credentials->Quiescent(index_);
-    if (rearm_accept_on_tick_ && !draining_) {
-      rearm_accept_on_tick_ = false;
+    if (accept_retry_at_ms_ != 0 && now_ms_ >= accept_retry_at_ms_) {
+      accept_retry_at_ms_ = 0;
       for (const auto& listener : listeners_) {
-        if (!listener->accepting) ArmAccept(listener.get());
+        if (!listener->paused) continue;
+        listener->paused = false;
+        if (!listener->accepting && !draining_) ArmAccept(listener.get());
       }
     }
   }

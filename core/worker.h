@@ -97,7 +97,8 @@ class Worker {
   struct alignas(16) Listener {
     const Route* route = nullptr;
     int fd = -1;
-    bool accepting = false;
+    bool accepting = false;  // a multishot accept is armed
+    bool paused = false;     // accept failed (out of fds): re-armed at accept_retry_at_ms_
   };
 
   void Run(std::promise<absl::Status>* ready);
@@ -138,7 +139,7 @@ class Worker {
   Session* sessions_ = nullptr;  // intrusive list head
   uint64_t next_session_id_ = 1;
   bool draining_ = false;
-  bool rearm_accept_on_tick_ = false;
+  int64_t accept_retry_at_ms_ = 0;
   int64_t drain_deadline_ms_ = 0;
   bool drain_bye_sent_ = false;
   WorkerCounters counters_;

@@ -78,7 +78,10 @@ class ScriptedUpstream {
         pollfd p{listen_fd_, POLLIN, 0};
         if (::poll(&p, 1, 50) != 1) continue;
         const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) continue;
+        if (fd < 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));  // e.g. EMFILE
+          continue;
+        }
         connections_.fetch_add(1);
         handlers_.emplace_back([this, fd] {
           handler_(fd);

@@ -4,7 +4,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -215,6 +217,52 @@ TEST_F(WorkerTest, HundredConcurrentSessionsEachLogInOnce) {
   }
   EXPECT_EQ(upstream.connections(), 100);
   EXPECT_EQ(worker_->counters().logins_ok.load(), 100u);
+}
+
+size_t OpenFds() {
+  size_t n = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1) ++n;
+  }
+  return n;
+}
+
+double CpuSeconds() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+TEST_F(WorkerTest, OutOfFdsPausesAcceptsInsteadOfSpinningAndRecovers) {
+  ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
+  StartWorker(upstream.port());
+  rlimit original{};
+  ::getrlimit(RLIMIT_NOFILE, &original);
+  rlimit tight = original;
+  tight.rlim_cur = OpenFds() + 24;  // room for a few sessions, not for twenty
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  std::vector<int> clients;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = Connect();
+    if (fd < 0) break;
+    clients.push_back(fd);
+  }
+  const double cpu_before = CpuSeconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const double cpu_used = CpuSeconds() - cpu_before;
+  EXPECT_LT(cpu_used, 0.5) << "a failing accept must not be retried in a tight loop";
+  for (int fd : clients) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &original), 0);
+  // Once fds are free again, new clients are served (after the one-second pause).
+  std::string greeting;
+  for (int attempt = 0; attempt < 30 && greeting.rfind("* PREAUTH", 0) != 0; ++attempt) {
+    const int client = Connect();
+    if (client < 0) continue;
+    greeting = ReadLine(client, 3000);
+    ::close(client);
+  }
+  EXPECT_EQ(greeting.rfind("* PREAUTH", 0), 0u) << greeting;
 }
 
 }  // namespace
