@@ -3,6 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
+#include "core/clock.h"
 #include "core/log.h"
 
 namespace mailring::core {
@@ -28,7 +32,16 @@ Pipe* PipePool::Acquire() {
   if (lent_ >= max_pipes_) return nullptr;
   int fds[2];
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-    MAILRING_LOG(kWarning, "cannot create a relay pipe: errno ", errno);
+    const int error = errno;
+    const int64_t now = MonotonicMs();
+    retry_after_ms_ = now + kRetryDelayMs;
+    ++creation_failures_;
+    if (now >= next_failure_log_ms_) {  // at most one line a second
+      next_failure_log_ms_ = now + 1000;
+      MAILRING_LOG(kWarning, "cannot create a relay pipe: ", std::strerror(error), " (",
+                   creation_failures_, " failures so far, ", lent_,
+                   " pipes lent); relaying waits for a pipe");
+    }
     return nullptr;
   }
   // Larger pipes mean fewer splice calls per byte. The kernel may refuse the size (per-user

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace mailring::core {
@@ -38,6 +39,8 @@ class PipePool {
   size_t lent() const { return lent_; }
   size_t idle() const { return idle_.size(); }
   size_t capacity_bytes() const { return pipe_bytes_; }
+  // After a failed pipe2(2) (out of fds), when trying again makes sense (MonotonicMs()).
+  int64_t retry_after_ms() const { return retry_after_ms_; }
 
  private:
   size_t max_pipes_;
@@ -45,6 +48,10 @@ class PipePool {
   size_t pipe_bytes_;
   size_t lent_ = 0;
   std::vector<Pipe*> idle_;
+  static constexpr int64_t kRetryDelayMs = 100;
+  int64_t retry_after_ms_ = 0;
+  int64_t next_failure_log_ms_ = 0;
+  uint64_t creation_failures_ = 0;
 };
 
 }  // namespace mailring::core

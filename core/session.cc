@@ -694,13 +694,17 @@ void Session::PumpLeg(int leg_index) {
       worker_->WaitForPipe(this, leg_index);
       return;
     case RelayLeg::Wait::kFinished:
-      if (++legs_finished_ == 2) {
-        Close(to_upstream ? "both directions ended, the client's last"
-                          : "both directions ended, the server's last",
-              {}, false);
+      ++legs_finished_;
+      if (!to_upstream) {
+        // The server ended the session (LOGOUT, its own timeout): everything it sent has been
+        // delivered and the client was sent FIN. Nothing the client could still send would be
+        // answered, so both legs close now rather than waiting for the client to hang up.
+        Close(legs_finished_ == 2 ? "both directions ended" : "upstream closed the session", {},
+              false);
         return;
       }
-      // Half-closed: the other direction may finish its work, within a bound.
+      // The client half-closed: the server may still answer what it already received, within a
+      // bound.
       worker_->timers().Schedule(
           &timer_,
           worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().half_close_timeout));

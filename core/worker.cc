@@ -251,8 +251,14 @@ void Worker::ForgetPipeWaits(Session* session) {
 }
 
 void Worker::ResumePipeWaiters() {
-  // Each resumed leg takes at most one pipe; stop as soon as the pool is exhausted again.
-  while (!pipe_waiters_.empty() && pipes_.lent() < options_.max_pipes) {
+  if (pipe_waiters_.empty()) return;
+  // A pipe could not be created (out of fds): pipes_.lent() says nothing then, so retry a
+  // little later instead of resuming legs that would fail again at once.
+  if (pipes_.idle() == 0 && now_ms_ < pipes_.retry_after_ms()) return;
+  // Each resumed leg takes at most one pipe and may queue itself again: visit each waiter at
+  // most once per call, and stop as soon as the pool is exhausted.
+  for (size_t visits = pipe_waiters_.size(); visits > 0 && !pipe_waiters_.empty(); --visits) {
+    if (pipes_.lent() >= options_.max_pipes) break;
     const auto [session, leg] = pipe_waiters_.front();
     pipe_waiters_.pop_front();
     session->OnPipeAvailable(leg);
