@@ -5,11 +5,11 @@
 #
 # 1. Installs missing Debian packages (apt-get; as root, or through sudo).
 # 2. build/       (RelWithDebInfo): unit tests, then the integration tests against a real Dovecot.
-# 3. build-asan/  (ASan+UBSan): every test except the integration tests.
+# 3. build-asan/  (ASan+UBSan): unit tests, then the integration tests against the ASan daemon.
 # 4. build-tsan/  (TSan): the tests labelled `tsan`, if any.
 # --quick stops after step 2. A summary of every step is printed at the end. About 10 minutes
 # from scratch on 2 cores; later runs rebuild only what changed.
-# MAILRING_ASAN_INTEGRATION=1 also runs the integration tests against the ASan+UBSan daemon.
+# The integration tests also run against the ASan+UBSan daemon (MAILRING_ASAN_INTEGRATION=0: not).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -76,7 +76,7 @@ if ((quick == 0)); then
     -DMAILRING_SANITIZER=address -DMAILRING_BUILD_PERF=OFF; then
     step "unit tests under ASan+UBSan (build-asan/)" ctest_in build-asan "$jobs" -LE integration ||
       true
-    if [[ ${MAILRING_ASAN_INTEGRATION:-0} == 1 ]]; then
+    if [[ ${MAILRING_ASAN_INTEGRATION:-1} == 1 ]]; then
       step "integration tests under ASan+UBSan (build-asan/)" ctest_in build-asan -L integration ||
         true
     fi
