@@ -12,6 +12,11 @@ RelayLeg::Wait RelayLeg::Pump(PipePool& pool, size_t budget_bytes) {
   if (error_ != 0) return Wait::kFailed;
   size_t moved = 0;
   const size_t chunk = pool.capacity_bytes();
+  // A read that returned less than asked for drained the socket (as far as we can tell); once
+  // those bytes are written, wait for readiness instead of paying a splice that says EAGAIN.
+  // The one-shot poll checks readiness when it is armed, so nothing that arrived meanwhile is
+  // missed.
+  bool drained_source = false;
   while (true) {
     // 1. Drain the pipe into the destination.
     while (bytes_in_pipe_ > 0) {
@@ -38,6 +43,13 @@ RelayLeg::Wait RelayLeg::Pump(PipePool& pool, size_t budget_bytes) {
       finished_ = true;
       return Wait::kFinished;
     }
+    if (drained_source) {
+      if (pipe_ != nullptr) {
+        pool.Release(pipe_, false);
+        pipe_ = nullptr;
+      }
+      return Wait::kReadable;
+    }
     if (moved >= budget_bytes) {
       if (pipe_ != nullptr) {
         pool.Release(pipe_, false);
@@ -54,6 +66,7 @@ RelayLeg::Wait RelayLeg::Pump(PipePool& pool, size_t budget_bytes) {
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
       bytes_in_pipe_ = static_cast<uint32_t>(n);
+      drained_source = static_cast<size_t>(n) < chunk;
       continue;
     }
     if (n == 0) {

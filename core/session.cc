@@ -18,6 +18,7 @@
 #include "core/client_auth.h"
 #include "core/completion.h"
 #include "core/log.h"
+#include "core/tcp_options.h"
 #include "core/upstream_login.h"
 #include "core/worker.h"
 #include "proto/imap_line_assembler.h"
@@ -44,15 +45,6 @@ int SendNow(int fd, std::string_view bytes) {
     return n < 0 ? errno : EPIPE;
   }
   return 0;
-}
-
-void SetTcpOptions(int fd, const WorkerOptions& options) {
-  const int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &options.keepalive_idle_s, sizeof(int));
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &options.keepalive_interval_s, sizeof(int));
-  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &options.keepalive_count, sizeof(int));
 }
 
 std::string ErrnoText(int error) {
@@ -180,7 +172,7 @@ std::string_view Session::Action() const {
 
 void Session::Start() {
   const WorkerOptions& options = worker_->options();
-  SetTcpOptions(client_fd_, options);
+  // The client socket inherited its TCP options from the listener (core/tcp_options.h).
   upstream_fd_ = ::socket(route_->upstream.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           IPPROTO_TCP);
   if (upstream_fd_ < 0) {
@@ -665,8 +657,10 @@ void Session::StartRelay() {
   last_activity_ms_ = worker_->now_ms();
   worker_->timers().Schedule(
       &timer_, last_activity_ms_ + absl::ToInt64Milliseconds(worker_->options().idle_timeout));
-  PumpLeg(kToUpstream);
-  if (phase_ == Phase::kRelay) PumpLeg(kToClient);
+  // Wait for readiness rather than trying to read: usually neither side has sent anything yet,
+  // and a poll armed on a socket that already holds bytes completes at once.
+  ArmPoll(client_fd_, POLLIN, static_cast<uint8_t>(Op::kClientReadable));
+  ArmPoll(upstream_fd_, POLLIN, static_cast<uint8_t>(Op::kRelayUpstreamReadable));
 }
 
 void Session::ArmPoll(int fd, uint32_t events, uint8_t op) {
@@ -786,21 +780,24 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
     // most useful thing it can read before the connection closes.
     SendNow(client_fd_, mailring::StrCat("* BYE [UNAVAILABLE] ", client_reason, "\r\n"));
   }
-  // Requests hold references to the files: cancel them, and shut the sockets down so that
-  // anything waiting completes, before the fds are closed in the destructor.
-  for (const int fd : {client_fd_, upstream_fd_}) {
-    if (fd < 0) continue;
-    io_uring_sqe* sqe = worker_->GetSqe();
-    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data64(sqe, 0);
+  // Requests hold references to the files: cancel them; the fds are closed in the destructor,
+  // once the last completion has arrived (close(2) then sends the FINs). Every request we
+  // issue (connect, recv, poll) is cancellable, so no shutdown(2) is needed to wake one.
+  if (pending_ops_ > 0) {
+    for (const int fd : {client_fd_, upstream_fd_}) {
+      if (fd < 0) continue;
+      io_uring_sqe* sqe = worker_->GetSqe();
+      io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, 0);
+    }
   }
   // Read what the client sent and nobody will answer, so close(2) sends FIN rather than RST
-  // (an RST could destroy the BYE before the client reads it).
-  char sink[4096];
-  for (int i = 0; i < 16 && ::recv(client_fd_, sink, sizeof(sink), MSG_DONTWAIT) > 0; ++i) {
+  // (an RST could destroy the BYE or the server's last response before the client reads it).
+  if (legs_[kToUpstream].finished() == false) {
+    char sink[4096];
+    for (int i = 0; i < 16 && ::recv(client_fd_, sink, sizeof(sink), MSG_DONTWAIT) > 0; ++i) {
+    }
   }
-  ::shutdown(client_fd_, SHUT_RDWR);
-  if (upstream_fd_ >= 0) ::shutdown(upstream_fd_, SHUT_RDWR);
   MaybeFree();
 }
 

@@ -14,6 +14,7 @@
 #include "core/completion.h"
 #include "core/log.h"
 #include "core/session.h"
+#include "core/tcp_options.h"
 
 namespace mailring::core {
 
@@ -21,12 +22,13 @@ namespace {
 
 constexpr uint16_t kBufferGroup = 1;
 
-absl::StatusOr<int> OpenListener(const Route& route) {
+absl::StatusOr<int> OpenListener(const Route& route, const WorkerOptions& options) {
   const int fd =
       ::socket(route.listen.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (fd < 0) return absl::InternalError(mailring::StrCat("socket: ", std::strerror(errno)));
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  SetTcpOptions(fd, options);  // inherited by every accepted socket
   // One listener per worker on the same address: the kernel balances new connections.
   if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
       ::bind(fd, route.listen.get(), route.listen.length) != 0 || ::listen(fd, 4096) != 0) {
@@ -126,7 +128,7 @@ absl::Status Worker::Setup() {
   connect_timeout_spec_.tv_sec = connect_ms / 1000;
   connect_timeout_spec_.tv_nsec = (connect_ms % 1000) * 1000000;
   for (const auto& route : *routes_) {
-    absl::StatusOr<int> fd = OpenListener(*route);
+    absl::StatusOr<int> fd = OpenListener(*route, options_);
     if (!fd.ok()) return fd.status();
     auto listener = std::make_unique<Listener>();
     listener->route = route.get();
