@@ -1,0 +1,95 @@
+// TlsClient: one client-side TLS connection to a mail server, driven by a worker.
+//
+// wolfSSL runs with in-memory I/O callbacks: the worker feeds ciphertext it received from the
+// socket (Feed), asks wolfSSL to make progress (Handshake / Read / Write), and sends whatever
+// ciphertext wolfSSL produced (TakeOutput). wolfSSL never touches the socket, never blocks and
+// needs no thread of its own; the worker's io_uring does all I/O.
+//
+// Verification is on unless the destination opts out: the system CA store plus an optional
+// extra CA file (TlsContext), SNI with the server name, and the certificate's names checked
+// against it. TLS 1.2 is the minimum; TLS 1.3 is preferred.
+//
+// Contract: single-threaded (one worker). Failure reasons (error()) name what went wrong
+// ("certificate has expired", "host name mismatch: certificate is for x, not y", "TLS alert:
+// handshake failure", ...) and never contain key material. Output buffers are bounded by what
+// the caller writes; Read() appends at most `max_bytes` of plaintext.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+struct WOLFSSL_CTX;
+struct WOLFSSL;
+
+namespace mailring::core {
+
+struct TlsContextOptions {
+  bool use_system_ca = true;  // the system store (/etc/ssl/certs)
+  std::string ca_file;        // extra PEM bundle, optional
+};
+
+// A WOLFSSL_CTX: CA store and protocol limits, shared by the sessions of one worker.
+class TlsContext {
+ public:
+  static absl::StatusOr<std::unique_ptr<TlsContext>> Create(const TlsContextOptions& options);
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+  WOLFSSL_CTX* get() const { return ctx_; }
+
+ private:
+  explicit TlsContext(WOLFSSL_CTX* ctx) : ctx_(ctx) {}
+  WOLFSSL_CTX* ctx_;
+};
+
+class TlsClient {
+ public:
+  enum class Result { kDone, kWantInput, kClosed, kError };
+
+  // `server_name`: for SNI and, when `verify`, the certificate check. Empty server_name with
+  // verify is an error at Handshake().
+  TlsClient(const TlsContext& context, std::string_view server_name, bool verify);
+  ~TlsClient();
+  TlsClient(const TlsClient&) = delete;
+  TlsClient& operator=(const TlsClient&) = delete;
+
+  // Ciphertext received from the server.
+  void Feed(std::string_view ciphertext);
+  // Ciphertext wolfSSL wants sent (handshake messages, records, alerts); moves it out.
+  std::string TakeOutput();
+  bool has_output() const;
+
+  // kDone once the handshake completed; kWantInput until then; kError with error() set.
+  Result Handshake();
+  // Encrypts all of `plaintext` into the output. kError on failure.
+  Result Write(std::string_view plaintext);
+  // Decrypts what the fed ciphertext holds, appending at most `max_bytes` of plaintext to
+  // `out`. kDone when something was appended, kWantInput when a whole record is not there yet,
+  // kClosed on the server's close_notify, kError on an alert or a bad record.
+  Result Read(std::string* out, size_t max_bytes);
+  // Queues a close_notify into the output.
+  void Shutdown();
+
+  const std::string& error() const { return error_; }
+  std::string_view protocol_version() const;  // "TLSv1.3", after the handshake
+  std::string_view cipher_suite() const;
+
+ private:
+  static int ReceiveCallback(WOLFSSL* ssl, char* buffer, int size, void* context);
+  static int SendCallback(WOLFSSL* ssl, char* buffer, int size, void* context);
+  Result Fail(int wolfssl_return);
+
+  WOLFSSL* ssl_ = nullptr;
+  std::string input_;      // ciphertext fed but not yet consumed by wolfSSL
+  size_t input_offset_ = 0;
+  std::string output_;     // ciphertext produced, not yet taken
+  std::string server_name_;
+  bool verify_ = true;
+  std::string error_;
+};
+
+}  // namespace mailring::core
