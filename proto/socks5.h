@@ -3,8 +3,8 @@
 //
 //   → 05 01 80                                   greeting: one method, 0x80
 //   ← 05 80                                      method selected
-//   → 01 <len:4, big-endian> <JWT> <len:1> <base64(location id)>   (location part omitted
-//                                                 when there is no CloudConnectorLocationId)
+//   → 01 <len:4, big-endian> <JWT> <len:1> <base64(location id)>   (no CloudConnectorLocationId:
+//                                                 length byte 00 and no id, as SAP documents)
 //   ← 01 00                                      authenticated (anything else: failure)
 //   → 05 01 00 03 <len:1> <host> <port:2>         CONNECT to the virtual host, by name
 //   ← 05 <rep> 00 <atyp> <bnd.addr> <bnd.port>    rep 00: connected
@@ -54,11 +54,22 @@ class Socks5Client {
 
  private:
   enum class State : uint8_t { kMethod, kAuthentication, kConnect, kDone, kFailed };
+
+  Step OnMethodSelection(std::string_view bytes);
+  Step OnAuthenticationReply(std::string_view bytes);
+  Step OnConnectReply(std::string_view bytes);
+  Step Fail(std::string failure, size_t consumed);
+  std::string AuthenticationRequest() const;  // carries the JWT
+  std::string ConnectRequest() const;
+
   State state_ = State::kMethod;
+  State failed_in_ = State::kMethod;  // the state whose action() a failure reports
   std::string jwt_;
   std::string location_id_;
   std::string host_;
   uint16_t port_;
+  std::string config_error_;  // host or location id unusable; reported by the first OnBytes()
+  std::string failure_;       // kFailed: repeated by later OnBytes() calls
 };
 
 }  // namespace mailring::proto
