@@ -209,12 +209,18 @@ std::string FindDovecot() {
   return "";
 }
 
-absl::StatusOr<std::unique_ptr<DovecotServer>> DovecotServer::Start() {
+absl::StatusOr<std::unique_ptr<DovecotServer>> DovecotServer::Start(
+    const std::string& oauth2_introspection_url) {
   std::unique_ptr<DovecotServer> server(new DovecotServer());
   server->port_ = PickFreeLoopbackPort();
+  std::string oauth2_option =
+      oauth2_introspection_url.empty()
+          ? ""
+          : absl::StrCat(" --oauth2-introspection ", ShellQuote(oauth2_introspection_url));
   std::string command =
       absl::StrCat(ShellQuote(FixtureScript()), " start ", ShellQuote(server->dir()), " ",
-                   server->port_, " >", ShellQuote(server->dir() + "/fixture.out"), " 2>&1");
+                   server->port_, oauth2_option, " >",
+                   ShellQuote(server->dir() + "/fixture.out"), " 2>&1");
   int status = std::system(command.c_str());
   if (status != 0) {
     absl::StatusOr<std::string> out = ReadFile(server->dir() + "/fixture.out");

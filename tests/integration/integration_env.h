@@ -53,7 +53,11 @@ std::string FindDovecot();
 // A Dovecot started by dovecot_fixture.sh in its own temp dir; stopped on destruction.
 class DovecotServer {
  public:
-  static absl::StatusOr<std::unique_ptr<DovecotServer>> Start();
+  // With a non-empty `oauth2_introspection_url`, Dovecot also accepts XOAUTH2 and OAUTHBEARER
+  // and checks each bearer token with an RFC 7662 POST to that URL (the fixture's
+  // --oauth2-introspection).
+  static absl::StatusOr<std::unique_ptr<DovecotServer>> Start(
+      const std::string& oauth2_introspection_url = "");
   ~DovecotServer();
 
   uint16_t port() const { return port_; }
