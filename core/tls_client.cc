@@ -1,0 +1,298 @@
+#include "core/tls_client.h"
+
+// options.h first: it carries the configuration Debian built the library with, and the other
+// wolfSSL headers do not compile without it (the include sorter must not move it).
+// clang-format off
+#include <wolfssl/options.h>
+// clang-format on
+#include <arpa/inet.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "proto/str_cat.h"
+
+namespace mailring::core {
+namespace {
+
+// Debian's bundle; used when wolfSSL's own search of the system store finds nothing.
+constexpr const char* kSystemCaBundle = "/etc/ssl/certs/ca-certificates.crt";
+// Plaintext moved per wolfSSL_read: one maximal TLS record.
+constexpr size_t kReadChunk = 16384;
+// Plaintext handed to one wolfSSL_write (it splits it into records).
+constexpr size_t kWriteChunk = 1 << 20;
+// Consumed input is dropped from the front of input_ once it is at least this large.
+constexpr size_t kCompactThreshold = 64 * 1024;
+
+void InitializeWolfSslOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { wolfSSL_Init(); });
+}
+
+std::string WolfSslErrorText(int code) {
+  char text[WOLFSSL_MAX_ERROR_SZ] = {};
+  wolfSSL_ERR_error_string_n(static_cast<unsigned long>(code), text, sizeof(text));
+  return StrCat(text, " (wolfSSL error ", code, ")");
+}
+
+bool IsIpLiteral(const std::string& name) {
+  unsigned char address[16];
+  return inet_pton(AF_INET, name.c_str(), address) == 1 ||
+         inet_pton(AF_INET6, name.c_str(), address) == 1;
+}
+
+// " (it names a, b)" from the peer certificate's subjectAltNames, or "" when unavailable. Names
+// in a certificate are public; nothing else of it is quoted.
+std::string PeerCertificateNames(WOLFSSL* ssl) {
+  WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(ssl);
+  if (peer == nullptr) return "";
+  constexpr int kMaxNames = 5;
+  std::string names;
+  int count = 0;
+  while (const char* name = wolfSSL_X509_get_next_altname(peer)) {
+    if (count == kMaxNames) {
+      names += ", ...";
+      break;
+    }
+    StrAppend(&names, count == 0 ? "" : ", ", name);
+    ++count;
+  }
+  wolfSSL_X509_free(peer);
+  return names.empty() ? "" : StrCat(" (it names ", names, ")");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const TlsContextOptions& options) {
+  InitializeWolfSslOnce();
+  WOLFSSL_CTX* ctx = wolfSSL_CTX_new(wolfTLS_client_method());
+  if (ctx == nullptr) return absl::InternalError("TLS: cannot create a wolfSSL context");
+  auto context = std::unique_ptr<TlsContext>(new TlsContext(ctx));
+
+  if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
+    return absl::InternalError("TLS: cannot set TLS 1.2 as the minimum version");
+  }
+  // Peer verification is chosen per session (TlsClient); this is the safe default.
+  wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, nullptr);
+
+  if (options.use_system_ca) {
+    bool loaded = false;
+#ifdef WOLFSSL_SYS_CA_CERTS
+    loaded = wolfSSL_CTX_load_system_CA_certs(ctx) == WOLFSSL_SUCCESS;
+#endif
+    if (!loaded) {
+      const int result = wolfSSL_CTX_load_verify_locations(ctx, kSystemCaBundle, nullptr);
+      if (result != WOLFSSL_SUCCESS) {
+        return absl::FailedPreconditionError(StrCat("TLS: cannot load the system CA store (",
+                                                    kSystemCaBundle,
+                                                    "): ", WolfSslErrorText(result)));
+      }
+    }
+  }
+  if (!options.ca_file.empty()) {
+    const int result = wolfSSL_CTX_load_verify_locations(ctx, options.ca_file.c_str(), nullptr);
+    if (result != WOLFSSL_SUCCESS) {
+      return absl::InvalidArgumentError(
+          StrCat("TLS: cannot load the CA file ", options.ca_file, ": ", WolfSslErrorText(result)));
+    }
+  }
+  return context;
+}
+
+TlsContext::~TlsContext() { wolfSSL_CTX_free(ctx_); }
+
+TlsClient::TlsClient(const TlsContext& context, std::string_view server_name, bool verify)
+    : server_name_(server_name), verify_(verify) {
+  ssl_ = wolfSSL_new(context.get());
+  if (ssl_ == nullptr) {
+    error_ = "cannot create a TLS session (out of memory)";
+    return;
+  }
+  wolfSSL_SSLSetIORecv(ssl_, &TlsClient::ReceiveCallback);
+  wolfSSL_SSLSetIOSend(ssl_, &TlsClient::SendCallback);
+  wolfSSL_SetIOReadCtx(ssl_, this);
+  wolfSSL_SetIOWriteCtx(ssl_, this);
+  wolfSSL_set_verify(ssl_, verify_ ? WOLFSSL_VERIFY_PEER : WOLFSSL_VERIFY_NONE, nullptr);
+
+  // RFC 6066: SNI carries host names only, never address literals.
+  if (!server_name_.empty() && !IsIpLiteral(server_name_) &&
+      wolfSSL_UseSNI(ssl_, WOLFSSL_SNI_HOST_NAME, server_name_.data(),
+                     static_cast<unsigned short>(server_name_.size())) != WOLFSSL_SUCCESS) {
+    error_ = StrCat("cannot use the server name ", server_name_, " for SNI");
+    return;
+  }
+  if (verify_ && !server_name_.empty() &&
+      wolfSSL_check_domain_name(ssl_, server_name_.c_str()) != WOLFSSL_SUCCESS) {
+    error_ = StrCat("cannot check the certificate against ", server_name_);
+  }
+}
+
+TlsClient::~TlsClient() {
+  if (ssl_ != nullptr) wolfSSL_free(ssl_);
+}
+
+void TlsClient::Feed(std::string_view ciphertext) {
+  if (input_offset_ == input_.size()) {
+    input_.clear();
+    input_offset_ = 0;
+  } else if (input_offset_ >= kCompactThreshold && input_offset_ * 2 >= input_.size()) {
+    input_.erase(0, input_offset_);
+    input_offset_ = 0;
+  }
+  input_.append(ciphertext);
+}
+
+std::string TlsClient::TakeOutput() {
+  std::string output = std::move(output_);
+  output_.clear();
+  return output;
+}
+
+bool TlsClient::has_output() const { return !output_.empty(); }
+
+TlsClient::Result TlsClient::Handshake() {
+  if (!error_.empty()) return Result::kError;
+  if (wolfSSL_is_init_finished(ssl_)) return Result::kDone;
+  if (verify_ && server_name_.empty()) {
+    error_ = "no server name to check the certificate against";
+    return Result::kError;
+  }
+  const int result = wolfSSL_connect(ssl_);
+  if (result == WOLFSSL_SUCCESS) return Result::kDone;
+  if (wolfSSL_get_error(ssl_, result) == WOLFSSL_ERROR_WANT_READ) return Result::kWantInput;
+  return Fail(result);
+}
+
+TlsClient::Result TlsClient::Write(std::string_view plaintext) {
+  if (!error_.empty()) return Result::kError;
+  if (!wolfSSL_is_init_finished(ssl_)) {
+    error_ = "write before the TLS handshake completed";
+    return Result::kError;
+  }
+  // The send callback never pushes back, so wolfSSL_write consumes everything it is given.
+  while (!plaintext.empty()) {
+    const size_t size = std::min(plaintext.size(), kWriteChunk);
+    const int written = wolfSSL_write(ssl_, plaintext.data(), static_cast<int>(size));
+    if (written <= 0) return Fail(written);
+    plaintext.remove_prefix(static_cast<size_t>(written));
+  }
+  return Result::kDone;
+}
+
+TlsClient::Result TlsClient::Read(std::string* out, size_t max_bytes) {
+  if (!error_.empty()) return Result::kError;
+  if (wolfSSL_get_shutdown(ssl_) & WOLFSSL_RECEIVED_SHUTDOWN) return Result::kClosed;
+  if (!wolfSSL_is_init_finished(ssl_)) {
+    error_ = "read before the TLS handshake completed";
+    return Result::kError;
+  }
+  size_t appended = 0;
+  char chunk[kReadChunk];
+  while (appended < max_bytes) {
+    const int want = static_cast<int>(std::min(max_bytes - appended, sizeof(chunk)));
+    const int got = wolfSSL_read(ssl_, chunk, want);
+    if (got > 0) {
+      out->append(chunk, static_cast<size_t>(got));
+      appended += static_cast<size_t>(got);
+      continue;
+    }
+    const int code = wolfSSL_get_error(ssl_, got);
+    if (code == WOLFSSL_ERROR_WANT_READ) break;
+    const Result result = code == WOLFSSL_ERROR_ZERO_RETURN ? Result::kClosed : Fail(got);
+    // The plaintext before the close or the failure is delivered first; the next call reports
+    // the close (wolfSSL remembers it) or the failure (error_ is set).
+    return appended > 0 ? Result::kDone : result;
+  }
+  return appended > 0 ? Result::kDone : Result::kWantInput;
+}
+
+void TlsClient::Shutdown() {
+  if (ssl_ == nullptr || !wolfSSL_is_init_finished(ssl_)) return;
+  // Returns "not done" because the server's close_notify is not awaited; only ours is wanted.
+  wolfSSL_shutdown(ssl_);
+}
+
+std::string_view TlsClient::protocol_version() const {
+  if (ssl_ == nullptr || !wolfSSL_is_init_finished(ssl_)) return {};
+  const char* version = wolfSSL_get_version(ssl_);
+  return version == nullptr ? std::string_view() : std::string_view(version);
+}
+
+std::string_view TlsClient::cipher_suite() const {
+  if (ssl_ == nullptr || !wolfSSL_is_init_finished(ssl_)) return {};
+  const char* name = wolfSSL_get_cipher_name(ssl_);
+  return name == nullptr ? std::string_view() : std::string_view(name);
+}
+
+int TlsClient::ReceiveCallback(WOLFSSL* /*ssl*/, char* buffer, int size, void* context) {
+  auto* self = static_cast<TlsClient*>(context);
+  const size_t available = self->input_.size() - self->input_offset_;
+  if (available == 0 || size <= 0) return WOLFSSL_CBIO_ERR_WANT_READ;
+  const size_t n = std::min(available, static_cast<size_t>(size));
+  std::memcpy(buffer, self->input_.data() + self->input_offset_, n);
+  self->input_offset_ += n;
+  if (self->input_offset_ == self->input_.size()) {
+    self->input_.clear();
+    self->input_offset_ = 0;
+  }
+  return static_cast<int>(n);
+}
+
+int TlsClient::SendCallback(WOLFSSL* /*ssl*/, char* buffer, int size, void* context) {
+  auto* self = static_cast<TlsClient*>(context);
+  self->output_.append(buffer, static_cast<size_t>(size));
+  return size;
+}
+
+TlsClient::Result TlsClient::Fail(int wolfssl_return) {
+  const int code = wolfSSL_get_error(ssl_, wolfssl_return);
+  switch (code) {
+    case ASN_AFTER_DATE_E:
+      error_ = "certificate has expired";
+      break;
+    case ASN_BEFORE_DATE_E:
+      error_ = "certificate is not yet valid";
+      break;
+    case DOMAIN_NAME_MISMATCH:
+      error_ = StrCat("host name mismatch: the certificate does not name ", server_name_,
+                      PeerCertificateNames(ssl_));
+      break;
+    case ASN_NO_SIGNER_E:
+      error_ = "certificate is not signed by a trusted CA";
+      break;
+    case VERIFY_MAC_ERROR:
+    case AES_GCM_AUTH_E:
+    case AES_CCM_AUTH_E:
+      error_ =
+          StrCat("a record from the server failed its integrity check (wolfSSL error ", code, ")");
+      break;
+    case VERSION_ERROR:
+    case UNSUPPORTED_PROTO_VERSION:
+      error_ = "protocol version not accepted (TLS 1.2 minimum)";
+      break;
+    case FATAL_ERROR: {
+      WOLFSSL_ALERT_HISTORY history{};
+      if (wolfSSL_get_alert_history(ssl_, &history) == WOLFSSL_SUCCESS &&
+          history.last_rx.code >= 0) {
+        error_ = StrCat("TLS alert from the server: ",
+                        wolfSSL_alert_desc_string_long(history.last_rx.code));
+      } else {
+        error_ = "TLS alert from the server";
+      }
+      break;
+    }
+    default:
+      error_ = WolfSslErrorText(code);
+      break;
+  }
+  return Result::kError;
+}
+
+}  // namespace mailring::core

@@ -1,0 +1,532 @@
+// TlsClient against an in-memory wolfSSL server: the test moves ciphertext between the two the
+// way the worker moves it between TlsClient and the socket (Feed / TakeOutput), so every byte
+// the client sees went through its I/O callbacks. Certificates come from
+// tests/integration/test_ca.sh, the same script the Dovecot integration tests use.
+#include "core/tls_client.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "gtest/gtest.h"
+
+namespace mailring::core {
+namespace {
+
+using Result = TlsClient::Result;
+
+// Handshakes and transfers are bounded by this many ping-pong rounds, so a bug spins no test.
+constexpr int kMaxRounds = 10000;
+
+std::filesystem::path ScriptPath() {
+  // __FILE__ is this file's absolute path in the CMake build.
+  return std::filesystem::path(__FILE__).parent_path().parent_path() / "integration" / "test_ca.sh";
+}
+
+// A deterministic byte pattern that is not periodic in any small record-sized step.
+std::string Pattern(size_t size, uint32_t seed) {
+  std::string bytes(size, '\0');
+  uint32_t state = seed;
+  for (char& byte : bytes) {
+    state = state * 1664525u + 1013904223u;
+    byte = static_cast<char>(state >> 24);
+  }
+  return bytes;
+}
+
+// One wolfSSL server connection with in-memory I/O, like TlsClient's.
+class TlsServer {
+ public:
+  // `method`: e.g. wolfTLS_server_method(); `chain` and `key`: PEM files.
+  TlsServer(WOLFSSL_METHOD* method, const std::string& chain, const std::string& key) {
+    ctx_ = wolfSSL_CTX_new(method);
+    EXPECT_NE(ctx_, nullptr);
+    EXPECT_EQ(wolfSSL_CTX_use_certificate_chain_file(ctx_, chain.c_str()), WOLFSSL_SUCCESS);
+    EXPECT_EQ(wolfSSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), WOLFSSL_FILETYPE_PEM),
+              WOLFSSL_SUCCESS);
+    ssl_ = wolfSSL_new(ctx_);
+    EXPECT_NE(ssl_, nullptr);
+    wolfSSL_SSLSetIORecv(ssl_, &TlsServer::Receive);
+    wolfSSL_SSLSetIOSend(ssl_, &TlsServer::Send);
+    wolfSSL_SetIOReadCtx(ssl_, this);
+    wolfSSL_SetIOWriteCtx(ssl_, this);
+  }
+  ~TlsServer() {
+    wolfSSL_free(ssl_);
+    wolfSSL_CTX_free(ctx_);
+  }
+
+  WOLFSSL* ssl() { return ssl_; }
+  void Feed(std::string_view bytes) { input_.append(bytes); }
+  std::string TakeOutput() { return std::exchange(output_, std::string()); }
+
+  // wolfSSL_accept's outcome: 1 done, 0 wants input, <0 the wolfSSL error.
+  int Accept() {
+    const int result = wolfSSL_accept(ssl_);
+    if (result == WOLFSSL_SUCCESS) return 1;
+    const int error = wolfSSL_get_error(ssl_, result);
+    return error == WOLFSSL_ERROR_WANT_READ ? 0 : (error < 0 ? error : -error);
+  }
+  bool Write(std::string_view plaintext) {
+    return wolfSSL_write(ssl_, plaintext.data(), static_cast<int>(plaintext.size())) ==
+           static_cast<int>(plaintext.size());
+  }
+  // Appends what the fed records decrypt to; returns wolfSSL_get_error of the last read
+  // (WOLFSSL_ERROR_WANT_READ when all was consumed).
+  int ReadAll(std::string* out) {
+    char buffer[16384];
+    for (;;) {
+      const int got = wolfSSL_read(ssl_, buffer, sizeof(buffer));
+      if (got <= 0) return wolfSSL_get_error(ssl_, got);
+      out->append(buffer, static_cast<size_t>(got));
+    }
+  }
+
+ private:
+  static int Receive(WOLFSSL*, char* buffer, int size, void* context) {
+    auto* self = static_cast<TlsServer*>(context);
+    if (self->input_.empty()) return WOLFSSL_CBIO_ERR_WANT_READ;
+    const size_t n = std::min(self->input_.size(), static_cast<size_t>(size));
+    self->input_.copy(buffer, n);
+    self->input_.erase(0, n);
+    return static_cast<int>(n);
+  }
+  static int Send(WOLFSSL*, char* buffer, int size, void* context) {
+    static_cast<TlsServer*>(context)->output_.append(buffer, static_cast<size_t>(size));
+    return size;
+  }
+
+  WOLFSSL_CTX* ctx_ = nullptr;
+  WOLFSSL* ssl_ = nullptr;
+  std::string input_;
+  std::string output_;
+};
+
+class TlsClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char pattern[] = "/tmp/tls_client_test.XXXXXX";
+    if (mkdtemp(pattern) == nullptr) {
+      setup_error_ = new std::string("mkdtemp failed");
+      return;
+    }
+    dir_ = new std::filesystem::path(pattern);
+    const std::string script = ScriptPath().string();
+    const std::string make_ca = "'" + script + "' '" + (*dir_ / "ca").string() + "' 2>&1";
+    const std::string make_other = "'" + script + "' '" + (*dir_ / "other").string() + "' 2>&1";
+    if (std::system(make_ca.c_str()) != 0 || std::system(make_other.c_str()) != 0) {
+      setup_error_ = new std::string("test_ca.sh failed (is openssl installed?)");
+    }
+  }
+  static void TearDownTestSuite() {
+    if (dir_ != nullptr) std::filesystem::remove_all(*dir_);
+    delete dir_;
+    dir_ = nullptr;
+    delete setup_error_;
+    setup_error_ = nullptr;
+  }
+  void SetUp() override {
+    if (setup_error_ != nullptr) GTEST_SKIP() << *setup_error_;
+  }
+
+  static std::string Ca(const std::string& file) { return (*dir_ / "ca" / file).string(); }
+  static std::string OtherCa(const std::string& file) { return (*dir_ / "other" / file).string(); }
+
+  // A context trusting only `ca_file` (not the system store).
+  static std::unique_ptr<TlsContext> Context(const std::string& ca_file) {
+    TlsContextOptions options;
+    options.use_system_ca = false;
+    options.ca_file = ca_file;
+    absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(options);
+    EXPECT_TRUE(context.ok()) << context.status();
+    return context.ok() ? std::move(*context) : nullptr;
+  }
+
+  static std::unique_ptr<TlsServer> Server(const std::string& name) {
+    return std::make_unique<TlsServer>(wolfTLS_server_method(), Ca(name + "-chain.pem"),
+                                       Ca(name + ".key"));
+  }
+
+  // Runs both handshakes to their end: the client's last Handshake() result.
+  static Result Handshake(TlsClient& client, TlsServer& server) {
+    Result result = Result::kWantInput;
+    int server_state = 0;
+    for (int round = 0; round < kMaxRounds; ++round) {
+      result = client.Handshake();
+      server.Feed(client.TakeOutput());
+      if (server_state == 0) server_state = server.Accept();
+      client.Feed(server.TakeOutput());
+      if (result == Result::kError) return result;
+      if (result == Result::kDone && server_state != 0) return result;
+    }
+    ADD_FAILURE() << "handshake did not finish in " << kMaxRounds << " rounds";
+    return result;
+  }
+
+  // Moves the server's output to the client and reads until `want` bytes arrived or nothing
+  // more comes: the last Read() result.
+  static Result ReadFromServer(TlsClient& client, TlsServer& server, std::string* out, size_t want,
+                               size_t max_bytes = 65536) {
+    client.Feed(server.TakeOutput());
+    Result result = Result::kWantInput;
+    for (int round = 0; round < kMaxRounds && out->size() < want; ++round) {
+      result = client.Read(out, max_bytes);
+      if (result != Result::kDone) break;
+    }
+    return result;
+  }
+
+  static inline std::filesystem::path* dir_ = nullptr;
+  static inline std::string* setup_error_ = nullptr;
+};
+
+TEST_F(TlsClientTest, HandshakeWithTestCaNegotiatesTls13) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", /*verify=*/true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  EXPECT_EQ(client.protocol_version(), "TLSv1.3");
+  EXPECT_FALSE(client.cipher_suite().empty());
+  EXPECT_TRUE(client.error().empty());
+  EXPECT_EQ(client.Handshake(), Result::kDone);  // idempotent once done
+}
+
+TEST_F(TlsClientTest, HandshakeSurvivesCiphertextOneByteAtATime) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  Result result = Result::kWantInput;
+  int server_state = 0;
+  for (int round = 0; round < kMaxRounds && result != Result::kError; ++round) {
+    result = client.Handshake();
+    server->Feed(client.TakeOutput());
+    if (server_state == 0) server_state = server->Accept();
+    if (result == Result::kDone && server_state != 0) break;
+    const std::string flight = server->TakeOutput();
+    for (size_t i = 0; i < flight.size(); ++i) {
+      client.Feed(flight.substr(i, 1));
+      result = client.Handshake();
+      ASSERT_NE(result, Result::kError) << client.error();
+      server->Feed(client.TakeOutput());
+    }
+  }
+  ASSERT_EQ(result, Result::kDone) << client.error();
+  EXPECT_EQ(server_state, 1);
+}
+
+TEST_F(TlsClientTest, SniCarriesTheServerName) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  // The server aborts the handshake unless the client's SNI names localhost.
+  ASSERT_EQ(wolfSSL_UseSNI(server->ssl(), WOLFSSL_SNI_HOST_NAME, "localhost", 9), WOLFSSL_SUCCESS);
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  EXPECT_EQ(wolfSSL_SNI_Status(server->ssl(), WOLFSSL_SNI_HOST_NAME), WOLFSSL_SNI_REAL_MATCH);
+}
+
+TEST_F(TlsClientTest, IpLiteralServerNameMatchesTheAddressInTheCertificate) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "127.0.0.1", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+}
+
+TEST_F(TlsClientTest, PlaintextRoundTripsBothWays) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+
+  ASSERT_EQ(client.Write("a1 LOGIN alice secret\r\n"), Result::kDone) << client.error();
+  EXPECT_TRUE(client.has_output());
+  server->Feed(client.TakeOutput());
+  EXPECT_FALSE(client.has_output());
+  std::string at_server;
+  EXPECT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
+  EXPECT_EQ(at_server, "a1 LOGIN alice secret\r\n");
+
+  ASSERT_TRUE(server->Write("a1 OK logged in\r\n"));
+  std::string at_client;
+  EXPECT_EQ(ReadFromServer(client, *server, &at_client, 17), Result::kDone) << client.error();
+  EXPECT_EQ(at_client, "a1 OK logged in\r\n");
+  // Nothing more: the next read wants input.
+  EXPECT_EQ(client.Read(&at_client, 65536), Result::kWantInput);
+}
+
+TEST_F(TlsClientTest, ReadAppendsAtMostMaxBytes) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  const std::string sent = Pattern(100000, 7);
+  ASSERT_TRUE(server->Write(sent));
+  client.Feed(server->TakeOutput());
+  std::string received = "prefix";
+  ASSERT_EQ(client.Read(&received, 1000), Result::kDone) << client.error();
+  EXPECT_EQ(received.size(), 1006u);
+  for (int round = 0; round < kMaxRounds && received.size() < sent.size() + 6; ++round) {
+    const size_t before = received.size();
+    ASSERT_EQ(client.Read(&received, 1000), Result::kDone) << client.error();
+    EXPECT_LE(received.size() - before, 1000u);
+  }
+  EXPECT_TRUE(received.substr(6) == sent);
+  EXPECT_EQ(client.Read(&received, 1000), Result::kWantInput);
+}
+
+TEST_F(TlsClientTest, TwentyMebibytesEachWayByteIdentical) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  constexpr size_t kSize = 20u << 20;
+  constexpr size_t kPiece = 256u << 10;
+
+  // Server → client, ciphertext handed over in 16 KiB slices (a provided buffer's size).
+  const std::string down = Pattern(kSize, 1);
+  std::string received;
+  received.reserve(kSize);
+  for (size_t offset = 0; offset < kSize; offset += kPiece) {
+    ASSERT_TRUE(server->Write(std::string_view(down).substr(offset, kPiece)));
+    const std::string ciphertext = server->TakeOutput();
+    for (size_t slice = 0; slice < ciphertext.size(); slice += 16384) {
+      client.Feed(std::string_view(ciphertext).substr(slice, 16384));
+      Result result;
+      do {
+        result = client.Read(&received, 65536);
+      } while (result == Result::kDone);
+      ASSERT_EQ(result, Result::kWantInput) << client.error();
+    }
+  }
+  ASSERT_EQ(received.size(), kSize);
+  EXPECT_TRUE(received == down) << "server → client bytes differ";
+
+  // Client → server in 1 MiB writes.
+  const std::string up = Pattern(kSize, 2);
+  std::string at_server;
+  at_server.reserve(kSize);
+  for (size_t offset = 0; offset < kSize; offset += 1u << 20) {
+    ASSERT_EQ(client.Write(std::string_view(up).substr(offset, 1u << 20)), Result::kDone)
+        << client.error();
+    server->Feed(client.TakeOutput());
+    ASSERT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
+  }
+  ASSERT_EQ(at_server.size(), kSize);
+  EXPECT_TRUE(at_server == up) << "client → server bytes differ";
+}
+
+TEST_F(TlsClientTest, ExpiredCertificateIsRefused) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("expired");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kError);
+  EXPECT_EQ(client.error(), "certificate has expired");
+}
+
+TEST_F(TlsClientTest, WrongHostNameIsRefused) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("wronghost");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kError);
+  EXPECT_NE(client.error().find("host name mismatch: the certificate does not name localhost"),
+            std::string::npos)
+      << client.error();
+  EXPECT_NE(client.error().find("wrong.example"), std::string::npos) << client.error();
+}
+
+TEST_F(TlsClientTest, UnknownCaIsRefused) {
+  auto context = Context(OtherCa("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kError);
+  EXPECT_EQ(client.error(), "certificate is not signed by a trusted CA");
+}
+
+TEST_F(TlsClientTest, SystemStoreAloneDoesNotTrustTheTestCa) {
+  TlsContextOptions options;  // system store, no extra file
+  absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(options);
+  ASSERT_TRUE(context.ok()) << context.status();
+  auto server = Server("server");
+  TlsClient client(**context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kError);
+  EXPECT_EQ(client.error(), "certificate is not signed by a trusted CA");
+}
+
+TEST_F(TlsClientTest, VerifyOffAcceptsWrongHostAndUnknownCa) {
+  auto context = Context(OtherCa("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("wronghost");
+  TlsClient client(*context, "localhost", /*verify=*/false);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_EQ(client.Write("x"), Result::kDone);
+  server->Feed(client.TakeOutput());
+  std::string at_server;
+  server->ReadAll(&at_server);
+  EXPECT_EQ(at_server, "x");
+}
+
+TEST_F(TlsClientTest, EmptyServerNameWithVerifyIsAnError) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  TlsClient client(*context, "", true);
+  EXPECT_EQ(client.Handshake(), Result::kError);
+  EXPECT_FALSE(client.error().empty());
+  EXPECT_FALSE(client.has_output());  // nothing was sent
+}
+
+TEST_F(TlsClientTest, AlertDuringHandshakeIsNamed) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(client.Handshake(), Result::kWantInput);
+  EXPECT_TRUE(client.has_output());  // the ClientHello
+  // A plaintext fatal handshake_failure alert record, as a server sends it after a ClientHello
+  // it cannot serve.
+  client.Feed(std::string_view("\x15\x03\x03\x00\x02\x02\x28", 7));
+  ASSERT_EQ(client.Handshake(), Result::kError);
+  EXPECT_EQ(client.error(), "TLS alert from the server: handshake_failure");
+}
+
+TEST_F(TlsClientTest, ServerRefusingTheSniSendsAnAlert) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  ASSERT_EQ(wolfSSL_UseSNI(server->ssl(), WOLFSSL_SNI_HOST_NAME, "other.example", 13),
+            WOLFSSL_SUCCESS);
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kError);
+  EXPECT_NE(client.error().find("TLS alert from the server: "), std::string::npos)
+      << client.error();
+}
+
+TEST_F(TlsClientTest, Tls11OnlyServerIsRefused) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  TlsServer server(wolfTLSv1_1_server_method(), Ca("server-chain.pem"), Ca("server.key"));
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, server), Result::kError);
+  EXPECT_EQ(client.error(), "protocol version not accepted (TLS 1.2 minimum)");
+}
+
+TEST_F(TlsClientTest, Tls12ServerIsAccepted) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  TlsServer server(wolfTLSv1_2_server_method(), Ca("server-chain.pem"), Ca("server.key"));
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, server), Result::kDone) << client.error();
+  EXPECT_EQ(client.protocol_version(), "TLSv1.2");
+  ASSERT_TRUE(server.Write("* OK\r\n"));
+  std::string at_client;
+  EXPECT_EQ(ReadFromServer(client, server, &at_client, 6), Result::kDone) << client.error();
+  EXPECT_EQ(at_client, "* OK\r\n");
+}
+
+TEST_F(TlsClientTest, CloseNotifyAfterDataReadsAsDataThenClosed) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("* BYE bye\r\n"));
+  wolfSSL_shutdown(server->ssl());
+  client.Feed(server->TakeOutput());
+  std::string at_client;
+  EXPECT_EQ(client.Read(&at_client, 65536), Result::kDone) << client.error();
+  EXPECT_EQ(at_client, "* BYE bye\r\n");
+  EXPECT_EQ(client.Read(&at_client, 65536), Result::kClosed) << client.error();
+  EXPECT_EQ(client.Read(&at_client, 65536), Result::kClosed);
+  EXPECT_EQ(at_client, "* BYE bye\r\n");
+}
+
+TEST_F(TlsClientTest, ClientShutdownSendsCloseNotify) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  client.Shutdown();
+  ASSERT_TRUE(client.has_output());
+  server->Feed(client.TakeOutput());
+  std::string at_server;
+  EXPECT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_ZERO_RETURN);
+}
+
+TEST_F(TlsClientTest, AlertMidSessionIsNamedAndCarriesNoPlaintext) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  // Let the client consume the server's post-handshake messages (session tickets).
+  std::string at_client;
+  ASSERT_EQ(ReadFromServer(client, *server, &at_client, 1), Result::kWantInput);
+  // A corrupted record from the client makes the server send a fatal bad_record_mac.
+  ASSERT_EQ(client.Write("a2 LOGIN alice SECRET-PASSWORD\r\n"), Result::kDone);
+  std::string record = client.TakeOutput();
+  record[record.size() - 1] ^= 0x01;
+  server->Feed(record);
+  std::string at_server;
+  EXPECT_NE(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
+  EXPECT_TRUE(at_server.empty());
+  client.Feed(server->TakeOutput());
+  ASSERT_EQ(client.Read(&at_client, 65536), Result::kError);
+  EXPECT_EQ(client.error(), "TLS alert from the server: bad_record_mac");
+  EXPECT_EQ(client.Read(&at_client, 65536), Result::kError);  // sticky
+  EXPECT_EQ(client.Write("more"), Result::kError);
+}
+
+TEST_F(TlsClientTest, CorruptRecordFromServerIsAnErrorWithoutPlaintext) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  std::string at_client;
+  ASSERT_EQ(ReadFromServer(client, *server, &at_client, 1), Result::kWantInput);
+  ASSERT_TRUE(server->Write("* 1 FETCH (BODY[] {15}\r\nSECRET-PLAINTEXT)\r\n"));
+  std::string record = server->TakeOutput();
+  record[record.size() / 2] ^= 0x40;
+  client.Feed(record);
+  ASSERT_EQ(client.Read(&at_client, 65536), Result::kError);
+  EXPECT_NE(client.error().find("failed its integrity check"), std::string::npos) << client.error();
+  EXPECT_EQ(client.error().find("SECRET"), std::string::npos) << client.error();
+  EXPECT_TRUE(at_client.empty());
+}
+
+TEST_F(TlsClientTest, UnreadableCaFileIsNamed) {
+  TlsContextOptions options;
+  options.use_system_ca = false;
+  options.ca_file = (*dir_ / "no-such-ca.pem").string();
+  absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(options);
+  ASSERT_FALSE(context.ok());
+  EXPECT_NE(context.status().message().find("no-such-ca.pem"), std::string_view::npos)
+      << context.status();
+}
+
+TEST_F(TlsClientTest, ScriptIsIdempotent) {
+  const std::string before = Ca("server.pem");
+  const auto stamp = std::filesystem::last_write_time(before);
+  const std::string again = "'" + ScriptPath().string() + "' '" + (*dir_ / "ca").string() + "'";
+  ASSERT_EQ(std::system(again.c_str()), 0);
+  EXPECT_EQ(std::filesystem::last_write_time(before), stamp);
+}
+
+}  // namespace
+}  // namespace mailring::core
