@@ -40,6 +40,8 @@ std::string_view GrantName(const CredentialRequest::Kind kind) {
       return "authorization_code";
     case CredentialRequest::Kind::kInvalidate:
       return "invalidate";
+    case CredentialRequest::Kind::kConnectivity:
+      return "client_credentials(connectivity)";
   }
   return "";
 }
@@ -48,6 +50,12 @@ std::string Describe(const core::Route& route, CredentialRequest::Kind kind) {
   return mailring::StrCat("destination=", route.destination.name,
                           route.tenant.empty() ? "" : " tenant=", route.tenant,
                           " grant=", GrantName(kind));
+}
+
+// Grants the service keeps fresh on its own, rather than on a worker's demand.
+bool IsRefreshed(CredentialRequest::Kind kind) {
+  return kind == CredentialRequest::Kind::kClientCredentials ||
+         kind == CredentialRequest::Kind::kConnectivity;
 }
 
 }  // namespace
@@ -63,8 +71,20 @@ CredentialService::CredentialService(std::shared_ptr<const core::RouteTable> rou
   // Client-credentials tokens are fetched before any session asks, so that the first session
   // of a route does not wait for the token service.
   for (const auto& route : *routes_) {
+    if (route->via_connectivity_proxy && options_.connectivity.has_value()) {
+      const std::string key = core::CredentialKey(core::kConnectivityCredential, route->tenant);
+      if (!grants_.contains(key)) {
+        auto grant = std::make_unique<Grant>();
+        grant->key = key;
+        grant->route_index = route->index;
+        grant->kind = CredentialRequest::Kind::kConnectivity;
+        grant->next_attempt_ms = 0;
+        grants_.emplace(key, std::move(grant));
+      }
+    }
     if (route->destination.authentication !=
-        proto::AuthenticationType::kOAuth2ClientCredentials) {
+            proto::AuthenticationType::kOAuth2ClientCredentials ||
+        !route->destination.login_on_behalf) {
       continue;
     }
     auto grant = std::make_unique<Grant>();
@@ -104,7 +124,7 @@ int64_t CredentialService::Tick(int64_t now_ms) {
 
   int64_t next_ms = now_ms + 1000;
   for (auto& [key, grant] : grants_) {
-    if (grant->kind != CredentialRequest::Kind::kClientCredentials || grant->in_flight) continue;
+    if (!IsRefreshed(grant->kind) || grant->in_flight) continue;
     if (now_ms >= grant->next_attempt_ms) StartFetch(*grant, now_ms);
     if (!grant->in_flight) next_ms = std::min(next_ms, grant->next_attempt_ms);
   }
@@ -125,7 +145,7 @@ void CredentialService::Handle(CredentialRequest request, int64_t now_ms) {
                  ": the mail server rejected the cached access token; dropping it");
     grant.current = core::Credential();
     cache_->Erase(grant.key);
-    if (grant.kind == CredentialRequest::Kind::kClientCredentials) grant.next_attempt_ms = now_ms;
+    if (IsRefreshed(grant.kind)) grant.next_attempt_ms = now_ms;
     return;
   }
   if (it == grants_.end()) {
@@ -140,7 +160,7 @@ void CredentialService::Handle(CredentialRequest request, int64_t now_ms) {
       auto oldest = grants_.end();
       for (auto candidate = grants_.begin(); candidate != grants_.end(); ++candidate) {
         const Grant& g = *candidate->second;
-        if (g.kind == CredentialRequest::Kind::kClientCredentials || g.in_flight ||
+        if (IsRefreshed(g.kind) || g.in_flight ||
             !g.waiting_workers.empty() || candidate == it) {
           continue;
         }
@@ -170,8 +190,25 @@ void CredentialService::Handle(CredentialRequest request, int64_t now_ms) {
 void CredentialService::StartFetch(Grant& grant, int64_t now_ms) {
   const core::Route& route = *(*routes_)[grant.route_index];
   const proto::Destination& destination = route.destination;
-  absl::StatusOr<std::string> url = proto::ResolveTokenServiceUrl(
-      destination.token_service_url, destination.Property("tokenServiceURLType"), route.tenant);
+  const bool connectivity = grant.kind == CredentialRequest::Kind::kConnectivity;
+  if (connectivity && !options_.connectivity.has_value()) {
+    core::Credential failed;
+    failed.failure = "no Connectivity service key configured (--connectivity-service-key)";
+    failed.failed_at_ms = now_ms;
+    grant.next_attempt_ms = std::numeric_limits<int64_t>::max();
+    Publish(grant, std::move(failed));
+    return;
+  }
+  // The Connectivity service key's token URL is per landscape; a tenant's tokens come from the
+  // tenant's subdomain (the "Common" rule).
+  absl::StatusOr<std::string> url =
+      connectivity
+          ? proto::ResolveTokenServiceUrl(options_.connectivity->token_url,
+                                          route.tenant.empty() ? "Dedicated" : "Common",
+                                          route.tenant)
+          : proto::ResolveTokenServiceUrl(destination.token_service_url,
+                                          destination.Property("tokenServiceURLType"),
+                                          route.tenant);
   if (!url.ok()) {
     core::Credential failed = grant.current;
     failed.failure = mailring::StrCat("tokenServiceURL: ", url.status().message());
@@ -182,8 +219,10 @@ void CredentialService::StartFetch(Grant& grant, int64_t now_ms) {
   }
   proto::TokenRequest request;
   request.token_url = *std::move(url);
-  request.scope = std::string(destination.Property("scope"));
-  if (!destination.Property("tokenServiceUser").empty()) {
+  if (connectivity) {
+    request.client_id = options_.connectivity->client_id;
+    request.client_secret = options_.connectivity->client_secret;
+  } else if (!destination.Property("tokenServiceUser").empty()) {
     // SAP's tokenServiceUser/tokenServicePassword: the client authenticates with HTTP Basic.
     request.client_id = std::string(destination.Property("tokenServiceUser"));
     request.client_secret = proto::Secret(std::string(destination.Property("tokenServicePassword")));
@@ -192,8 +231,10 @@ void CredentialService::StartFetch(Grant& grant, int64_t now_ms) {
     request.client_id = destination.client_id;
     request.client_secret = destination.client_secret;
   }
+  if (!connectivity) request.scope = std::string(destination.Property("scope"));
   switch (grant.kind) {
     case CredentialRequest::Kind::kClientCredentials:
+    case CredentialRequest::Kind::kConnectivity:
       request.grant = proto::GrantType::kClientCredentials;
       break;
     case CredentialRequest::Kind::kRefreshToken:
@@ -253,7 +294,7 @@ void CredentialService::OnFetched(const std::string& key, absl::StatusOr<HttpRes
     credential.expires_at_ms = now_ms + lifetime_ms - margin_ms;
     if (!token->refresh_token.empty()) grant.issued_refresh_token = token->refresh_token;
     grant.failures = 0;
-    if (grant.kind == CredentialRequest::Kind::kClientCredentials) {
+    if (IsRefreshed(grant.kind)) {
       const double j = options_.jitter_fraction;
       grant.next_attempt_ms =
           now_ms + std::max<int64_t>(
@@ -262,7 +303,7 @@ void CredentialService::OnFetched(const std::string& key, absl::StatusOr<HttpRes
     }
     MAILRING_LOG(kInfo, Describe(route, grant.kind), ": obtained an access token valid for ",
                  lifetime_ms / 1000, "s",
-                 grant.kind == CredentialRequest::Kind::kClientCredentials
+                 IsRefreshed(grant.kind)
                      ? mailring::StrCat(", refreshing in ", (grant.next_attempt_ms - now_ms) / 1000,
                                         "s")
                      : std::string());
@@ -278,7 +319,7 @@ void CredentialService::OnFetched(const std::string& key, absl::StatusOr<HttpRes
   failed.failure = std::string(token.status().message());
   failed.failed_at_ms = now_ms;
   const bool still_valid = failed.UsableAt(now_ms);
-  if (grant.kind == CredentialRequest::Kind::kClientCredentials) {
+  if (IsRefreshed(grant.kind)) {
     grant.next_attempt_ms = now_ms + backoff_ms;
     MAILRING_LOG(kWarning, Describe(route, grant.kind), ": token request failed (attempt ",
                  grant.failures, "): ", failed.failure, "; retrying in ", backoff_ms / 1000.0,
@@ -309,7 +350,7 @@ void CredentialService::Sweep(int64_t now_ms) {
   constexpr int64_t kKeepRefreshTokenMs = 24LL * 3600 * 1000;
   for (auto it = grants_.begin(); it != grants_.end();) {
     Grant& grant = *it->second;
-    const bool idle = grant.kind != CredentialRequest::Kind::kClientCredentials &&
+    const bool idle = !IsRefreshed(grant.kind) &&
                       !grant.in_flight && grant.waiting_workers.empty() &&
                       !grant.current.UsableAt(now_ms);
     const bool failure_old =

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "control/http_client.h"
+#include "control/service_key.h"
 #include "core/credential_broker.h"
 #include "core/credential_cache.h"
 #include "core/route.h"
@@ -58,6 +60,9 @@ struct CredentialServiceOptions {
   // Exchanged tokens kept at most (the oldest go first).
   size_t max_exchanges = 10'000;
   std::string ca_file;  // extra CA bundle for https token services
+  // The Connectivity service's key, for the JWTs OnPremise sessions present to the
+  // Connectivity Proxy (one per tenant); absent when no route is OnPremise.
+  std::optional<ServiceKey> connectivity;
 };
 
 class CredentialService : public core::CredentialBroker {

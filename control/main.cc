@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,9 +17,11 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "proto/str_cat.h"
 #include "absl/time/time.h"
 #include "control/control_thread.h"
+#include "control/service_key.h"
 #include "control/standalone_routes.h"
 #include "core/credential_cache.h"
 #include "core/log.h"
@@ -35,7 +38,18 @@ ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10), "Upstream TCP conn
 ABSL_FLAG(absl::Duration, login_timeout, absl::Seconds(30),
           "From accept until the client is greeted (connect, upstream greeting and login)");
 ABSL_FLAG(std::string, ca_file, "",
-          "Extra PEM CA bundle trusted for https token services (besides the system store)");
+          "Extra PEM CA bundle trusted for upstream TLS and https token services, besides the "
+          "system store");
+ABSL_FLAG(std::string, upstream_starttls, "destination",
+          "STARTTLS to the mail server: 'destination' (when the destination's "
+          "mail.imap4.starttls.enable/required says so) or 'opportunistic' (also whenever the "
+          "server offers it)");
+ABSL_FLAG(std::string, connectivity_proxy, "",
+          "HOST[:PORT] of SAP's Connectivity Proxy for OnPremise destinations (port 20004 by "
+          "default)");
+ABSL_FLAG(std::string, connectivity_service_key, "",
+          "JSON file with the Connectivity service key (clientid, clientsecret, url or "
+          "token_service_url): the proxy's JWTs are its client-credentials tokens");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Minutes(30),
           "A relayed session with no traffic either way is closed after this long");
 
@@ -58,6 +72,29 @@ std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::st
     out.push_back(arg.data());
   }
   return out;
+}
+
+// "host", "host:port", "[v6]:port" → an address, resolving names (before the workers start).
+absl::StatusOr<mailring::core::SocketAddress> ResolveHostPort(const std::string& text,
+                                                             uint16_t default_port) {
+  if (absl::StatusOr<mailring::core::SocketAddress> numeric =
+          mailring::core::SocketAddress::ParseNumeric(text);
+      numeric.ok()) {
+    return numeric;
+  }
+  std::string host = text;
+  uint16_t port = default_port;
+  if (const size_t colon = text.rfind(':');
+      colon != std::string::npos && text.find(':') == colon) {
+    int parsed = 0;
+    if (!absl::SimpleAtoi(absl::string_view(text).substr(colon + 1), &parsed) || parsed <= 0 ||
+        parsed > 65535) {
+      return absl::InvalidArgumentError("\"" + text + "\" has no valid port");
+    }
+    host = text.substr(0, colon);
+    port = static_cast<uint16_t>(parsed);
+  }
+  return mailring::core::SocketAddress::Resolve(host, port);
 }
 
 int CpusAvailable() {
@@ -105,8 +142,36 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mailring: --destinations FILE is required (see --help)\n");
     return kExitConfigError;
   }
+  mailring::control::RouteOptions route_options;
+  const std::string starttls = absl::GetFlag(FLAGS_upstream_starttls);
+  if (starttls == "opportunistic") {
+    route_options.starttls_opportunistic = true;
+  } else if (starttls != "destination") {
+    std::fprintf(stderr, "mailring: --upstream-starttls must be 'destination' or 'opportunistic'\n");
+    return kExitConfigError;
+  }
+  std::optional<mailring::control::ServiceKey> connectivity_key;
+  if (const std::string path = absl::GetFlag(FLAGS_connectivity_service_key); !path.empty()) {
+    absl::StatusOr<mailring::control::ServiceKey> key = mailring::control::LoadServiceKey(path);
+    if (!key.ok()) {
+      std::fprintf(stderr, "mailring: --connectivity-service-key: %s\n",
+                   std::string(key.status().message()).c_str());
+      return kExitConfigError;
+    }
+    connectivity_key = *std::move(key);
+    route_options.has_connectivity_key = true;
+  }
+  if (const std::string proxy = absl::GetFlag(FLAGS_connectivity_proxy); !proxy.empty()) {
+    absl::StatusOr<mailring::core::SocketAddress> address = ResolveHostPort(proxy, 20004);
+    if (!address.ok()) {
+      std::fprintf(stderr, "mailring: --connectivity-proxy: %s\n",
+                   std::string(address.status().message()).c_str());
+      return kExitConfigError;
+    }
+    route_options.connectivity_proxy = *address;
+  }
   absl::StatusOr<mailring::core::RouteTable> routes =
-      mailring::control::LoadStandaloneRoutes(destinations);
+      mailring::control::LoadStandaloneRoutes(destinations, route_options);
   if (!routes.ok()) {
     std::fprintf(stderr, "mailring: invalid configuration: %s\n",
                  std::string(routes.status().message()).c_str());
@@ -116,6 +181,7 @@ int main(int argc, char** argv) {
   options.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   options.login_timeout = absl::GetFlag(FLAGS_login_timeout);
   options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  options.ca_file = absl::GetFlag(FLAGS_ca_file);
   for (const auto& [name, value] :
        {std::pair{"--connect-timeout", options.connect_timeout},
         std::pair{"--login-timeout", options.login_timeout},
@@ -146,7 +212,7 @@ int main(int argc, char** argv) {
   // The control thread owns token fetching and refresh; workers read what it publishes. Routes
   // that need no token (basic authentication, relay only) need neither, nor libcurl's memory.
   const bool needs_tokens = std::any_of(table->begin(), table->end(), [](const auto& route) {
-    return route->destination.login_on_behalf &&
+    return route->via_connectivity_proxy || route->destination.login_on_behalf &&
            (route->destination.authentication ==
                 mailring::proto::AuthenticationType::kOAuth2ClientCredentials ||
             route->destination.authentication ==
@@ -160,6 +226,7 @@ int main(int argc, char** argv) {
   if (needs_tokens) {
     mailring::control::CredentialServiceOptions credential_options;
     credential_options.ca_file = absl::GetFlag(FLAGS_ca_file);
+    credential_options.connectivity = connectivity_key;
     control = std::make_unique<mailring::control::ControlThread>(table, &credentials,
                                                                  credential_options);
     services = {&credentials, control->broker()};

@@ -6,6 +6,8 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "proto/oauth_token.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
@@ -30,20 +32,65 @@ std::string HostField(const proto::Destination& destination) {
                                                               : "mail.imap4.host";
 }
 
+bool IsTrue(std::string_view value) {
+  return absl::EqualsIgnoreCase(absl::string_view(value.data(), value.size()), "true");
+}
+
+std::string ProtocolKey(const proto::Destination& destination) {
+  return destination.protocol == proto::MailProtocol::kImap4s ? "mail.imap4s" : "mail.imap4";
+}
+
+// JavaMail's ssl.trust: "*" trusts every host, else a space-separated list of trusted hosts.
+bool TrustsAnyCertificate(const proto::Destination& destination) {
+  const std::string prefix = ProtocolKey(destination);
+  const std::string_view check = destination.Property(prefix + ".ssl.checkserveridentity");
+  if (absl::EqualsIgnoreCase(absl::string_view(check.data(), check.size()), "false")) return true;
+  const std::string_view trust = destination.Property(prefix + ".ssl.trust");
+  if (trust == "*") return true;
+  for (absl::string_view host : absl::StrSplit(absl::string_view(trust.data(), trust.size()), ' ',
+                                               absl::SkipEmpty())) {
+    if (absl::EqualsIgnoreCase(host, destination.host)) return true;
+  }
+  return false;
+}
+
+core::Route::Tls TlsModeOf(const proto::Destination& destination, const RouteOptions& options) {
+  if (destination.protocol == proto::MailProtocol::kImap4s) return core::Route::Tls::kImplicit;
+  if (IsTrue(destination.Property("mail.imap4.starttls.required"))) {
+    return core::Route::Tls::kStartTlsRequired;
+  }
+  if (IsTrue(destination.Property("mail.imap4.starttls.enable")) ||
+      options.starttls_opportunistic) {
+    return core::Route::Tls::kStartTlsIfOffered;
+  }
+  return core::Route::Tls::kNone;
+}
+
 }  // namespace
 
-absl::Status CheckServable(const proto::Destination& destination) {
+absl::Status CheckServable(const proto::Destination& destination, const RouteOptions& options) {
   if (destination.type != "MAIL") {
     return absl::InvalidArgumentError(mailring::StrCat(
         "field \"Type\": \"", destination.type, "\" is not served by mailring (only MAIL)"));
   }
-  if (destination.protocol == proto::MailProtocol::kImap4s) {
-    return absl::InvalidArgumentError(
-        "field \"mail.transport.protocol\": imap4s (TLS to the mail server) is not supported yet");
-  }
   if (destination.proxy_type == proto::ProxyType::kOnPremise) {
+    if (!options.connectivity_proxy.has_value()) {
+      return absl::InvalidArgumentError(
+          "field \"ProxyType\": OnPremise needs the Connectivity Proxy's address "
+          "(--connectivity-proxy HOST:PORT)");
+    }
+    if (!options.has_connectivity_key) {
+      return absl::InvalidArgumentError(
+          "field \"ProxyType\": OnPremise needs the Connectivity service key "
+          "(--connectivity-service-key FILE) for the proxy's JWT");
+    }
+  }
+  if (!destination.login_on_behalf && destination.protocol == proto::MailProtocol::kImap4 &&
+      TlsModeOf(destination, options) != core::Route::Tls::kNone) {
     return absl::InvalidArgumentError(
-        "field \"ProxyType\": OnPremise (Connectivity Proxy) is not supported yet");
+        "field \"mail.imap4.auth\": \"false\" (the client logs in itself) cannot be combined "
+        "with STARTTLS: mailring would have to run STARTTLS inside the client's session; use "
+        "imap4s or let mailring log in");
   }
   switch (destination.authentication) {
     case proto::AuthenticationType::kNoAuthentication:
@@ -104,7 +151,8 @@ absl::Status CheckServable(const proto::Destination& destination) {
   return absl::InvalidArgumentError("field \"Authentication\": unknown type");
 }
 
-absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_text) {
+absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_text,
+                                                       const RouteOptions& options) {
   simdjson::dom::parser parser;
   const simdjson::padded_string padded(json_text);
   simdjson::dom::element document;
@@ -160,20 +208,28 @@ absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_tex
       return RouteError(index, listen,
                         mailring::StrCat("destination: ", destination.status().message()));
     }
-    if (absl::Status servable = CheckServable(*destination); !servable.ok()) {
+    if (absl::Status servable = CheckServable(*destination, options); !servable.ok()) {
       return RouteError(index, listen,
                         mailring::StrCat("destination \"", destination->name, "\": ",
                                      servable.message()));
     }
-    absl::StatusOr<core::SocketAddress> upstream =
-        core::SocketAddress::Resolve(destination->host, destination->port);
-    if (!upstream.ok()) {
-      return RouteError(index, listen,
-                        mailring::StrCat("destination \"", destination->name, "\": field \"",
-                                     HostField(*destination), "\": ",
-                                     upstream.status().message()));
+    if (destination->proxy_type == proto::ProxyType::kOnPremise) {
+      // The host is a virtual host of the Cloud Connector: only the proxy resolves it.
+      route->upstream = *options.connectivity_proxy;
+      route->via_connectivity_proxy = true;
+    } else {
+      absl::StatusOr<core::SocketAddress> upstream =
+          core::SocketAddress::Resolve(destination->host, destination->port);
+      if (!upstream.ok()) {
+        return RouteError(index, listen,
+                          mailring::StrCat("destination \"", destination->name, "\": field \"",
+                                           HostField(*destination), "\": ",
+                                           upstream.status().message()));
+      }
+      route->upstream = *upstream;
     }
-    route->upstream = *upstream;
+    route->tls = TlsModeOf(*destination, options);
+    route->tls_verify = !TrustsAnyCertificate(*destination);
     route->log_label = mailring::StrCat("route=", listen_key, " dest=", destination->name,
                                     route->tenant.empty() ? "" : " tenant=", route->tenant);
     route->destination = *std::move(destination);
@@ -184,14 +240,15 @@ absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_tex
   return table;
 }
 
-absl::StatusOr<core::RouteTable> LoadStandaloneRoutes(std::string_view path) {
+absl::StatusOr<core::RouteTable> LoadStandaloneRoutes(std::string_view path,
+                                                      const RouteOptions& options) {
   std::ifstream file{std::string(path)};
   if (!file) {
     return absl::NotFoundError(mailring::StrCat("cannot read destinations file ", path));
   }
   std::stringstream contents;
   contents << file.rdbuf();
-  absl::StatusOr<core::RouteTable> routes = ParseStandaloneRoutes(contents.str());
+  absl::StatusOr<core::RouteTable> routes = ParseStandaloneRoutes(contents.str(), options);
   if (!routes.ok()) {
     return absl::Status(routes.status().code(),
                         mailring::StrCat(path, ": ", routes.status().message()));

@@ -10,6 +10,7 @@
 // Host names are resolved here (blocking, on the main thread, before the workers start).
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -17,11 +18,24 @@
 
 namespace mailring::control {
 
-// What this build can serve; everything else is refused with "not supported yet".
-absl::Status CheckServable(const proto::Destination& destination);
+// Process-wide settings routes depend on (from flags).
+struct RouteOptions {
+  // OnPremise destinations go through this Connectivity Proxy (--connectivity-proxy) and need
+  // a Connectivity service key (--connectivity-service-key) for its JWTs.
+  std::optional<core::SocketAddress> connectivity_proxy;
+  bool has_connectivity_key = false;
+  // --upstream-starttls=opportunistic: STARTTLS whenever the server offers it.
+  bool starttls_opportunistic = false;
+};
 
-absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_text);
+// Whether mailring can serve `destination` with `options`; the error names the field.
+absl::Status CheckServable(const proto::Destination& destination,
+                           const RouteOptions& options = {});
 
-absl::StatusOr<core::RouteTable> LoadStandaloneRoutes(std::string_view path);
+absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_text,
+                                                       const RouteOptions& options = {});
+
+absl::StatusOr<core::RouteTable> LoadStandaloneRoutes(std::string_view path,
+                                                      const RouteOptions& options = {});
 
 }  // namespace mailring::control

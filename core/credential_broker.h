@@ -8,10 +8,15 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 #include "proto/secret.h"
 
 namespace mailring::core {
+
+// Cache key destination part of the Connectivity service's tokens (per tenant); "@" cannot
+// appear in a destination name.
+inline constexpr std::string_view kConnectivityCredential = "@connectivity";
 
 struct CredentialRequest {
   enum class Kind : uint8_t {
@@ -19,6 +24,7 @@ struct CredentialRequest {
     kRefreshToken,       // exchange `grant_secret` (a refresh token) for an access token
     kAuthorizationCode,  // exchange `grant_secret` (an authorization code)
     kInvalidate,         // the server rejected the token published under `key`: drop it
+    kConnectivity,       // a Connectivity service JWT for the route's tenant (OnPremise)
   };
   Kind kind = Kind::kClientCredentials;
   size_t route_index = 0;  // which route: destination and tenant

@@ -3,6 +3,7 @@
 // RouteTable without locks because nothing writes to it after publication.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,7 +16,15 @@ namespace mailring::core {
 struct Route {
   size_t index = 0;
   SocketAddress listen;
-  SocketAddress upstream;  // resolved from destination.host/port before the workers start
+  // Where the session connects: the mail server (resolved from destination.host/port before
+  // the workers start), or for OnPremise destinations the Connectivity Proxy, which reaches
+  // destination.host (a virtual host of the Cloud Connector) on mailring's behalf.
+  SocketAddress upstream;
+  bool via_connectivity_proxy = false;
+  // TLS to the mail server: from the first byte (imap4s), or STARTTLS before the login.
+  enum class Tls : uint8_t { kNone, kImplicit, kStartTlsIfOffered, kStartTlsRequired };
+  Tls tls = Tls::kNone;
+  bool tls_verify = true;  // false: the destination trusts any certificate (logged loudly)
   std::string tenant;      // empty for single-tenant routes
   proto::Destination destination;
   std::string log_label;   // "route=127.0.0.1:1143 dest=example-dest-imap", for log lines

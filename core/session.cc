@@ -22,6 +22,7 @@
 #include "core/upstream_login.h"
 #include "core/worker.h"
 #include "proto/imap_line_assembler.h"
+#include "proto/socks5.h"
 
 namespace mailring::core {
 namespace {
@@ -79,6 +80,16 @@ bool ClientAuthenticates(proto::AuthenticationType type) {
 
 UpstreamCredentials CredentialsFor(const Route& route) {
   UpstreamCredentials credentials;
+  switch (route.tls) {
+    case Route::Tls::kStartTlsIfOffered:
+      credentials.starttls = UpstreamCredentials::StartTls::kIfOffered;
+      break;
+    case Route::Tls::kStartTlsRequired:
+      credentials.starttls = UpstreamCredentials::StartTls::kRequired;
+      break;
+    default:
+      break;
+  }
   credentials.user = route.destination.user;
   credentials.host = route.destination.host;
   credentials.port = route.destination.port;
@@ -114,6 +125,14 @@ struct Session::LoginState {
       : assembler(max_line_bytes), dialog(CredentialsFor(route)) {}
   proto::ImapLineAssembler assembler;  // upstream bytes
   UpstreamLogin dialog;
+  bool relay_only = false;             // "mail.imap4.auth": "false": no login on the client's behalf
+  bool upstream_recv_armed = false;
+  bool tls_handshaking = false;
+  bool starttls = false;               // the handshake was started by STARTTLS
+  std::unique_ptr<proto::Socks5Client> socks;  // until the Connectivity Proxy connected
+  std::string socks_input;
+  enum class TokenPurpose : uint8_t { kUpstreamLogin, kConnectivityProxy };
+  TokenPurpose token_purpose = TokenPurpose::kUpstreamLogin;
   std::string credential_key;          // where this session's token is (or will be) cached
   int64_t token_requested_ms = -1;     // when we asked the control thread, -1: not yet
   // Client authentication (refresh token / authorization code destinations).
@@ -141,10 +160,12 @@ Session::Session(Worker* worker, const Route* route, int client_fd, uint64_t id)
 Session::~Session() {
   WorkerCounters& counters = worker_->mutable_counters();
   counters.sessions_open.fetch_sub(1, std::memory_order_relaxed);
-  counters.bytes_client_to_upstream.fetch_add(legs_[kToUpstream].bytes_relayed(),
-                                              std::memory_order_relaxed);
-  counters.bytes_upstream_to_client.fetch_add(legs_[kToClient].bytes_relayed(),
-                                              std::memory_order_relaxed);
+  counters.bytes_client_to_upstream.fetch_add(
+      tls_relay_ ? tls_relay_->bytes_to_upstream() : legs_[kToUpstream].bytes_relayed(),
+      std::memory_order_relaxed);
+  counters.bytes_upstream_to_client.fetch_add(
+      tls_relay_ ? tls_relay_->bytes_to_client() : legs_[kToClient].bytes_relayed(),
+      std::memory_order_relaxed);
   if (client_fd_ >= 0) ::close(client_fd_);
   if (upstream_fd_ >= 0) ::close(upstream_fd_);
 }
@@ -157,6 +178,9 @@ std::string_view Session::Action() const {
   switch (phase_) {
     case Phase::kConnecting:
       return "connecting to upstream";
+    case Phase::kProxyHandshake:
+      return login_ != nullptr && login_->socks != nullptr ? login_->socks->action()
+                                                           : "waiting for a Connectivity Proxy token";
     case Phase::kUpstreamGreeting:
     case Phase::kUpstreamLogin:
       return login_ != nullptr ? login_->dialog.action() : "logging in upstream";
@@ -255,7 +279,8 @@ void Session::OnConnected(int result) {
           true);
     return;
   }
-  if (!route_->destination.login_on_behalf) {
+  const bool relay_only = !route_->destination.login_on_behalf;
+  if (relay_only && !route_->via_connectivity_proxy && route_->tls == Route::Tls::kNone) {
     // Pure relay: the client reads the server's own greeting and logs in itself.
     MAILRING_LOG(kDebug, LogPrefix(), " connected, relaying without login");
     StartRelay();
@@ -263,10 +288,219 @@ void Session::OnConnected(int result) {
   }
   phase_ = Phase::kUpstreamGreeting;
   login_ = std::make_unique<LoginState>(*route_, worker_->options().max_line_bytes);
+  login_->relay_only = relay_only;
+  if (route_->via_connectivity_proxy) {
+    // The Connectivity Proxy wants a JWT of the Connectivity service before anything else.
+    phase_ = Phase::kProxyHandshake;
+    login_->token_purpose = LoginState::TokenPurpose::kConnectivityProxy;
+    login_->credential_key = CredentialKey(kConnectivityCredential, route_->tenant);
+    LookUpToken();
+    return;
+  }
+  BeginUpstreamProtocol();
+}
+
+void Session::BeginUpstreamProtocol() {
+  phase_ = Phase::kUpstreamGreeting;
+  if (route_->tls == Route::Tls::kImplicit) {
+    StartTlsHandshake(/*after_starttls=*/false);
+    return;
+  }
   ArmUpstreamRecv();
 }
 
+void Session::StartTlsHandshake(bool after_starttls) {
+  LoginState& login = *login_;
+  const TlsContext* context = worker_->tls_context();
+  if (context == nullptr) {
+    Close("no TLS context on this worker", "mailring cannot speak TLS to this server", true);
+    return;
+  }
+  if (!route_->tls_verify) {
+    MAILRING_LOG(kWarning, LogPrefix(),
+                 " TLS to the mail server WITHOUT certificate verification (the destination's "
+                 "ssl.trust / checkserveridentity opts out)");
+  }
+  tls_ = std::make_unique<TlsClient>(*context, route_->destination.host, route_->tls_verify);
+  login.tls_handshaking = true;
+  login.starttls = after_starttls;
+  // Bytes the server sent after its STARTTLS answer already belong to TLS.
+  const std::string early = login.assembler.TakePending();
+  if (!early.empty()) tls_->Feed(early);
+  ContinueTlsHandshake();
+}
+
+void Session::ContinueTlsHandshake() {
+  LoginState& login = *login_;
+  const TlsClient::Result result = tls_->Handshake();
+  if (tls_->has_output()) {
+    if (const int error = SendNow(upstream_fd_, tls_->TakeOutput()); error != 0) {
+      Close(mailring::StrCat("TLS handshake with upstream failed: ", ErrnoText(error)),
+            mailring::StrCat("TLS handshake with the mail server of destination ",
+                             route_->destination.name, " failed: ", ErrnoText(error)),
+            true);
+      return;
+    }
+  }
+  if (result == TlsClient::Result::kError || result == TlsClient::Result::kClosed) {
+    const std::string why = tls_->error().empty() ? "connection closed" : tls_->error();
+    Close(mailring::StrCat("TLS handshake with upstream ", route_->destination.host,
+                           " failed: ", why),
+          mailring::StrCat("TLS handshake with the mail server of destination ",
+                           route_->destination.name, " failed: ", why),
+          true);
+    return;
+  }
+  if (result == TlsClient::Result::kWantInput) {
+    ArmUpstreamRecv();
+    return;
+  }
+  login.tls_handshaking = false;
+  MAILRING_LOG(kDebug, LogPrefix(), " TLS established with upstream (", tls_->protocol_version(),
+               ", ", tls_->cipher_suite(), ")");
+  if (login.relay_only) {
+    StartRelay();  // the server's greeting, if already here, waits inside TlsClient
+    return;
+  }
+  if (login.starttls) {
+    UpstreamLogin::Step step = login.dialog.OnTlsEstablished();
+    if (!SendUpstream(step.send)) return;
+  }
+  // Records that arrived with the end of the handshake may already hold the greeting.
+  OnUpstreamBytes({});
+}
+
+bool Session::SendUpstream(std::string_view plaintext) {
+  int error = 0;
+  if (tls_ != nullptr) {
+    if (tls_->Write(plaintext) != TlsClient::Result::kDone) {
+      Close(mailring::StrCat("TLS write to upstream failed: ", tls_->error()),
+            mailring::StrCat("TLS failure with the mail server of destination ",
+                             route_->destination.name),
+            true);
+      return false;
+    }
+    error = SendNow(upstream_fd_, tls_->TakeOutput());
+  } else {
+    error = SendNow(upstream_fd_, plaintext);
+  }
+  if (error != 0) {
+    Close(mailring::StrCat("writing to upstream failed while ", Action(), ": ", ErrnoText(error)),
+          mailring::StrCat("the mail server of destination ", route_->destination.name,
+                           " stopped answering"),
+          true);
+    return false;
+  }
+  return true;
+}
+
+void Session::StartProxyHandshake(const proto::Secret& jwt) {
+  LoginState& login = *login_;
+  login.socks = std::make_unique<proto::Socks5Client>(
+      jwt.Reveal(), route_->destination.cloud_connector_location_id, route_->destination.host,
+      route_->destination.port);
+  login.token_purpose = LoginState::TokenPurpose::kUpstreamLogin;
+  login.credential_key.clear();
+  login.token_requested_ms = -1;
+  if (const int error = SendNow(upstream_fd_, login.socks->Start()); error != 0) {
+    Close(mailring::StrCat("writing to the Connectivity Proxy failed: ", ErrnoText(error)),
+          "the Connectivity Proxy stopped answering", true);
+    return;
+  }
+  ArmUpstreamRecv();
+}
+
+// Raw bytes from the upstream socket, before the relay: the Connectivity Proxy's SOCKS5
+// replies, then TLS records, then (plaintext) IMAP.
+void Session::OnUpstreamBytes(std::string_view raw) {
+  LoginState& login = *login_;
+  if (login.socks != nullptr) {
+    login.socks_input.append(raw);
+    while (true) {
+      proto::Socks5Client::Step step = login.socks->OnBytes(login.socks_input);
+      login.socks_input.erase(0, step.consumed);
+      switch (step.outcome) {
+        case proto::Socks5Client::Outcome::kNeedMore:
+          ArmUpstreamRecv();
+          return;
+        case proto::Socks5Client::Outcome::kSend:
+          if (const int error = SendNow(upstream_fd_, step.send); error != 0) {
+            Close(mailring::StrCat("writing to the Connectivity Proxy failed: ", ErrnoText(error)),
+                  "the Connectivity Proxy stopped answering", true);
+            return;
+          }
+          continue;
+        case proto::Socks5Client::Outcome::kFailed:
+          Close(mailring::StrCat("Connectivity Proxy: ", step.failure),
+                mailring::StrCat("cannot reach the on-premise mail server of destination ",
+                                 route_->destination.name, ": ", step.failure),
+                true);
+          return;
+        case proto::Socks5Client::Outcome::kConnected: {
+          MAILRING_LOG(kDebug, LogPrefix(), " Connectivity Proxy connected to ",
+                       route_->destination.host, ":", route_->destination.port);
+          std::string rest = std::move(login.socks_input);
+          login.socks.reset();
+          login.socks_input.clear();
+          if (login.relay_only && route_->tls == Route::Tls::kNone) {
+            // Relay only: whatever the server already sent goes to the client first.
+            if (!rest.empty() && !SendToClientOrClose(rest)) return;
+            StartRelay();
+            return;
+          }
+          phase_ = Phase::kUpstreamGreeting;
+          if (route_->tls == Route::Tls::kImplicit) {
+            StartTlsHandshakeWith(rest);  // the rest already belongs to TLS
+            return;
+          }
+          if (rest.empty()) {
+            ArmUpstreamRecv();
+            return;
+          }
+          FeedUpstream(rest);
+          return;
+        }
+      }
+    }
+  }
+  if (tls_ != nullptr) {
+    if (!raw.empty()) tls_->Feed(raw);
+    if (login.tls_handshaking) {
+      ContinueTlsHandshake();
+      return;
+    }
+    std::string plaintext;
+    while (true) {
+      const TlsClient::Result result = tls_->Read(&plaintext, 64 * 1024);
+      if (result == TlsClient::Result::kDone) continue;
+      if (result == TlsClient::Result::kWantInput) break;
+      const std::string why =
+          result == TlsClient::Result::kClosed ? "the server closed TLS" : tls_->error();
+      Close(mailring::StrCat("upstream TLS ended while ", Action(), ": ", why),
+            mailring::StrCat("the mail server of destination ", route_->destination.name,
+                             " ended TLS while mailring was ", Action(), ": ", why),
+            true);
+      return;
+    }
+    if (plaintext.empty()) {
+      ArmUpstreamRecv();
+      return;
+    }
+    FeedUpstream(plaintext);
+    return;
+  }
+  FeedUpstream(raw);
+}
+
+void Session::StartTlsHandshakeWith(std::string_view early) {
+  StartTlsHandshake(/*after_starttls=*/false);
+  if (phase_ == Phase::kClosing || tls_ == nullptr) return;
+  if (!early.empty()) OnUpstreamBytes(early);
+}
+
 void Session::ArmUpstreamRecv() {
+  if (login_->upstream_recv_armed) return;
+  login_->upstream_recv_armed = true;
   io_uring_sqe* sqe = worker_->GetSqe();
   io_uring_prep_recv(sqe, upstream_fd_, nullptr, worker_->buffers().buffer_bytes(), 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -276,8 +510,10 @@ void Session::ArmUpstreamRecv() {
 }
 
 void Session::OnUpstreamRecv(const io_uring_cqe& cqe) {
+  login_->upstream_recv_armed = false;
   if (cqe.res == -ENOBUFS) {
     // Every provided buffer is in use: wait for readability and read into the stack instead.
+    login_->upstream_recv_armed = true;
     ArmPoll(upstream_fd_, POLLIN, static_cast<uint8_t>(Op::kUpstreamReadable));
     return;
   }
@@ -295,13 +531,15 @@ void Session::OnUpstreamRecv(const io_uring_cqe& cqe) {
   // Copy out and recycle at once: the buffer ring is shared by every session of the worker.
   const std::string bytes(worker_->buffers().Buffer(buffer_id), static_cast<size_t>(cqe.res));
   worker_->buffers().Recycle(buffer_id);
-  FeedUpstream(bytes);
+  OnUpstreamBytes(bytes);
 }
 
 void Session::OnUpstreamReadable() {
+  login_->upstream_recv_armed = false;
   char buffer[16 * 1024];
   const ssize_t n = ::recv(upstream_fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    login_->upstream_recv_armed = true;
     ArmPoll(upstream_fd_, POLLIN, static_cast<uint8_t>(Op::kUpstreamReadable));
     return;
   }
@@ -312,7 +550,7 @@ void Session::OnUpstreamReadable() {
           true);
     return;
   }
-  FeedUpstream(std::string_view(buffer, static_cast<size_t>(n)));
+  OnUpstreamBytes(std::string_view(buffer, static_cast<size_t>(n)));
 }
 
 void Session::FeedUpstream(std::string_view bytes) {
@@ -331,15 +569,11 @@ void Session::FeedUpstream(std::string_view bytes) {
       case UpstreamLogin::Outcome::kNeedMore:
         break;
       case UpstreamLogin::Outcome::kSend:
-        if (const int error = SendNow(upstream_fd_, step.send); error != 0) {
-          Close(mailring::StrCat("writing to upstream failed while ", Action(), ": ",
-                             ErrnoText(error)),
-                mailring::StrCat("the mail server of destination ", route_->destination.name,
-                             " stopped answering"),
-                true);
-          return;
-        }
+        if (!SendUpstream(step.send)) return;
         break;
+      case UpstreamLogin::Outcome::kStartTls:
+        StartTlsHandshake(/*after_starttls=*/true);
+        return;
       case UpstreamLogin::Outcome::kNeedToken:
         OnUpstreamWantsToken();
         if (phase_ == Phase::kClosing) return;
@@ -400,12 +634,17 @@ void Session::LookUpToken() {
   }
   const int64_t now = worker_->now_ms();
   const Credential* credential = cache->Find(worker_->index(), login.credential_key);
+  const bool for_proxy = login.token_purpose == LoginState::TokenPurpose::kConnectivityProxy;
   if (credential != nullptr && credential->UsableAt(now)) {
     const proto::Secret token = credential->access_token;  // copied: see the class comment
-    UseToken(token);
+    if (for_proxy) {
+      StartProxyHandshake(token);
+    } else {
+      UseToken(token);
+    }
     return;
   }
-  const bool exchange = login.client_auth != nullptr;
+  const bool exchange = !for_proxy && login.client_auth != nullptr;
   if (credential != nullptr && !credential->failure.empty()) {
     // A failure the control thread published after our request, or (client credentials, whose
     // refresh the control thread drives itself) any failure while no token is valid.
@@ -415,7 +654,13 @@ void Session::LookUpToken() {
                                                       kExchangeFailureReuseMs);
     if (fresh_answer) {
       const std::string failure = credential->failure;
-      if (exchange) {
+      if (for_proxy) {
+        Close(mailring::StrCat("no Connectivity Proxy token: ", failure),
+              mailring::StrCat("cannot reach the on-premise mail server of destination ",
+                               route_->destination.name, ": no token for the Connectivity Proxy: ",
+                               failure),
+              true);
+      } else if (exchange) {
         OnUpstreamLoginFailed(mailring::StrCat("token service: ", failure), /*retryable=*/true);
       } else {
         Close(mailring::StrCat("no access token: ", failure),
@@ -437,7 +682,9 @@ void Session::RequestToken() {
   request.route_index = route_->index;
   request.key = login.credential_key;
   request.worker = worker_->index();
-  if (login.client_auth == nullptr) {
+  if (login.token_purpose == LoginState::TokenPurpose::kConnectivityProxy) {
+    request.kind = CredentialRequest::Kind::kConnectivity;
+  } else if (login.client_auth == nullptr) {
     request.kind = CredentialRequest::Kind::kClientCredentials;
   } else {
     request.kind =
@@ -465,12 +712,7 @@ void Session::UseToken(const proto::Secret& token) {
     OnUpstreamLoginFailed(step.failure, false);
     return;
   }
-  if (const int error = SendNow(upstream_fd_, step.send); error != 0) {
-    Close(mailring::StrCat("writing to upstream failed while ", Action(), ": ", ErrnoText(error)),
-          mailring::StrCat("the mail server of destination ", route_->destination.name,
-                           " stopped answering"),
-          true);
-  }
+  SendUpstream(step.send);
 }
 
 void Session::OnUpstreamLoginFailed(std::string_view reason, bool retryable) {
@@ -621,12 +863,7 @@ void Session::AnswerClientAndRelay() {
   std::string to_upstream = login.client_assembler->TakePending();
   login_.reset();
   if (!SendToClientOrClose(answer)) return;
-  if (!to_upstream.empty()) {
-    if (const int error = SendNow(upstream_fd_, to_upstream); error != 0) {
-      Close(mailring::StrCat("writing to upstream failed: ", ErrnoText(error)), {}, true);
-      return;
-    }
-  }
+  if (!to_upstream.empty() && !SendUpstream(to_upstream)) return;
   MAILRING_LOG(kDebug, LogPrefix(), " client authenticated, logged in upstream after ",
                worker_->now_ms() - started_ms_, " ms, relaying");
   StartRelay();
@@ -657,6 +894,13 @@ void Session::StartRelay() {
   last_activity_ms_ = worker_->now_ms();
   worker_->timers().Schedule(
       &timer_, last_activity_ms_ + absl::ToInt64Milliseconds(worker_->options().idle_timeout));
+  if (tls_ != nullptr) {
+    // TLS may already hold decrypted-to-be records: pump rather than wait for readiness.
+    tls_relay_ = std::make_unique<TlsRelay>(client_fd_, upstream_fd_, tls_.get());
+    PumpLeg(kToUpstream);
+    if (phase_ == Phase::kRelay) PumpLeg(kToClient);
+    return;
+  }
   // Wait for readiness rather than trying to read: usually neither side has sent anything yet,
   // and a poll armed on a socket that already holds bytes completes at once.
   ArmPoll(client_fd_, POLLIN, static_cast<uint8_t>(Op::kClientReadable));
@@ -673,7 +917,12 @@ void Session::ArmPoll(int fd, uint32_t events, uint8_t op) {
 void Session::PumpLeg(int leg_index) {
   RelayLeg& leg = legs_[leg_index];
   const bool to_upstream = leg_index == kToUpstream;
-  switch (leg.Pump(worker_->pipes(), worker_->options().relay_budget_bytes)) {
+  const size_t budget = worker_->options().relay_budget_bytes;
+  const RelayLeg::Wait wait =
+      tls_relay_ == nullptr ? leg.Pump(worker_->pipes(), budget)
+      : to_upstream         ? tls_relay_->PumpToUpstream(budget)
+                            : tls_relay_->PumpToClient(budget);
+  switch (wait) {
     case RelayLeg::Wait::kReadable:
     case RelayLeg::Wait::kYield:  // an armed poll on a readable socket completes at once
       ArmPoll(leg.from_fd(), POLLIN,
@@ -703,10 +952,16 @@ void Session::PumpLeg(int leg_index) {
           &timer_,
           worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().half_close_timeout));
       return;
-    case RelayLeg::Wait::kFailed:
+    case RelayLeg::Wait::kFailed: {
+      const std::string why =
+          tls_relay_ == nullptr
+              ? ErrnoText(leg.error())
+              : (!tls_relay_->tls_error().empty() ? mailring::StrCat("TLS: ", tls_relay_->tls_error())
+                                                  : ErrnoText(tls_relay_->error()));
       Close(mailring::StrCat(to_upstream ? "client → upstream" : "upstream → client",
-                         " relay ended: ", ErrnoText(leg.error())),
+                             " relay ended: ", why),
             {}, false);
+    }
       return;
   }
 }
@@ -721,6 +976,7 @@ void Session::OnTimer() {
   const WorkerOptions& options = worker_->options();
   switch (phase_) {
     case Phase::kConnecting:
+    case Phase::kProxyHandshake:
     case Phase::kUpstreamGreeting:
     case Phase::kUpstreamLogin:
     case Phase::kClientAuth: {

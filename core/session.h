@@ -3,7 +3,10 @@
 // A session moves through its phases in order and never back:
 //
 //   kConnecting        io_uring connect to the upstream, linked to a timeout
-//   kUpstreamGreeting  waiting for the server's first line (recv from the provided buffers)
+//   kProxyHandshake    (OnPremise) SOCKS5 with SAP's method 0x80 through the Connectivity
+//                      Proxy, authenticated with a Connectivity service JWT (proto/socks5.h)
+//   kUpstreamGreeting  waiting for the server's first line (recv from the provided buffers);
+//                      for imap4s after the TLS handshake (core/tls_client.h)
 //   kUpstreamLogin     CAPABILITY, then AUTHENTICATE PLAIN / LOGIN with the destination's
 //                      password, or AUTHENTICATE XOAUTH2 / OAUTHBEARER with an access token
 //                      (core/upstream_login.h); then the client is greeted "* PREAUTH"
@@ -40,6 +43,9 @@
 #include "core/relay_leg.h"
 #include "core/route.h"
 #include "core/timer_wheel.h"
+#include "core/tls_client.h"
+#include "core/tls_relay.h"
+#include "proto/secret.h"
 
 struct io_uring_cqe;
 
@@ -51,6 +57,7 @@ class alignas(16) Session {
  public:
   enum class Phase : uint8_t {
     kConnecting,
+    kProxyHandshake,
     kUpstreamGreeting,
     kUpstreamLogin,
     kClientAuth,
@@ -92,6 +99,13 @@ class alignas(16) Session {
   void ArmUpstreamRecv();
   void OnUpstreamRecv(const io_uring_cqe& cqe);
   void OnUpstreamReadable();
+  void BeginUpstreamProtocol();
+  void StartTlsHandshake(bool after_starttls);
+  void StartTlsHandshakeWith(std::string_view early);
+  void ContinueTlsHandshake();
+  void StartProxyHandshake(const proto::Secret& jwt);
+  void OnUpstreamBytes(std::string_view raw);
+  bool SendUpstream(std::string_view plaintext);  // through TLS when on; false: closed
   void FeedUpstream(std::string_view bytes);
   void GreetClientAndRelay();
 
@@ -137,6 +151,8 @@ class alignas(16) Session {
   int64_t started_ms_;
   TimerWheel::Entry timer_;
   std::unique_ptr<LoginState> login_;  // only before the relay
+  std::unique_ptr<TlsClient> tls_;     // TLS upstream leg (imap4s, STARTTLS)
+  std::unique_ptr<TlsRelay> tls_relay_;
   bool waiting_for_credentials_ = false;
   bool destroy_scheduled_ = false;
 };

@@ -10,6 +10,7 @@
 namespace mailring::core {
 namespace {
 
+constexpr std::string_view kStartTlsTag = "M0";
 constexpr std::string_view kCapabilityBeforeLoginTag = "M1";
 constexpr std::string_view kLoginTag = "M2";
 constexpr std::string_view kCapabilityAfterLoginTag = "M3";
@@ -42,6 +43,8 @@ std::string_view UpstreamLogin::action() const {
       return "reading the upstream greeting";
     case State::kCapabilityBeforeLogin:
       return "asking upstream for its capabilities";
+    case State::kStartTls:
+      return "starting TLS with STARTTLS";
     case State::kAwaitingToken:
       return "waiting for an access token";
     case State::kAuthenticatePlain:
@@ -73,6 +76,31 @@ void UpstreamLogin::PrepareRetry() {
   retryable_ = false;
   bearer_error_.clear();
   state_ = State::kAwaitingToken;
+}
+
+UpstreamLogin::Step UpstreamLogin::BeforeLogin() {
+  if (credentials_.starttls == UpstreamCredentials::StartTls::kNever || tls_established_) {
+    return StartLogin();
+  }
+  if (capabilities_.Has("STARTTLS")) {
+    state_ = State::kStartTls;
+    return Step{Outcome::kSend, mailring::StrCat(kStartTlsTag, " STARTTLS\r\n"), {}};
+  }
+  if (credentials_.starttls == UpstreamCredentials::StartTls::kRequired) {
+    return Fail(
+        "the destination requires STARTTLS but the server does not offer it; no credentials "
+        "were sent");
+  }
+  return StartLogin();
+}
+
+UpstreamLogin::Step UpstreamLogin::OnTlsEstablished() {
+  tls_established_ = true;
+  capabilities_ = proto::CapabilitySet();
+  capabilities_fresh_ = false;
+  state_ = State::kCapabilityBeforeLogin;
+  return Step{Outcome::kSend, mailring::StrCat(kCapabilityBeforeLoginTag, " CAPABILITY\r\n"),
+              {}};
 }
 
 UpstreamLogin::Step UpstreamLogin::StartLogin() {
@@ -169,7 +197,7 @@ UpstreamLogin::Step UpstreamLogin::OnLine(std::string_view line) {
       if (!response.IsStatus("OK")) {
         return Fail(mailring::StrCat("unexpected upstream greeting: ", Quote(response)));
       }
-      if (capabilities_fresh_) return StartLogin();
+      if (capabilities_fresh_) return BeforeLogin();
       state_ = State::kCapabilityBeforeLogin;
       return Step{Outcome::kSend,
                   mailring::StrCat(kCapabilityBeforeLoginTag, " CAPABILITY\r\n"), {}};
@@ -180,7 +208,15 @@ UpstreamLogin::Step UpstreamLogin::OnLine(std::string_view line) {
         return Fail(mailring::StrCat("upstream refused CAPABILITY: ", Quote(response)));
       }
       if (capabilities_.empty()) return Fail("upstream announced no capabilities");
-      return StartLogin();
+      return BeforeLogin();
+
+    case State::kStartTls:
+      if (response.kind != Kind::kTagged) return Step{};
+      if (response.tag != kStartTlsTag || !response.IsStatus("OK")) {
+        return Fail(mailring::StrCat("upstream refused STARTTLS: ", Quote(response),
+                                     "; no credentials were sent"));
+      }
+      return Step{Outcome::kStartTls, {}, {}};
 
     case State::kAwaitingToken:
       return Step{};  // untagged data while the token is fetched: nothing to do

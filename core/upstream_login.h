@@ -13,7 +13,10 @@
 //    OnLine() returns kNeedToken when the conversation waits for it. A failed bearer login
 //    answers the server's error challenge with an empty line, as RFC 7628 requires, and can be
 //    retried with another token (PrepareRetry()).
-// A PREAUTH greeting skips the login.
+// With STARTTLS wanted (UpstreamCredentials::starttls), "M0 STARTTLS" comes first; OnLine()
+// returns kStartTls when the server agreed, the session runs the TLS handshake and calls
+// OnTlsEstablished(), and the conversation continues with a fresh CAPABILITY. A PREAUTH
+// greeting skips the login.
 //
 // Contract: Step::send carries credentials: write it to the socket, never to a log. Reasons in
 // Step::failure are safe to show to the client and to log: they quote the server, never the
@@ -32,7 +35,11 @@ namespace mailring::core {
 
 struct UpstreamCredentials {
   enum class Kind : uint8_t { kPassword, kBearerToken };
+  // STARTTLS before the login: never, when the server offers it, or required (no credentials
+  // are ever sent in clear then).
+  enum class StartTls : uint8_t { kNever, kIfOffered, kRequired };
   Kind kind = Kind::kPassword;
+  StartTls starttls = StartTls::kNever;
   std::string user;
   proto::Secret password;  // kPassword
   std::string host;        // the server's name and port, for OAUTHBEARER's host/port fields
@@ -41,7 +48,7 @@ struct UpstreamCredentials {
 
 class UpstreamLogin {
  public:
-  enum class Outcome : uint8_t { kNeedMore, kSend, kNeedToken, kLoggedIn, kFailed };
+  enum class Outcome : uint8_t { kNeedMore, kSend, kNeedToken, kStartTls, kLoggedIn, kFailed };
   struct Step {
     Outcome outcome = Outcome::kNeedMore;
     std::string send;     // kSend: bytes for the server
@@ -56,6 +63,10 @@ class UpstreamLogin {
   // none. Returns the next step (kSend, or kFailed when the server offers no bearer mechanism).
   // Valid once OnLine() returned kNeedToken.
   Step ProvideToken(const proto::Secret& token, std::string_view fallback_user = {});
+
+  // After kStartTls: the session completed the TLS handshake. Capabilities are asked again
+  // (RFC 9051: those from before TLS must be forgotten); returns that step.
+  Step OnTlsEstablished();
 
   // True after a kFailed in which the server refused the credentials but the connection is
   // still usable (a tagged NO to the login): PrepareRetry() then waits for another token.
@@ -73,6 +84,7 @@ class UpstreamLogin {
   enum class State : uint8_t {
     kGreeting,
     kCapabilityBeforeLogin,
+    kStartTls,
     kAwaitingToken,
     kAuthenticatePlain,
     kAuthenticateBearer,
@@ -83,6 +95,7 @@ class UpstreamLogin {
   };
 
   Step StartLogin();
+  Step BeforeLogin();  // STARTTLS first when wanted, else StartLogin()
   Step Fail(std::string reason, bool retryable = false);
 
   State state_ = State::kGreeting;
@@ -90,6 +103,7 @@ class UpstreamLogin {
   proto::CapabilitySet capabilities_;
   bool capabilities_fresh_ = false;  // capabilities seen since the login command was sent
   bool retryable_ = false;
+  bool tls_established_ = false;
   std::vector<std::string> login_segments_;  // LOGIN with synchronizing literals
   size_t next_segment_ = 0;
   std::string bearer_mechanism_;       // "XOAUTH2" or "OAUTHBEARER"

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -121,6 +122,15 @@ absl::Status Worker::Setup() {
                                               options_.recv_buffer_bytes);
       !status.ok()) {
     return status;
+  }
+  const bool needs_tls = std::any_of(routes_->begin(), routes_->end(),
+                                     [](const auto& route) { return route->tls != Route::Tls::kNone; });
+  if (needs_tls) {
+    TlsContextOptions tls_options;
+    tls_options.ca_file = options_.ca_file;
+    absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(tls_options);
+    if (!context.ok()) return context.status();
+    tls_context_ = *std::move(context);
   }
   now_ms_ = MonotonicMs();
   timers_ = std::make_unique<TimerWheel>(now_ms_);

@@ -32,6 +32,7 @@
 #include "core/provided_buffers.h"
 #include "core/route.h"
 #include "core/timer_wheel.h"
+#include "core/tls_client.h"
 #include "core/worker_options.h"
 
 namespace mailring::core {
@@ -82,6 +83,8 @@ class Worker {
   const WorkerOptions& options() const { return options_; }
   PipePool& pipes() { return pipes_; }
   ProvidedBuffers& buffers() { return buffers_; }
+  // The worker's TLS context; null when no route uses TLS.
+  const TlsContext* tls_context() const { return tls_context_.get(); }
   TimerWheel& timers() { return *timers_; }
   WorkerCounters& mutable_counters() { return counters_; }
   const WorkerServices& services() const { return services_; }
@@ -132,6 +135,7 @@ class Worker {
   std::vector<std::unique_ptr<Listener>> listeners_;
   PipePool pipes_;
   ProvidedBuffers buffers_;
+  std::unique_ptr<TlsContext> tls_context_;
   std::unique_ptr<TimerWheel> timers_;
   std::deque<std::pair<Session*, int>> pipe_waiters_;
   std::vector<Session*> credential_waiters_;

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/time/time.h"
 
@@ -33,6 +34,8 @@ struct WorkerOptions {
   uint32_t recv_buffer_count = 64;
   uint32_t recv_buffer_bytes = 16 * 1024;
   uint32_t ring_entries = 1024;
+  // Extra PEM CA bundle for upstream TLS, trusted next to the system store.
+  std::string ca_file;
   // TCP keepalive on both legs: idle seconds before probing, interval, probes.
   int keepalive_idle_s = 60;
   int keepalive_interval_s = 15;

@@ -91,19 +91,81 @@ TEST(StandaloneRoutesTest, ErrorsNameRouteAndField) {
   EXPECT_NE(no_password.find("mail.password"), std::string::npos) << no_password;
 }
 
-TEST(StandaloneRoutesTest, TlsAndOnPremiseAreNotSupportedYet) {
-  const std::string imaps = ErrorOf(File(Route(
+TEST(StandaloneRoutesTest, TlsModesFollowTheDestination) {
+  absl::StatusOr<core::RouteTable> table = ParseStandaloneRoutes(File(Route(
       "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
       "mail.user": "u", "mail.password": "p", "mail.transport.protocol": "imap4s",
       "mail.imap4s.host": "127.0.0.1")")));
-  EXPECT_NE(imaps.find("not supported yet"), std::string::npos) << imaps;
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ((*table)[0]->tls, core::Route::Tls::kImplicit);
+  EXPECT_EQ((*table)[0]->upstream.port(), 993);
+  EXPECT_TRUE((*table)[0]->tls_verify);
 
-  const std::string on_premise_only = ErrorOf(File(Route(
+  table = ParseStandaloneRoutes(File(Route("127.0.0.1:1143",
+                                           Basic(R"(, "mail.imap4.starttls.required": "true")"))));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ((*table)[0]->tls, core::Route::Tls::kStartTlsRequired);
+
+  table = ParseStandaloneRoutes(File(Route("127.0.0.1:1143",
+                                           Basic(R"(, "mail.imap4.starttls.enable": "true")"))));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ((*table)[0]->tls, core::Route::Tls::kStartTlsIfOffered);
+
+  table = ParseStandaloneRoutes(File(Route("127.0.0.1:1143", Basic())));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ((*table)[0]->tls, core::Route::Tls::kNone);
+  RouteOptions opportunistic;
+  opportunistic.starttls_opportunistic = true;
+  table = ParseStandaloneRoutes(File(Route("127.0.0.1:1143", Basic())), opportunistic);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ((*table)[0]->tls, core::Route::Tls::kStartTlsIfOffered);
+}
+
+TEST(StandaloneRoutesTest, SslTrustOptsOutOfVerification) {
+  for (const char* trust : {R"("mail.imap4s.ssl.trust": "*")",
+                            R"("mail.imap4s.ssl.trust": "other.example 127.0.0.1")",
+                            R"("mail.imap4s.ssl.checkserveridentity": "false")"}) {
+    absl::StatusOr<core::RouteTable> table = ParseStandaloneRoutes(File(Route(
+        "127.0.0.1:1143",
+        std::string(R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.user": "u", "mail.password": "p", "mail.transport.protocol": "imap4s",
+      "mail.imap4s.host": "127.0.0.1", )") + trust)));
+    ASSERT_TRUE(table.ok()) << table.status();
+    EXPECT_FALSE((*table)[0]->tls_verify) << trust;
+  }
+}
+
+TEST(StandaloneRoutesTest, RelayOnlyWithStartTlsIsRefused) {
+  const std::string error = ErrorOf(File(Route(
       "127.0.0.1:1143", R"("Name": "d", "Type": "MAIL", "Authentication": "BasicAuthentication",
-      "mail.user": "u", "mail.password": "p", "mail.imap4.host": "127.0.0.1",
-      "ProxyType": "OnPremise")")));
-  EXPECT_NE(on_premise_only.find("not supported yet"), std::string::npos) << on_premise_only;
-  EXPECT_NE(on_premise_only.find("ProxyType"), std::string::npos) << on_premise_only;
+      "mail.imap4.host": "127.0.0.1", "mail.imap4.auth": "false",
+      "mail.imap4.starttls.required": "true")")));
+  EXPECT_NE(error.find("STARTTLS"), std::string::npos) << error;
+}
+
+TEST(StandaloneRoutesTest, OnPremiseNeedsTheConnectivityProxyAndKey) {
+  const std::string on_premise = R"("Name": "d", "Type": "MAIL",
+      "Authentication": "BasicAuthentication", "mail.user": "u", "mail.password": "p",
+      "mail.imap4.host": "virtual-imap", "ProxyType": "OnPremise",
+      "CloudConnectorLocationId": "loc1")";
+  const std::string no_proxy = ErrorOf(File(Route("127.0.0.1:1143", on_premise)));
+  EXPECT_NE(no_proxy.find("--connectivity-proxy"), std::string::npos) << no_proxy;
+  RouteOptions options;
+  options.connectivity_proxy = *core::SocketAddress::ParseNumeric("127.0.0.1:20004");
+  const std::string no_key = ErrorOf(File(Route("127.0.0.1:1143", on_premise)));
+  absl::StatusOr<core::RouteTable> missing_key =
+      ParseStandaloneRoutes(File(Route("127.0.0.1:1143", on_premise)), options);
+  ASSERT_FALSE(missing_key.ok());
+  EXPECT_NE(missing_key.status().message().find("--connectivity-service-key"),
+            absl::string_view::npos);
+  options.has_connectivity_key = true;
+  // The virtual host is not resolved: only the proxy knows it.
+  absl::StatusOr<core::RouteTable> table =
+      ParseStandaloneRoutes(File(Route("127.0.0.1:1143", on_premise)), options);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_TRUE((*table)[0]->via_connectivity_proxy);
+  EXPECT_EQ((*table)[0]->upstream.ToString(), "127.0.0.1:20004");
+  EXPECT_EQ((*table)[0]->destination.cloud_connector_location_id, "loc1");
 }
 
 TEST(StandaloneRoutesTest, OAuth2DestinationsAreServedWhenComplete) {

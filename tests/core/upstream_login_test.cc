@@ -197,5 +197,55 @@ TEST(UpstreamLoginTest, ClientUserIsUsedWhenTheDestinationNamesNone) {
   EXPECT_EQ(step.send, "M2 AUTHENTICATE XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==\r\n");
 }
 
+UpstreamCredentials WithStartTls(UpstreamCredentials credentials,
+                                 UpstreamCredentials::StartTls mode) {
+  credentials.starttls = mode;
+  return credentials;
+}
+
+TEST(UpstreamLoginTest, StartTlsComesFirstAndCapabilitiesAreAskedAgain) {
+  UpstreamLogin login(
+      WithStartTls(Password("alice", "secret"), UpstreamCredentials::StartTls::kRequired));
+  UpstreamLogin::Step step =
+      login.OnLine("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready");
+  ASSERT_EQ(step.outcome, Outcome::kSend);
+  EXPECT_EQ(step.send, "M0 STARTTLS\r\n");
+  EXPECT_EQ(login.action(), "starting TLS with STARTTLS");
+  EXPECT_EQ(login.OnLine("M0 OK Begin TLS negotiation now.").outcome, Outcome::kStartTls);
+  step = login.OnTlsEstablished();
+  ASSERT_EQ(step.outcome, Outcome::kSend);
+  EXPECT_EQ(step.send, "M1 CAPABILITY\r\n");
+  login.OnLine("* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN");
+  step = login.OnLine("M1 OK done");
+  ASSERT_EQ(step.outcome, Outcome::kSend);
+  EXPECT_EQ(step.send.rfind("M2 AUTHENTICATE PLAIN ", 0), 0u) << "no second STARTTLS";
+}
+
+TEST(UpstreamLoginTest, RequiredStartTlsNotOfferedFailsWithoutSendingCredentials) {
+  UpstreamLogin login(
+      WithStartTls(Password("alice", "secret"), UpstreamCredentials::StartTls::kRequired));
+  UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready");
+  ASSERT_EQ(step.outcome, Outcome::kFailed);
+  EXPECT_NE(step.failure.find("does not offer it"), std::string::npos) << step.failure;
+  EXPECT_NE(step.failure.find("no credentials were sent"), std::string::npos);
+}
+
+TEST(UpstreamLoginTest, OpportunisticStartTlsFallsBackToPlainWhenNotOffered) {
+  UpstreamLogin login(
+      WithStartTls(Password("alice", "secret"), UpstreamCredentials::StartTls::kIfOffered));
+  UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
+  ASSERT_EQ(step.outcome, Outcome::kSend);
+  EXPECT_EQ(step.send.rfind("M2 AUTHENTICATE PLAIN ", 0), 0u);
+}
+
+TEST(UpstreamLoginTest, RefusedStartTlsFails) {
+  UpstreamLogin login(
+      WithStartTls(Password("alice", "secret"), UpstreamCredentials::StartTls::kIfOffered));
+  login.OnLine("* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] ready");
+  UpstreamLogin::Step step = login.OnLine("M0 NO no TLS today");
+  ASSERT_EQ(step.outcome, Outcome::kFailed);
+  EXPECT_NE(step.failure.find("refused STARTTLS"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace mailring::core

@@ -57,7 +57,7 @@ void MinimalImapServer(int fd, std::string* login_seen) {
 class WorkerTest : public ::testing::Test {
  protected:
   void StartWorker(uint16_t upstream_port, std::string password = "secret",
-                   bool login_on_behalf = true) {
+                   bool login_on_behalf = true, Route::Tls tls = Route::Tls::kNone) {
     auto route = std::make_shared<Route>();
     listen_port_ = FreePort();
     route->listen = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(listen_port_));
@@ -67,6 +67,7 @@ class WorkerTest : public ::testing::Test {
     route->destination.password = proto::Secret(std::move(password));
     route->destination.login_on_behalf = login_on_behalf;
     route->log_label = "route=test dest=scripted";
+    route->tls = tls;
     auto table = std::make_shared<RouteTable>();
     table->push_back(route);
     worker_ = std::make_unique<Worker>(0, table, options_);
@@ -217,6 +218,24 @@ TEST_F(WorkerTest, HundredConcurrentSessionsEachLogInOnce) {
   }
   EXPECT_EQ(upstream.connections(), 100);
   EXPECT_EQ(worker_->counters().logins_ok.load(), 100u);
+}
+
+TEST_F(WorkerTest, RequiredStartTlsNotOfferedGivesByeAndSendsNoCredentials) {
+  std::string seen;
+  ScriptedUpstream upstream([&](int fd) {
+    SendText(fd, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] plain only\r\n");
+    seen = ReadLine(fd, 2000);  // whatever mailring sends next (nothing expected)
+  });
+  StartWorker(upstream.port(), "secret", true, Route::Tls::kStartTlsRequired);
+  const int client = Connect();
+  const std::string line = ReadLine(client);
+  EXPECT_EQ(line.rfind("* BYE [UNAVAILABLE] ", 0), 0u) << line;
+  EXPECT_NE(line.find("STARTTLS"), std::string::npos) << line;
+  ::close(client);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(seen.find("secret"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("LOGIN"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("AUTHENTICATE"), std::string::npos) << seen;
 }
 
 size_t OpenFds() {

@@ -82,21 +82,15 @@ INSTANTIATE_TEST_SUITE_P(
             "UnknownAuthentication",
             [](Route& bad, const Route&) { bad.destination["Authentication"] = "SAMLAssertion"; },
             {"Authentication"}},
-        BadFileCase{"Imap4sNotSupportedYet",
+        BadFileCase{"RelayOnlyWithStartTls",
                     [](Route& bad, const Route&) {
-                      Destination& d = bad.destination;
-                      d["mail.transport.protocol"] = "imap4s";
-                      // Complete either way the protocol's properties may be spelled.
-                      for (const char* field : {"host", "port", "auth"}) {
-                        d[absl::StrCat("mail.imap4s.", field)] =
-                            d[absl::StrCat("mail.imap4.", field)];
-                      }
-                      d["mail.imap4s.port"] = "993";
+                      bad.destination["mail.imap4.auth"] = "false";
+                      bad.destination["mail.imap4.starttls.required"] = "true";
                     },
-                    {"mail.transport.protocol", "not supported yet"}},
-        BadFileCase{"OnPremiseNotSupportedYet",
+                    {"mail.imap4.auth", "STARTTLS"}},
+        BadFileCase{"OnPremiseWithoutConnectivityProxy",
                     [](Route& bad, const Route&) { bad.destination["ProxyType"] = "OnPremise"; },
-                    {"ProxyType", "not supported yet"}},
+                    {"ProxyType", "--connectivity-proxy"}},
         BadFileCase{"NotAMailDestination",
                     [](Route& bad, const Route&) { bad.destination["Type"] = "HTTP"; },
                     {"Type"}},

@@ -1,0 +1,134 @@
+#include "core/tls_relay.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace mailring::core {
+namespace {
+
+constexpr size_t kReadChunk = 64 * 1024;
+
+}  // namespace
+
+RelayLeg::Wait TlsRelay::Failed(int error) {
+  error_ = error;
+  return RelayLeg::Wait::kFailed;
+}
+
+RelayLeg::Wait TlsRelay::TlsFailed() {
+  tls_error_ = tls_->error();
+  error_ = EPROTO;
+  return RelayLeg::Wait::kFailed;
+}
+
+bool TlsRelay::FlushCipher() {
+  if (tls_->has_output()) cipher_out_ += tls_->TakeOutput();
+  while (cipher_out_offset_ < cipher_out_.size()) {
+    const ssize_t n = ::send(upstream_fd_, cipher_out_.data() + cipher_out_offset_,
+                             cipher_out_.size() - cipher_out_offset_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      cipher_out_offset_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) error_ = errno;
+    return false;
+  }
+  cipher_out_.clear();
+  cipher_out_offset_ = 0;
+  return true;
+}
+
+RelayLeg::Wait TlsRelay::PumpToUpstream(size_t budget_bytes) {
+  if (to_upstream_finished_) return RelayLeg::Wait::kFinished;
+  size_t moved = 0;
+  char buffer[kReadChunk];
+  while (true) {
+    if (!FlushCipher()) {
+      return error_ != 0 ? RelayLeg::Wait::kFailed : RelayLeg::Wait::kWritable;
+    }
+    if (client_eof_) {
+      ::shutdown(upstream_fd_, SHUT_WR);
+      to_upstream_finished_ = true;
+      return RelayLeg::Wait::kFinished;
+    }
+    if (moved >= budget_bytes) return RelayLeg::Wait::kYield;
+    const ssize_t n = ::recv(client_fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n > 0) {
+      if (tls_->Write(std::string_view(buffer, static_cast<size_t>(n))) !=
+          TlsClient::Result::kDone) {
+        return TlsFailed();
+      }
+      bytes_to_upstream_ += static_cast<uint64_t>(n);
+      moved += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      client_eof_ = true;
+      tls_->Shutdown();  // close_notify, flushed on the next turn
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return RelayLeg::Wait::kReadable;
+    return Failed(errno);
+  }
+}
+
+RelayLeg::Wait TlsRelay::PumpToClient(size_t budget_bytes) {
+  if (to_client_finished_) return RelayLeg::Wait::kFinished;
+  size_t moved = 0;
+  char buffer[kReadChunk];
+  while (true) {
+    while (plain_out_offset_ < plain_out_.size()) {
+      const ssize_t n = ::send(client_fd_, plain_out_.data() + plain_out_offset_,
+                               plain_out_.size() - plain_out_offset_, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        plain_out_offset_ += static_cast<size_t>(n);
+        bytes_to_client_ += static_cast<uint64_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return RelayLeg::Wait::kWritable;
+      return Failed(n < 0 ? errno : EPIPE);
+    }
+    plain_out_.clear();
+    plain_out_offset_ = 0;
+    if (upstream_eof_) {
+      ::shutdown(client_fd_, SHUT_WR);
+      to_client_finished_ = true;
+      return RelayLeg::Wait::kFinished;
+    }
+    if (moved >= budget_bytes) return RelayLeg::Wait::kYield;
+    switch (tls_->Read(&plain_out_, kReadChunk)) {
+      case TlsClient::Result::kDone:
+        moved += plain_out_.size();
+        // Reading may have produced records for the server (e.g. a TLS 1.3 KeyUpdate answer);
+        // send them now if the socket takes them, else the other direction flushes them first.
+        FlushCipher();
+        continue;
+      case TlsClient::Result::kClosed:
+        upstream_eof_ = true;
+        continue;
+      case TlsClient::Result::kError:
+        return TlsFailed();
+      case TlsClient::Result::kWantInput:
+        break;
+    }
+    const ssize_t n = ::recv(upstream_fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n > 0) {
+      tls_->Feed(std::string_view(buffer, static_cast<size_t>(n)));
+      continue;
+    }
+    if (n == 0) {
+      // TCP EOF without close_notify: IMAP servers often just close after LOGOUT's answer.
+      upstream_eof_ = true;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return RelayLeg::Wait::kReadable;
+    return Failed(errno);
+  }
+}
+
+}  // namespace mailring::core
