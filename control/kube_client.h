@@ -1,0 +1,89 @@
+// KubeClient: mailring's Kubernetes REST client, on the control thread's HttpClient (libcurl
+// multi, never blocking). JSON is parsed with simdjson by the callers.
+//
+//  - KubeConfig: in-cluster (KUBERNETES_SERVICE_HOST/PORT, the service-account token re-read
+//    from its file whenever it changes, the service-account CA) or a kubeconfig file for
+//    development (current context; server, bearer token or client certificate, CA, or
+//    insecure-skip-tls-verify).
+//  - Requests: GET, POST (create), PUT (replace, 409 on a stale resourceVersion), PATCH
+//    (application/merge-patch+json), DELETE; responses as status + body.
+//  - Informer: list + watch of one collection with resourceVersion and allowWatchBookmarks;
+//    on 410 Gone (HTTP 410 or an ERROR event with code 410) it relists and reports the
+//    difference (objects that vanished while the watch was down are reported deleted), so no
+//    event is lost across a dropped watch; a broken or ended stream reconnects with jittered
+//    exponential backoff from the last resourceVersion.
+//
+// Contract: control thread only. Tokens never reach a log line.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "control/http_client.h"
+#include "proto/secret.h"
+
+namespace mailring::control {
+
+struct KubeConfig {
+  std::string server;      // "https://10.0.0.1:443", "http://127.0.0.1:8001"
+  proto::Secret token;     // bearer token, or empty
+  std::string token_file;  // re-read when it changes (service-account token rotation)
+  std::string ca_file;
+  std::string client_certificate_file;  // client TLS auth (kubeconfig), optional
+  std::string client_key_file;
+  bool insecure_skip_tls_verify = false;
+};
+
+absl::StatusOr<KubeConfig> InClusterKubeConfig();
+absl::StatusOr<KubeConfig> LoadKubeconfig(std::string_view path);
+
+struct KubeResponse {
+  long status = 0;
+  std::string body;
+};
+
+class KubeClient {
+ public:
+  using Callback = std::function<void(absl::StatusOr<KubeResponse>)>;
+
+  KubeClient(HttpClient* http, KubeConfig config);
+  ~KubeClient();
+
+  // `path` starts with "/api" or "/apis", may carry a query string.
+  void Get(std::string path, Callback done);
+  void Create(std::string path, std::string json, Callback done);
+  void Replace(std::string path, std::string json, Callback done);
+  void MergePatch(std::string path, std::string json, Callback done);
+  void Delete(std::string path, Callback done);
+
+  // One watched collection, e.g. "/apis/destination.connectivity.api.sap/v1/destinations" or
+  // "/api/v1/namespaces/mailring/services?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dmailring".
+  class Informer {
+   public:
+    struct Handler {
+      // After the first complete list, and after every relist.
+      std::function<void()> synced;
+      // Object added or changed (the whole object's JSON).
+      std::function<void(std::string_view object_json)> upsert;
+      // Object deleted (its last known JSON).
+      std::function<void(std::string_view object_json)> remove;
+      // The watch broke or the list failed; it is retried. For logs and readiness.
+      std::function<void(const absl::Status&)> error;
+    };
+    virtual ~Informer() = default;
+    virtual bool synced() const = 0;
+    virtual std::string resource_version() const = 0;
+  };
+  std::unique_ptr<Informer> Watch(std::string collection_path, Informer::Handler handler);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mailring::control
