@@ -145,10 +145,10 @@ struct Session::LoginState {
   proto::Secret client_grant;          // the refresh token or code being exchanged
 };
 
-Session::Session(Worker* worker, const Route* route, int client_fd, uint64_t id)
+Session::Session(Worker* worker, std::shared_ptr<const Route> route, int client_fd, uint64_t id)
     : worker_(worker),
       client_fd_(client_fd),
-      route_(route),
+      route_(std::move(route)),
       id_(id),
       started_ms_(worker->now_ms()),
       timer_(&Session::OnTimerFired, this) {

@@ -65,7 +65,7 @@ class alignas(16) Session {
     kClosing,
   };
 
-  Session(Worker* worker, const Route* route, int client_fd, uint64_t id);
+  Session(Worker* worker, std::shared_ptr<const Route> route, int client_fd, uint64_t id);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -146,7 +146,7 @@ class alignas(16) Session {
   int64_t last_activity_ms_ = 0;
   RelayLeg legs_[2];  // [0] client → upstream, [1] upstream → client
   // --- the rest ---
-  const Route* route_;
+  std::shared_ptr<const Route> route_;  // kept alive while the session runs (routes change)
   uint64_t id_;
   int64_t started_ms_;
   TimerWheel::Entry timer_;

@@ -86,6 +86,7 @@ void Worker::NotifyCredentials() {
 
 void Worker::OnWake() {
   if (drain_requested_.load(std::memory_order_acquire)) BeginDrain();
+  if (routes_changed_.exchange(false, std::memory_order_acq_rel)) ApplyRoutes();
   if (credentials_changed_.exchange(false, std::memory_order_acq_rel)) ResumeCredentialWaiters();
   ArmWake();
 }
@@ -123,15 +124,7 @@ absl::Status Worker::Setup() {
       !status.ok()) {
     return status;
   }
-  const bool needs_tls = std::any_of(routes_->begin(), routes_->end(),
-                                     [](const auto& route) { return route->tls != Route::Tls::kNone; });
-  if (needs_tls) {
-    TlsContextOptions tls_options;
-    tls_options.ca_file = options_.ca_file;
-    absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(tls_options);
-    if (!context.ok()) return context.status();
-    tls_context_ = *std::move(context);
-  }
+  if (absl::Status status = EnsureTlsContext(*routes_); !status.ok()) return status;
   now_ms_ = MonotonicMs();
   timers_ = std::make_unique<TimerWheel>(now_ms_);
   const int64_t connect_ms = absl::ToInt64Milliseconds(options_.connect_timeout);
@@ -141,11 +134,102 @@ absl::Status Worker::Setup() {
     absl::StatusOr<int> fd = OpenListener(*route, options_);
     if (!fd.ok()) return fd.status();
     auto listener = std::make_unique<Listener>();
-    listener->route = route.get();
+    listener->route = route;
     listener->fd = *fd;
     listeners_.push_back(std::move(listener));
   }
+  listening_.store(listeners_.size(), std::memory_order_relaxed);
   return absl::OkStatus();
+}
+
+absl::Status Worker::EnsureTlsContext(const RouteTable& routes) {
+  if (tls_context_ != nullptr) return absl::OkStatus();
+  const bool needs_tls = std::any_of(routes.begin(), routes.end(), [](const auto& route) {
+    return route->tls != Route::Tls::kNone;
+  });
+  if (!needs_tls) return absl::OkStatus();
+  TlsContextOptions tls_options;
+  tls_options.ca_file = options_.ca_file;
+  absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(tls_options);
+  if (!context.ok()) return context.status();
+  tls_context_ = *std::move(context);
+  return absl::OkStatus();
+}
+
+void Worker::UpdateRoutes(std::shared_ptr<const RouteTable> routes) {
+  {
+    absl::MutexLock lock(&routes_mutex_);
+    pending_routes_ = std::move(routes);
+  }
+  routes_changed_.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void Worker::ApplyRoutes() {
+  std::shared_ptr<const RouteTable> next;
+  {
+    absl::MutexLock lock(&routes_mutex_);
+    next = std::move(pending_routes_);
+  }
+  if (next == nullptr || draining_) return;
+  if (absl::Status status = EnsureTlsContext(*next); !status.ok()) {
+    MAILRING_LOG(kError, "cannot serve TLS routes: ", status.message());
+  }
+  // Same listen address: the listener stays (no connection is refused) and new sessions get
+  // the new route; sessions already open keep the route they started with.
+  absl::flat_hash_map<std::string, std::shared_ptr<const Route>> wanted;
+  for (const auto& route : *next) wanted.emplace(route->listen.ToString(), route);
+  size_t opened = 0;
+  size_t closed = 0;
+  for (auto& listener : listeners_) {
+    if (listener->retired) continue;
+    auto it = wanted.find(listener->route->listen.ToString());
+    if (it == wanted.end()) {
+      RetireListener(listener.get());
+      ++closed;
+      continue;
+    }
+    listener->route = it->second;
+    wanted.erase(it);
+  }
+  for (auto& [address, route] : wanted) {
+    absl::StatusOr<int> fd = OpenListener(*route, options_);
+    if (!fd.ok()) {
+      ++listen_failures_;
+      MAILRING_LOG(kError, fd.status().message());
+      continue;
+    }
+    auto listener = std::make_unique<Listener>();
+    listener->route = route;
+    listener->fd = *fd;
+    ArmAccept(listener.get());
+    listeners_.push_back(std::move(listener));
+    ++opened;
+  }
+  std::erase_if(listeners_, [](const auto& listener) {
+    return listener->retired && !listener->accepting;  // no completion can refer to it
+  });
+  routes_ = std::move(next);
+  listening_.store(listeners_.size() - std::count_if(listeners_.begin(), listeners_.end(),
+                                                     [](const auto& l) { return l->retired; }),
+                   std::memory_order_relaxed);
+  MAILRING_LOG(kInfo, "routes updated: ", opened, " listeners opened, ", closed, " closed, ",
+               routes_->size(), " routes");
+}
+
+void Worker::RetireListener(Listener* listener) {
+  listener->retired = true;
+  if (listener->accepting) {
+    // The multishot accept holds a reference to the socket: cancel it; the listener object
+    // is freed when its final completion arrives (OnAccept).
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_cancel64(sqe, Tag(listener, Op::kAccept), 0);
+    io_uring_sqe_set_data64(sqe, 0);
+  }
+  ::shutdown(listener->fd, SHUT_RDWR);
+  ::close(listener->fd);
+  listener->fd = -1;
 }
 
 void Worker::Run(std::promise<absl::Status>* ready) {
@@ -198,6 +282,13 @@ void Worker::ArmWake() {
 
 void Worker::OnAccept(Listener* listener, const io_uring_cqe& cqe) {
   if (!(cqe.flags & IORING_CQE_F_MORE)) listener->accepting = false;
+  if (listener->retired) {
+    if (cqe.res >= 0) ::close(cqe.res);
+    if (!listener->accepting) {
+      std::erase_if(listeners_, [listener](const auto& l) { return l.get() == listener; });
+    }
+    return;
+  }
   if (cqe.res >= 0) {
     if (draining_) {
       ::close(cqe.res);
@@ -284,6 +375,7 @@ void Worker::BeginDrain() {
   // Stop accepting: cancel the multishot accepts and stop listening, so that the kernel
   // refuses new connections instead of queueing them in a backlog nobody reads.
   for (const auto& listener : listeners_) {
+    if (listener->retired) continue;
     io_uring_sqe* sqe = GetSqe();
     io_uring_prep_cancel_fd(sqe, listener->fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, 0);

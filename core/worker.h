@@ -23,7 +23,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/clock.h"
 #include "core/credential_broker.h"
@@ -66,6 +68,12 @@ class Worker {
   // Starts the thread and waits until its ring and listeners are ready (or failed).
   absl::Status Start(absl::Duration drain_timeout);
   void RequestDrain();
+  // Thread-safe: serve `routes` from now on. Listeners of routes that went away close (their
+  // sessions continue), new routes get listeners, routes on an unchanged address take effect
+  // for new sessions. A listen failure is logged and counted (listen_failures()).
+  void UpdateRoutes(std::shared_ptr<const RouteTable> routes);
+  size_t listening() const { return listening_.load(std::memory_order_relaxed); }
+  uint64_t listen_failures() const { return listen_failures_.load(std::memory_order_relaxed); }
   // Thread-safe: the credential cache changed for a key a session of this worker waits for.
   void NotifyCredentials();
   void Join();
@@ -98,8 +106,9 @@ class Worker {
 
  private:
   struct alignas(16) Listener {
-    const Route* route = nullptr;
+    std::shared_ptr<const Route> route;
     int fd = -1;
+    bool retired = false;    // its route went away: closed, freed after its last completion
     bool accepting = false;  // a multishot accept is armed
     bool paused = false;     // accept failed (out of fds): re-armed at accept_retry_at_ms_
   };
@@ -110,6 +119,9 @@ class Worker {
   void OnAccept(Listener* listener, const io_uring_cqe& cqe);
   void ArmWake();
   void BeginDrain();
+  absl::Status EnsureTlsContext(const RouteTable& routes);
+  void ApplyRoutes();
+  void RetireListener(Listener* listener);
   void ResumePipeWaiters();
   void ResumeCredentialWaiters();
   void DestroySession(Session* session);
@@ -123,6 +135,11 @@ class Worker {
   const WorkerServices services_;
   std::atomic<bool> drain_requested_{false};
   std::atomic<bool> credentials_changed_{false};
+  std::atomic<bool> routes_changed_{false};
+  absl::Mutex routes_mutex_;
+  std::shared_ptr<const RouteTable> pending_routes_ ABSL_GUARDED_BY(routes_mutex_);
+  std::atomic<size_t> listening_{0};
+  std::atomic<uint64_t> listen_failures_{0};
   absl::Duration drain_timeout_;
   std::thread thread_;
   int wake_fd_ = -1;

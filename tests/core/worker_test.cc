@@ -220,6 +220,45 @@ TEST_F(WorkerTest, HundredConcurrentSessionsEachLogInOnce) {
   EXPECT_EQ(worker_->counters().logins_ok.load(), 100u);
 }
 
+TEST_F(WorkerTest, RoutesChangeWithoutDisturbingOpenSessions) {
+  ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
+  StartWorker(upstream.port());
+  const uint16_t old_port = listen_port_;
+  const int old_session = Connect();
+  ASSERT_EQ(ReadLine(old_session).rfind("* PREAUTH", 0), 0u);
+
+  // Replace the route: a new listen port, the old one gone.
+  auto route = std::make_shared<Route>();
+  const uint16_t new_port = FreePort();
+  route->listen = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(new_port));
+  route->upstream = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(upstream.port()));
+  route->destination.name = "scripted-2";
+  route->destination.user = "carol";
+  route->destination.password = proto::Secret("secret");
+  route->log_label = "route=test2 dest=scripted-2";
+  auto table = std::make_shared<RouteTable>();
+  table->push_back(route);
+  worker_->UpdateRoutes(table);
+
+  listen_port_ = new_port;
+  int fresh = -1;
+  for (int i = 0; i < 100 && fresh < 0; ++i) {
+    fresh = Connect();
+    if (fresh < 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GE(fresh, 0) << "the new route's listener opened";
+  const std::string greeting = ReadLine(fresh);
+  EXPECT_NE(greeting.find("scripted-2"), std::string::npos) << greeting;
+  ::close(fresh);
+  listen_port_ = old_port;
+  EXPECT_LT(Connect(), 0) << "the old route's listener closed";
+  EXPECT_EQ(worker_->listening(), 1u);
+  // The session opened on the old route still works.
+  ASSERT_TRUE(SendText(old_session, "z NOOP\r\n"));
+  EXPECT_EQ(ReadLine(old_session), "z OK done\r\n");
+  ::close(old_session);
+}
+
 TEST_F(WorkerTest, RequiredStartTlsNotOfferedGivesByeAndSendsNoCredentials) {
   std::string seen;
   ScriptedUpstream upstream([&](int fd) {
