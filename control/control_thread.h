@@ -27,6 +27,7 @@ class ControlThread {
   ControlThread& operator=(const ControlThread&) = delete;
 
   core::CredentialBroker* broker() { return &credentials_; }
+  const CredentialCounters& credential_counters() const { return credentials_.counters(); }
   void SetWorkers(std::vector<core::Worker*> workers);
   void Start();
   void Stop();

@@ -265,6 +265,7 @@ void CredentialService::StartFetch(Grant& grant, int64_t now_ms) {
   http_request.timeout = options_.http_timeout;
   http_request.ca_file = options_.ca_file;
   grant.in_flight = true;
+  if (!IsRefreshed(grant.kind)) counters_.exchanges.fetch_add(1, std::memory_order_relaxed);
   MAILRING_LOG(kDebug, Describe(route, grant.kind), ": requesting an access token");
   http_->Start(std::move(http_request),
                [this, key = grant.key](absl::StatusOr<HttpResponse> response) {
@@ -294,6 +295,7 @@ void CredentialService::OnFetched(const std::string& key, absl::StatusOr<HttpRes
     credential.expires_at_ms = now_ms + lifetime_ms - margin_ms;
     if (!token->refresh_token.empty()) grant.issued_refresh_token = token->refresh_token;
     grant.failures = 0;
+    counters_.tokens_obtained.fetch_add(1, std::memory_order_relaxed);
     if (IsRefreshed(grant.kind)) {
       const double j = options_.jitter_fraction;
       grant.next_attempt_ms =
@@ -311,6 +313,7 @@ void CredentialService::OnFetched(const std::string& key, absl::StatusOr<HttpRes
     return;
   }
   ++grant.failures;
+  counters_.token_failures.fetch_add(1, std::memory_order_relaxed);
   const int64_t base_ms = absl::ToInt64Milliseconds(options_.min_backoff)
                           << std::min(grant.failures - 1, 20);
   const int64_t backoff_ms =

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <random>
@@ -65,6 +66,13 @@ struct CredentialServiceOptions {
   std::optional<ServiceKey> connectivity;
 };
 
+// Read by the admin thread (metrics) as relaxed snapshots.
+struct CredentialCounters {
+  std::atomic<uint64_t> tokens_obtained{0};    // successful token requests (all grants)
+  std::atomic<uint64_t> token_failures{0};     // failed token requests (all grants)
+  std::atomic<uint64_t> exchanges{0};          // refresh-token / code exchanges started
+};
+
 class CredentialService : public core::CredentialBroker {
  public:
   CredentialService(std::shared_ptr<const core::RouteTable> routes, core::CredentialCache* cache,
@@ -76,6 +84,8 @@ class CredentialService : public core::CredentialBroker {
 
   // core::CredentialBroker; thread-safe.
   void Request(core::CredentialRequest request) override;
+
+  const CredentialCounters& counters() const { return counters_; }
 
   // --- control thread ---
   // Takes queued requests, starts due fetches, expires old exchanges. Returns the monotonic
@@ -104,6 +114,7 @@ class CredentialService : public core::CredentialBroker {
   absl::flat_hash_map<std::string, std::unique_ptr<Grant>> grants_;
   int64_t next_sweep_ms_ = 0;
   std::mt19937_64 random_;
+  CredentialCounters counters_;
 };
 
 }  // namespace mailring::control

@@ -20,7 +20,10 @@
 #include "absl/strings/numbers.h"
 #include "proto/str_cat.h"
 #include "absl/time/time.h"
+#include "proto/str_cat.h"
+#include "control/admin_server.h"
 #include "control/control_thread.h"
+#include "control/metrics.h"
 #include "control/service_key.h"
 #include "control/standalone_routes.h"
 #include "core/credential_cache.h"
@@ -44,6 +47,8 @@ ABSL_FLAG(std::string, upstream_starttls, "destination",
           "STARTTLS to the mail server: 'destination' (when the destination's "
           "mail.imap4.starttls.enable/required says so) or 'opportunistic' (also whenever the "
           "server offers it)");
+ABSL_FLAG(std::string, admin_listen, "",
+          "ADDRESS:PORT for /healthz, /readyz and /metrics (plain HTTP); empty: off");
 ABSL_FLAG(std::string, connectivity_proxy, "",
           "HOST[:PORT] of SAP's Connectivity Proxy for OnPremise destinations (port 20004 by "
           "default)");
@@ -252,6 +257,38 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  std::unique_ptr<mailring::control::AdminServer> admin;
+  if (const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen); !admin_listen.empty()) {
+    absl::StatusOr<mailring::core::SocketAddress> address =
+        mailring::core::SocketAddress::ParseNumeric(admin_listen);
+    if (!address.ok()) {
+      MAILRING_LOG(kError, "--admin-listen: ", address.status().message());
+      for (auto& worker : workers) worker->RequestDrain();
+      return kExitConfigError;
+    }
+    mailring::control::MetricsSources sources;
+    for (const auto& worker : workers) sources.workers.push_back(worker.get());
+    if (control != nullptr) sources.credentials = &control->credential_counters();
+    const size_t expected_listeners = table->size() * workers.size();
+    mailring::control::AdminServer::Handlers handlers;
+    handlers.metrics = [sources] { return mailring::control::RenderMetrics(sources); };
+    handlers.readiness = [sources, expected_listeners]() -> std::string {
+      size_t listening = 0;
+      for (const auto* worker : sources.workers) listening += worker->listening();
+      if (listening < expected_listeners) {
+        return mailring::StrCat(listening, " of ", expected_listeners, " listeners open");
+      }
+      return {};
+    };
+    admin = std::make_unique<mailring::control::AdminServer>(*address, std::move(handlers));
+    if (absl::Status status = admin->Start(); !status.ok()) {
+      MAILRING_LOG(kError, status.message());
+      for (auto& worker : workers) worker->RequestDrain();
+      return 1;
+    }
+    MAILRING_LOG(kInfo, "admin endpoints on ", address->ToString(),
+                 ": /healthz /readyz /metrics");
+  }
   for (const auto& route : *table) {
     MAILRING_LOG(kInfo, "listening on ", route->listen.ToString(), " for destination ",
                  route->destination.name, " (upstream ", route->upstream.ToString(),
@@ -268,6 +305,7 @@ int main(int argc, char** argv) {
   for (auto& worker : workers) worker->RequestDrain();
   for (auto& worker : workers) worker->Join();
   if (control != nullptr) control->Stop();
+  if (admin != nullptr) admin->Stop();
   MAILRING_LOG(kInfo, "mailring stopped");
   return 0;
 }

@@ -46,7 +46,8 @@ std::string SocketAddress::ToString() const {
   return "(none)";
 }
 
-absl::StatusOr<SocketAddress> SocketAddress::ParseNumeric(std::string_view host_port) {
+absl::StatusOr<SocketAddress> SocketAddress::ParseNumeric(std::string_view host_port,
+                                                          bool allow_any_port) {
   std::string_view host;
   std::string_view port_text;
   if (!host_port.empty() && host_port.front() == '[') {
@@ -68,7 +69,8 @@ absl::StatusOr<SocketAddress> SocketAddress::ParseNumeric(std::string_view host_
     port_text = host_port.substr(colon + 1);
   }
   uint32_t port = 0;
-  if (!absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &port) || port == 0 || port > 65535 ||
+  if (!absl::SimpleAtoi(absl::string_view(port_text.data(), port_text.size()), &port) ||
+      (port == 0 && !allow_any_port) || port > 65535 ||
       port_text.find_first_not_of("0123456789") != std::string_view::npos) {
     return absl::InvalidArgumentError(
         mailring::StrCat("\"", port_text, "\" is not a port number (1-65535)"));

@@ -21,8 +21,10 @@ struct SocketAddress {
   bool IsLoopback() const;
   std::string ToString() const;  // "127.0.0.1:1143", "[::1]:143"
 
-  // "127.0.0.1:1143", "[::1]:1143", "0.0.0.0:143": numeric only, no name lookup.
-  static absl::StatusOr<SocketAddress> ParseNumeric(std::string_view host_port);
+  // "127.0.0.1:1143", "[::1]:1143", "0.0.0.0:143": numeric only, no name lookup. Port 0 (let
+  // the kernel choose) only with allow_any_port.
+  static absl::StatusOr<SocketAddress> ParseNumeric(std::string_view host_port,
+                                                    bool allow_any_port = false);
   // Numeric address or host name (getaddrinfo, blocking: never call it on a worker thread).
   // The first address returned wins.
   static absl::StatusOr<SocketAddress> Resolve(std::string_view host, uint16_t port);

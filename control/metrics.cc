@@ -1,0 +1,65 @@
+#include "control/metrics.h"
+
+#include "proto/str_cat.h"
+
+namespace mailring::control {
+namespace {
+
+void Counter(std::string* out, std::string_view name, std::string_view help,
+             std::string_view type, uint64_t value) {
+  mailring::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name,
+                      " ", value, "\n");
+}
+
+}  // namespace
+
+std::string RenderMetrics(const MetricsSources& sources) {
+  uint64_t accepted = 0, open = 0, logins_ok = 0, logins_failed = 0, to_upstream = 0,
+           to_client = 0, listening = 0, listen_failures = 0;
+  for (const core::Worker* worker : sources.workers) {
+    const core::WorkerCounters& c = worker->counters();
+    accepted += c.sessions_accepted.load(std::memory_order_relaxed);
+    open += c.sessions_open.load(std::memory_order_relaxed);
+    logins_ok += c.logins_ok.load(std::memory_order_relaxed);
+    logins_failed += c.logins_failed.load(std::memory_order_relaxed);
+    to_upstream += c.bytes_client_to_upstream.load(std::memory_order_relaxed);
+    to_client += c.bytes_upstream_to_client.load(std::memory_order_relaxed);
+    listening += worker->listening();
+    listen_failures += worker->listen_failures();
+  }
+  std::string out;
+  Counter(&out, "mailring_sessions_open", "IMAP sessions open now.", "gauge", open);
+  Counter(&out, "mailring_sessions_total", "IMAP sessions accepted since start.", "counter",
+          accepted);
+  mailring::StrAppend(&out,
+                      "# HELP mailring_relayed_bytes_total Bytes relayed, counted when a session "
+                      "ends.\n# TYPE mailring_relayed_bytes_total counter\n",
+                      "mailring_relayed_bytes_total{direction=\"client_to_upstream\"} ", to_upstream,
+                      "\nmailring_relayed_bytes_total{direction=\"upstream_to_client\"} ",
+                      to_client, "\n");
+  mailring::StrAppend(&out,
+                      "# HELP mailring_logins_total Upstream logins on a client's behalf.\n"
+                      "# TYPE mailring_logins_total counter\n"
+                      "mailring_logins_total{result=\"ok\"} ",
+                      logins_ok, "\nmailring_logins_total{result=\"failed\"} ", logins_failed,
+                      "\n");
+  Counter(&out, "mailring_listeners", "Listening sockets over all workers.", "gauge", listening);
+  Counter(&out, "mailring_listen_failures_total", "Route listeners that could not be opened.",
+          "counter", listen_failures);
+  if (sources.credentials != nullptr) {
+    Counter(&out, "mailring_token_requests_ok_total", "Access tokens obtained.", "counter",
+            sources.credentials->tokens_obtained.load(std::memory_order_relaxed));
+    Counter(&out, "mailring_token_requests_failed_total", "Failed token requests.", "counter",
+            sources.credentials->token_failures.load(std::memory_order_relaxed));
+    Counter(&out, "mailring_token_exchanges_total",
+            "Refresh-token and authorization-code exchanges started.", "counter",
+            sources.credentials->exchanges.load(std::memory_order_relaxed));
+  }
+  if (sources.reconcile_errors != nullptr) {
+    Counter(&out, "mailring_reconcile_errors_total", "Destination reconcile failures.", "counter",
+            sources.reconcile_errors->load(std::memory_order_relaxed));
+  }
+  return out;
+}
+
+}  // namespace mailring::control
