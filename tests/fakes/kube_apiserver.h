@@ -1,6 +1,8 @@
 // FakeKubeApiServer: a small but faithful Kubernetes API server for tests, on loopback, plain
-// HTTP/1.1. The real `kubectl` drives it (a kubeconfig with `server: http://127.0.0.1:PORT` and,
-// when Options::token is set, that bearer token), and so does mailring's KubeClient.
+// HTTP/1.1. The real `kubectl` drives it (a kubeconfig with `server: http://127.0.0.1:PORT`), and
+// so does mailring's KubeClient. Note: kubectl (clientcmd) sends a kubeconfig's credentials only
+// over TLS, so a fake with Options::token set is for clients that send the token over plain
+// HTTP (mailring's KubeClient, curl), not for kubectl.
 //
 // What it serves:
 //   GET /version; discovery on /api, /apis (aggregated v2 when the Accept header asks for
