@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -209,17 +210,43 @@ std::string FindDovecot() {
   return "";
 }
 
+absl::StatusOr<TestCa> MakeTestCa(const std::string& dir, const std::vector<std::string>& names) {
+  const std::string fixture = FixtureScript();
+  const size_t slash = fixture.rfind('/');
+  const std::string script =
+      (slash == std::string::npos ? std::string(".") : fixture.substr(0, slash)) + "/test_ca.sh";
+  std::string command = absl::StrCat("bash ", ShellQuote(script), " ", ShellQuote(dir));
+  for (const std::string& name : names) absl::StrAppend(&command, " ", ShellQuote(name));
+  const std::string out_path = dir + ".test_ca.out";
+  absl::StrAppend(&command, " >", ShellQuote(out_path), " 2>&1");
+  int status = std::system(command.c_str());
+  if (status != 0) {
+    absl::StatusOr<std::string> out = ReadFile(out_path);
+    return absl::InternalError(absl::StrCat("'", command, "' failed (status ", status,
+                                            "): ", out.ok() ? *out : "(no output)"));
+  }
+  std::remove(out_path.c_str());
+  return TestCa{dir};
+}
+
 absl::StatusOr<std::unique_ptr<DovecotServer>> DovecotServer::Start(
-    const std::string& oauth2_introspection_url) {
+    const DovecotOptions& options) {
   std::unique_ptr<DovecotServer> server(new DovecotServer());
   server->port_ = PickFreeLoopbackPort();
-  std::string oauth2_option =
-      oauth2_introspection_url.empty()
+  std::string extra_options =
+      options.oauth2_introspection_url.empty()
           ? ""
-          : absl::StrCat(" --oauth2-introspection ", ShellQuote(oauth2_introspection_url));
+          : absl::StrCat(" --oauth2-introspection ", ShellQuote(options.oauth2_introspection_url));
+  if (!options.tls_cert.empty() && !options.tls_key.empty()) {
+    do {
+      server->imaps_port_ = PickFreeLoopbackPort();
+    } while (server->imaps_port_ == server->port_);
+    absl::StrAppend(&extra_options, " --tls ", ShellQuote(options.tls_cert), " ",
+                    ShellQuote(options.tls_key), " ", server->imaps_port_);
+  }
   std::string command =
       absl::StrCat(ShellQuote(FixtureScript()), " start ", ShellQuote(server->dir()), " ",
-                   server->port_, oauth2_option, " >",
+                   server->port_, extra_options, " >",
                    ShellQuote(server->dir() + "/fixture.out"), " 2>&1");
   int status = std::system(command.c_str());
   if (status != 0) {
@@ -236,6 +263,11 @@ absl::StatusOr<std::unique_ptr<DovecotServer>> DovecotServer::Start(
     return absl::InternalError("fixture wrote an unreadable big.size");
   }
   return server;
+}
+
+std::string DovecotServer::Log() const {
+  absl::StatusOr<std::string> log = ReadFile(dir() + "/dovecot.log");
+  return log.ok() ? *log : "";
 }
 
 DovecotServer::~DovecotServer() {

@@ -50,18 +50,45 @@ absl::Status WriteFile(const std::string& path, const std::string& contents);
 // Path of the dovecot binary, or empty when Dovecot is not installed.
 std::string FindDovecot();
 
+// The throw-away test CA of test_ca.sh (next to DOVECOT_FIXTURE), generated into `dir` for the
+// host `names` (empty: localhost 127.0.0.1). Paths of its PEM files.
+struct TestCa {
+  std::string dir;
+  std::string ca_pem() const { return dir + "/ca.pem"; }
+  // server / expired / wronghost: "<kind>-chain.pem" (certificate + CA) and "<kind>.key".
+  std::string chain(const std::string& kind) const { return dir + "/" + kind + "-chain.pem"; }
+  std::string key(const std::string& kind) const { return dir + "/" + kind + ".key"; }
+};
+absl::StatusOr<TestCa> MakeTestCa(const std::string& dir, const std::vector<std::string>& names = {});
+
+// How to start a fixture Dovecot (all optional).
+struct DovecotOptions {
+  // Non-empty: Dovecot also accepts XOAUTH2 and OAUTHBEARER and checks each bearer token with an
+  // RFC 7662 POST to this URL (the fixture's --oauth2-introspection).
+  std::string oauth2_introspection_url;
+  // Both non-empty: `ssl = yes` with this certificate (PEM, may be a chain) and key: STARTTLS
+  // offered on port(), IMAPS on imaps_port() (the fixture's --tls). Otherwise plaintext only,
+  // no STARTTLS capability.
+  std::string tls_cert;
+  std::string tls_key;
+};
+
 // A Dovecot started by dovecot_fixture.sh in its own temp dir; stopped on destruction.
 class DovecotServer {
  public:
-  // With a non-empty `oauth2_introspection_url`, Dovecot also accepts XOAUTH2 and OAUTHBEARER
-  // and checks each bearer token with an RFC 7662 POST to that URL (the fixture's
-  // --oauth2-introspection).
+  static absl::StatusOr<std::unique_ptr<DovecotServer>> Start(const DovecotOptions& options);
   static absl::StatusOr<std::unique_ptr<DovecotServer>> Start(
-      const std::string& oauth2_introspection_url = "");
+      const std::string& oauth2_introspection_url = "") {
+    return Start(DovecotOptions{oauth2_introspection_url, "", ""});
+  }
   ~DovecotServer();
 
   uint16_t port() const { return port_; }
+  // The IMAPS port (TLS from the first byte); 0 without TLS.
+  uint16_t imaps_port() const { return imaps_port_; }
   const std::string& dir() const { return dir_.path(); }
+  // Dovecot's log so far (DIR/dovecot.log).
+  std::string Log() const;
   // SHA-256 (hex) and size of the ~20 MiB message, INBOX sequence number kBigMessage of alice.
   const std::string& big_sha256() const { return big_sha256_; }
   size_t big_size() const { return big_size_; }
@@ -76,6 +103,7 @@ class DovecotServer {
   DovecotServer() = default;
   TempDir dir_;
   uint16_t port_ = 0;
+  uint16_t imaps_port_ = 0;
   std::string big_sha256_;
   size_t big_size_ = 0;
 };
