@@ -217,13 +217,13 @@ int main(int argc, char** argv) {
   // The control thread owns token fetching and refresh; workers read what it publishes. Routes
   // that need no token (basic authentication, relay only) need neither, nor libcurl's memory.
   const bool needs_tokens = std::any_of(table->begin(), table->end(), [](const auto& route) {
-    return route->via_connectivity_proxy || route->destination.login_on_behalf &&
+    return route->via_connectivity_proxy || (route->destination.login_on_behalf &&
            (route->destination.authentication ==
                 mailring::proto::AuthenticationType::kOAuth2ClientCredentials ||
             route->destination.authentication ==
                 mailring::proto::AuthenticationType::kOAuth2RefreshToken ||
             route->destination.authentication ==
-                mailring::proto::AuthenticationType::kOAuth2AuthorizationCode);
+                mailring::proto::AuthenticationType::kOAuth2AuthorizationCode));
   });
   mailring::core::CredentialCache credentials(worker_count);
   std::unique_ptr<mailring::control::ControlThread> control;

@@ -1,0 +1,130 @@
+#include "control/leader_election.h"
+
+#include <time.h>
+
+#include <cstdio>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "proto/str_cat.h"
+#include "simdjson.h"
+
+namespace mailring::control {
+
+std::string NowRfc3339Micro() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  tm utc;
+  gmtime_r(&now.tv_sec, &utc);
+  char text[40];
+  std::snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                now.tv_nsec / 1000);
+  return text;
+}
+
+LeaderElection::LeaderElection(KubeClient* kube, LeaderElectionOptions options,
+                               std::function<void(bool leader)> on_change)
+    : kube_(kube), options_(std::move(options)), on_change_(std::move(on_change)) {}
+
+std::string LeaderElection::LeaseJson(std::string_view resource_version,
+                                      std::string_view acquire_time, int64_t transitions) const {
+  const std::string now = NowRfc3339Micro();
+  return mailring::StrCat(
+      R"({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":")",
+      options_.lease_name, R"(","namespace":")", options_.namespace_name, "\"",
+      resource_version.empty() ? "" : mailring::StrCat(R"(,"resourceVersion":")", resource_version, "\""),
+      R"(},"spec":{"holderIdentity":")", options_.identity, R"(","leaseDurationSeconds":)",
+      absl::ToInt64Seconds(options_.lease_duration), R"(,"acquireTime":")",
+      acquire_time.empty() ? std::string_view(now) : acquire_time, R"(","renewTime":")", now,
+      R"(","leaseTransitions":)", transitions, "}}");
+}
+
+void LeaderElection::SetLeader(bool leader) {
+  if (leader == leader_) return;
+  leader_ = leader;
+  MAILRING_LOG(kInfo, "leader election: ", options_.identity,
+               leader ? " is now the leader (writes Services and status)"
+                      : " is no longer the leader");
+  if (on_change_) on_change_(leader);
+}
+
+int64_t LeaderElection::Tick(int64_t now_ms) {
+  const int64_t retry_ms = absl::ToInt64Milliseconds(options_.retry_period);
+  if (leader_ && now_ms - last_renew_ms_ > absl::ToInt64Milliseconds(options_.renew_deadline)) {
+    // Could not renew in time: step down before another pod may legitimately take over.
+    SetLeader(false);
+  }
+  if (in_flight_ || now_ms < next_attempt_ms_) return in_flight_ ? now_ms + retry_ms : next_attempt_ms_;
+  in_flight_ = true;
+  next_attempt_ms_ = now_ms + retry_ms;
+  kube_->Get(mailring::StrCat("/apis/coordination.k8s.io/v1/namespaces/", options_.namespace_name,
+                              "/leases/", options_.lease_name),
+             [this](absl::StatusOr<KubeResponse> response) { OnRead(std::move(response)); });
+  return next_attempt_ms_;
+}
+
+void LeaderElection::OnRead(absl::StatusOr<KubeResponse> response) {
+  const int64_t now_ms = core::MonotonicMs();
+  const std::string path = mailring::StrCat("/apis/coordination.k8s.io/v1/namespaces/",
+                                            options_.namespace_name, "/leases");
+  if (!response.ok() || (response->status != 200 && response->status != 404)) {
+    in_flight_ = false;
+    MAILRING_LOG(kWarning, "leader election: reading the Lease failed: ",
+                 response.ok() ? mailring::StrCat("HTTP ", response->status)
+                               : std::string(response.status().message()));
+    return;
+  }
+  if (response->status == 404) {
+    kube_->Create(path, LeaseJson("", "", 0),
+                  [this](absl::StatusOr<KubeResponse> r) { OnWritten(std::move(r)); });
+    return;
+  }
+  simdjson::dom::parser parser;
+  const simdjson::padded_string padded(response->body);
+  simdjson::dom::element lease;
+  if (parser.parse(padded).get(lease) != simdjson::SUCCESS) {
+    in_flight_ = false;
+    return;
+  }
+  std::string_view holder, renew, acquire, resource_version;
+  (void)lease.at_pointer("/spec/holderIdentity").get_string().get(holder);
+  (void)lease.at_pointer("/spec/renewTime").get_string().get(renew);
+  (void)lease.at_pointer("/spec/acquireTime").get_string().get(acquire);
+  (void)lease.at_pointer("/metadata/resourceVersion").get_string().get(resource_version);
+  int64_t duration_s = 15, transitions = 0;
+  (void)lease.at_pointer("/spec/leaseDurationSeconds").get_int64().get(duration_s);
+  (void)lease.at_pointer("/spec/leaseTransitions").get_int64().get(transitions);
+  if (holder != observed_holder_ || renew != observed_renew_time_) {
+    observed_holder_ = std::string(holder);
+    observed_renew_time_ = std::string(renew);
+    observed_at_ms_ = now_ms;
+  }
+  observed_duration_ms_ = duration_s * 1000;
+  observed_acquire_time_ = std::string(acquire);
+  observed_transitions_ = transitions;
+  const bool ours = holder == options_.identity;
+  const bool expired = holder.empty() || now_ms > observed_at_ms_ + observed_duration_ms_;
+  if (!ours && !expired) {
+    in_flight_ = false;
+    SetLeader(false);
+    return;
+  }
+  kube_->Replace(mailring::StrCat(path, "/", options_.lease_name),
+                 LeaseJson(resource_version, ours ? acquire : std::string_view(),
+                           ours ? transitions : transitions + 1),
+                 [this](absl::StatusOr<KubeResponse> r) { OnWritten(std::move(r)); });
+}
+
+void LeaderElection::OnWritten(absl::StatusOr<KubeResponse> response) {
+  in_flight_ = false;
+  if (response.ok() && (response->status == 200 || response->status == 201)) {
+    last_renew_ms_ = core::MonotonicMs();
+    SetLeader(true);
+    return;
+  }
+  // 409: another pod wrote first; anything else: try again next period.
+  if (response.ok() && response->status == 409) SetLeader(false);
+}
+
+}  // namespace mailring::control
