@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -392,12 +392,13 @@ bool PercentDecode(std::string_view in, std::string* out) {
 
 std::map<std::string, std::string> ParseQuery(std::string_view query) {
   std::map<std::string, std::string> out;
-  for (absl::string_view pair : absl::StrSplit(absl::string_view(query.data(), query.size()), '&',
-                                               absl::SkipEmpty())) {
+  for (absl::string_view pair :
+       absl::StrSplit(absl::string_view(query.data(), query.size()), '&', absl::SkipEmpty())) {
     size_t eq = pair.find('=');
     std::string name, value;
-    if (!PercentDecode(std::string_view(pair.data(), eq == absl::string_view::npos ? pair.size() : eq),
-                       &name)) {
+    if (!PercentDecode(
+            std::string_view(pair.data(), eq == absl::string_view::npos ? pair.size() : eq),
+            &name)) {
       continue;
     }
     if (eq != absl::string_view::npos) {
@@ -429,26 +430,46 @@ bool ValidName(const std::string& name, bool label, bool rfc1035) {
 
 std::string ReasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Request Entity Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Request Entity Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Entity";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
   }
   return "Status";
 }
@@ -456,20 +477,34 @@ std::string ReasonPhrase(int status) {
 // The metav1.StatusReason Kubernetes pairs with an HTTP status.
 std::string ReasonFor(int status) {
   switch (status) {
-    case 400: return "BadRequest";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "NotFound";
-    case 405: return "MethodNotAllowed";
-    case 406: return "NotAcceptable";
-    case 409: return "Conflict";
-    case 410: return "Expired";
-    case 413: return "RequestEntityTooLarge";
-    case 415: return "UnsupportedMediaType";
-    case 422: return "Invalid";
-    case 429: return "TooManyRequests";
-    case 503: return "ServiceUnavailable";
-    case 504: return "Timeout";
+    case 400:
+      return "BadRequest";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "NotFound";
+    case 405:
+      return "MethodNotAllowed";
+    case 406:
+      return "NotAcceptable";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Expired";
+    case 413:
+      return "RequestEntityTooLarge";
+    case 415:
+      return "UnsupportedMediaType";
+    case 422:
+      return "Invalid";
+    case 429:
+      return "TooManyRequests";
+    case 503:
+      return "ServiceUnavailable";
+    case 504:
+      return "Timeout";
   }
   return "InternalError";
 }
@@ -690,9 +725,15 @@ Json StripDirectives(const Json& value) {
 // templates, conditions); "" for a list that is replaced as a whole.
 std::string MergeKeyFor(const std::string& field, const Json& list) {
   static const std::map<std::string, std::string> kKeys = {
-      {"containers", "name"},     {"initContainers", "name"}, {"env", "name"},
-      {"volumes", "name"},        {"volumeMounts", "mountPath"}, {"conditions", "type"},
-      {"ownerReferences", "uid"}, {"imagePullSecrets", "name"}, {"topologySpreadConstraints", "topologyKey"},
+      {"containers", "name"},
+      {"initContainers", "name"},
+      {"env", "name"},
+      {"volumes", "name"},
+      {"volumeMounts", "mountPath"},
+      {"conditions", "type"},
+      {"ownerReferences", "uid"},
+      {"imagePullSecrets", "name"},
+      {"topologySpreadConstraints", "topologyKey"},
   };
   if (field == "ports") {
     for (const Json& item : list.items) {
@@ -751,7 +792,8 @@ void StrategicMergePatch(Json* target, const Json& patch) {
         target->Erase(key);
         continue;
       }
-      if (existing == nullptr || !existing->IsObject()) existing = &target->Set(key, Json::Object());
+      if (existing == nullptr || !existing->IsObject())
+        existing = &target->Set(key, Json::Object());
       StrategicMergePatch(existing, value);
       continue;
     }
@@ -760,11 +802,11 @@ void StrategicMergePatch(Json* target, const Json& patch) {
       if (!merge_key.empty()) {
         for (const Json& item : value.items) {
           const Json* id = item.IsObject() ? item.Get(merge_key) : nullptr;
-          auto match = std::find_if(existing->items.begin(), existing->items.end(),
-                                    [&](const Json& e) {
-                                      const Json* eid = e.IsObject() ? e.Get(merge_key) : nullptr;
-                                      return id != nullptr && eid != nullptr && *eid == *id;
-                                    });
+          auto match =
+              std::find_if(existing->items.begin(), existing->items.end(), [&](const Json& e) {
+                const Json* eid = e.IsObject() ? e.Get(merge_key) : nullptr;
+                return id != nullptr && eid != nullptr && *eid == *id;
+              });
           if (item.IsObject() && item.StringAt("$patch") == "delete") {
             if (match != existing->items.end()) existing->items.erase(match);
           } else if (match != existing->items.end()) {
@@ -807,6 +849,123 @@ void StrategicMergePatch(Json* target, const Json& patch) {
   }
 }
 
+// RFC 6902 JSON patch (add, remove, replace, test, move, copy); false with a reason.
+bool SplitPointer(const std::string& pointer, std::vector<std::string>* tokens) {
+  if (pointer.empty()) return true;
+  if (pointer[0] != '/') return false;
+  for (absl::string_view raw : absl::StrSplit(pointer.substr(1), '/')) {
+    std::string token;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '~' && i + 1 < raw.size() && (raw[i + 1] == '0' || raw[i + 1] == '1')) {
+        token.push_back(raw[i + 1] == '0' ? '~' : '/');
+        ++i;
+      } else {
+        token.push_back(raw[i]);
+      }
+    }
+    tokens->push_back(std::move(token));
+  }
+  return true;
+}
+
+Json* Resolve(Json* root, const std::vector<std::string>& tokens, size_t count) {
+  Json* node = root;
+  for (size_t i = 0; i < count && node != nullptr; ++i) {
+    if (node->IsObject()) {
+      node = node->Get(tokens[i]);
+    } else if (node->IsArray()) {
+      size_t index = 0;
+      if (!absl::SimpleAtoi(tokens[i], &index) || index >= node->items.size()) return nullptr;
+      node = &node->items[index];
+    } else {
+      return nullptr;
+    }
+  }
+  return node;
+}
+
+// Removes the value at `tokens` into *removed; false when absent.
+bool PointerRemove(Json* root, const std::vector<std::string>& tokens, Json* removed) {
+  if (tokens.empty()) return false;
+  Json* parent = Resolve(root, tokens, tokens.size() - 1);
+  if (parent == nullptr) return false;
+  const std::string& last = tokens.back();
+  if (parent->IsObject()) {
+    Json* value = parent->Get(last);
+    if (value == nullptr) return false;
+    *removed = *value;
+    return parent->Erase(last);
+  }
+  size_t index = 0;
+  if (!parent->IsArray() || !absl::SimpleAtoi(last, &index) || index >= parent->items.size()) {
+    return false;
+  }
+  *removed = parent->items[index];
+  parent->items.erase(parent->items.begin() + index);
+  return true;
+}
+
+bool PointerAdd(Json* root, const std::vector<std::string>& tokens, Json value) {
+  if (tokens.empty()) {
+    *root = std::move(value);
+    return true;
+  }
+  Json* parent = Resolve(root, tokens, tokens.size() - 1);
+  if (parent == nullptr) return false;
+  const std::string& last = tokens.back();
+  if (parent->IsObject()) {
+    parent->Set(last, std::move(value));
+    return true;
+  }
+  if (!parent->IsArray()) return false;
+  size_t index = parent->items.size();
+  if (last != "-" && (!absl::SimpleAtoi(last, &index) || index > parent->items.size())) {
+    return false;
+  }
+  parent->items.insert(parent->items.begin() + index, std::move(value));
+  return true;
+}
+
+bool JsonPatch(Json* target, const Json& patch, std::string* error) {
+  if (!patch.IsArray()) {
+    *error = "a JSON patch must be an array of operations";
+    return false;
+  }
+  for (const Json& op : patch.items) {
+    std::string name = op.StringAt("op");
+    std::vector<std::string> path, from;
+    if (!SplitPointer(op.StringAt("path"), &path) || !SplitPointer(op.StringAt("from"), &from)) {
+      *error = "invalid JSON pointer";
+      return false;
+    }
+    const Json* value = op.Get("value");
+    Json removed;
+    bool ok = false;
+    if (name == "add") {
+      ok = value != nullptr && PointerAdd(target, path, *value);
+    } else if (name == "remove") {
+      ok = PointerRemove(target, path, &removed);
+    } else if (name == "replace") {
+      ok = value != nullptr && PointerRemove(target, path, &removed) &&
+           PointerAdd(target, path, *value);
+    } else if (name == "test") {
+      const Json* current = Resolve(target, path, path.size());
+      ok = value != nullptr && current != nullptr && *current == *value;
+    } else if (name == "move") {
+      ok = PointerRemove(target, from, &removed) && PointerAdd(target, path, removed);
+    } else if (name == "copy") {
+      const Json* source = Resolve(target, from, from.size());
+      ok = source != nullptr && PointerAdd(target, path, *source);
+    }
+    if (!ok) {
+      *error = StrCat("the JSON patch operation \"", name, "\" on \"", op.StringAt("path"),
+                      "\" cannot be applied");
+      return false;
+    }
+  }
+  return true;
+}
+
 // ---------------------------------------------------------------------------------------------
 // JSONPath, as far as additionalPrinterColumns use it: `.a.b`, `.a[0]`, `.a[*]`,
 // `.a[?(@.k=="v")].b`.
@@ -842,7 +1001,8 @@ std::vector<const Json*> EvalJsonPath(const Json& root, const std::string& path)
         if (eq == std::string::npos) return {};
         std::string lhs = Trim(expr.substr(0, eq));
         std::string rhs = Trim(expr.substr(eq + 2));
-        if (rhs.size() >= 2 && (rhs[0] == '"' || rhs[0] == '\'')) rhs = rhs.substr(1, rhs.size() - 2);
+        if (rhs.size() >= 2 && (rhs[0] == '"' || rhs[0] == '\''))
+          rhs = rhs.substr(1, rhs.size() - 2);
         if (absl::StartsWith(lhs, "@")) lhs = lhs.substr(1);
         for (const Json* node : current) {
           if (!node->IsArray()) continue;
@@ -884,8 +1044,18 @@ std::vector<const Json*> EvalJsonPath(const Json& root, const std::string& path)
 // here to JSON for the kinds that have a schema below (fields from k8s.io/api's
 // generated.proto); anything unknown is skipped.
 
-enum class PbKind { kString, kBytes, kInt, kBool, kMessage, kStringMap, kBytesMap, kIntOrString,
-                    kTime, kMicroTime };
+enum class PbKind {
+  kString,
+  kBytes,
+  kInt,
+  kBool,
+  kMessage,
+  kStringMap,
+  kBytesMap,
+  kIntOrString,
+  kTime,
+  kMicroTime
+};
 struct PbMessage;
 struct PbField {
   int number;
@@ -908,16 +1078,17 @@ const PbMessage& OwnerReferenceSchema() {
   return m;
 }
 const PbMessage& ObjectMetaSchema() {
-  static const PbMessage m{{{1, "name", PbKind::kString},
-                            {2, "generateName", PbKind::kString},
-                            {3, "namespace", PbKind::kString},
-                            {5, "uid", PbKind::kString},
-                            {6, "resourceVersion", PbKind::kString},
-                            {7, "generation", PbKind::kInt},
-                            {11, "labels", PbKind::kStringMap},
-                            {12, "annotations", PbKind::kStringMap},
-                            {13, "ownerReferences", PbKind::kMessage, true, &OwnerReferenceSchema()},
-                            {14, "finalizers", PbKind::kString, true}}};
+  static const PbMessage m{
+      {{1, "name", PbKind::kString},
+       {2, "generateName", PbKind::kString},
+       {3, "namespace", PbKind::kString},
+       {5, "uid", PbKind::kString},
+       {6, "resourceVersion", PbKind::kString},
+       {7, "generation", PbKind::kInt},
+       {11, "labels", PbKind::kStringMap},
+       {12, "annotations", PbKind::kStringMap},
+       {13, "ownerReferences", PbKind::kMessage, true, &OwnerReferenceSchema()},
+       {14, "finalizers", PbKind::kString, true}}};
   return m;
 }
 const PbMessage& FinalizersSpecSchema() {
@@ -960,8 +1131,9 @@ const PbMessage& LeaseSpecSchema() {
 }
 // The top-level schema of a kind, or null.
 const PbMessage* PbSchemaFor(const std::string& kind) {
-  static const PbMessage kNamespace{{{1, "metadata", PbKind::kMessage, false, &ObjectMetaSchema()},
-                                     {2, "spec", PbKind::kMessage, false, &FinalizersSpecSchema()}}};
+  static const PbMessage kNamespace{
+      {{1, "metadata", PbKind::kMessage, false, &ObjectMetaSchema()},
+       {2, "spec", PbKind::kMessage, false, &FinalizersSpecSchema()}}};
   static const PbMessage kConfigMap{{{1, "metadata", PbKind::kMessage, false, &ObjectMetaSchema()},
                                      {2, "data", PbKind::kStringMap},
                                      {3, "binaryData", PbKind::kBytesMap},
@@ -1034,13 +1206,14 @@ std::string Base64(std::string_view bytes) {
   std::string out;
   size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
-    uint32_t n = (static_cast<uint8_t>(bytes[i]) << 16) | (static_cast<uint8_t>(bytes[i + 1]) << 8) |
-                 static_cast<uint8_t>(bytes[i + 2]);
+    uint32_t n = (static_cast<uint8_t>(bytes[i]) << 16) |
+                 (static_cast<uint8_t>(bytes[i + 1]) << 8) | static_cast<uint8_t>(bytes[i + 2]);
     for (int k = 3; k >= 0; --k) out.push_back(kTable[(n >> (6 * k)) & 63]);
   }
   if (i + 1 == bytes.size()) {
     uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
-    out += StrCat(std::string(1, kTable[(n >> 18) & 63]), std::string(1, kTable[(n >> 12) & 63]), "==");
+    out += StrCat(std::string(1, kTable[(n >> 18) & 63]), std::string(1, kTable[(n >> 12) & 63]),
+                  "==");
   } else if (i + 2 == bytes.size()) {
     uint32_t n = (static_cast<uint8_t>(bytes[i]) << 16) | (static_cast<uint8_t>(bytes[i + 1]) << 8);
     out += StrCat(std::string(1, kTable[(n >> 18) & 63]), std::string(1, kTable[(n >> 12) & 63]),
@@ -1136,16 +1309,16 @@ bool DecodePb(std::string_view data, const PbMessage& schema, Json* out, int dep
           if (n == 1) key = std::string(b);
           if (n == 2) map_value = std::string(b);
         }
-        out->Child(f.name).Set(key, Json::Str(f.kind == PbKind::kBytesMap ? Base64(map_value)
-                                                                          : map_value));
+        out->Child(f.name).Set(
+            key, Json::Str(f.kind == PbKind::kBytesMap ? Base64(map_value) : map_value));
         continue;
       }
     }
     // gogo-protobuf writes every scalar; JSON's omitempty drops the empty ones. Do as JSON.
-    if (!f.repeated && ((item.IsString() && item.text.empty()) ||
-                        (item.type == Json::Type::kNumber && item.text == "0" &&
-                         f.kind == PbKind::kInt) ||
-                        (item.type == Json::Type::kBool && !item.boolean))) {
+    if (!f.repeated &&
+        ((item.IsString() && item.text.empty()) ||
+         (item.type == Json::Type::kNumber && item.text == "0" && f.kind == PbKind::kInt) ||
+         (item.type == Json::Type::kBool && !item.boolean))) {
       continue;
     }
     if (f.repeated) {
@@ -1231,7 +1404,7 @@ struct ResourceType {
   std::vector<std::string> categories;
   bool has_status = false;
   bool has_generation = true;
-  std::string crd_name;  // set when a CustomResourceDefinition registered it
+  std::string crd_name;                // set when a CustomResourceDefinition registered it
   std::vector<PrinterColumn> columns;  // the CRD's additionalPrinterColumns
 
   std::string ApiVersion() const { return group.empty() ? version : StrCat(group, "/", version); }
@@ -1334,7 +1507,8 @@ bool TypesFromCrd(const Json& crd, std::vector<ResourceType>* out, std::string* 
         column.format = c.StringAt("format");
         column.json_path = c.StringAt("jsonPath");
         column.description = c.StringAt("description");
-        if (const Json* p = c.Get("priority"); p != nullptr) absl::SimpleAtoi(p->text, &column.priority);
+        if (const Json* p = c.Get("priority"); p != nullptr)
+          absl::SimpleAtoi(p->text, &column.priority);
         t.columns.push_back(std::move(column));
       }
     } else {
@@ -1353,10 +1527,12 @@ bool TypesFromCrd(const Json& crd, std::vector<ResourceType>* out, std::string* 
   return true;
 }
 
-// The OpenAPI schema name of a kind: io.k8s.api.core.v1.Service, sap.api...destination.v1.Destination.
+// The OpenAPI schema name of a kind: io.k8s.api.core.v1.Service,
+// sap.api...destination.v1.Destination.
 std::string SchemaName(const ResourceType& t) {
   if (t.group.empty()) return StrCat("io.k8s.api.core.", t.version, ".", t.kind);
-  if (t.group == "coordination.k8s.io") return StrCat("io.k8s.api.coordination.", t.version, ".", t.kind);
+  if (t.group == "coordination.k8s.io")
+    return StrCat("io.k8s.api.coordination.", t.version, ".", t.kind);
   if (t.group == "apiextensions.k8s.io") {
     return StrCat("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.", t.version, ".", t.kind);
   }
@@ -1413,8 +1589,7 @@ struct FakeKubeApiServer::State {
   using Response = FakeKubeApiServer::Response;
   using ObjectMap = std::map<std::pair<std::string, std::string>, Json>;  // (namespace, name)
 
-  explicit State(const Options& options)
-      : options(options), random(std::random_device{}()) {
+  explicit State(const Options& options) : options(options), random(std::random_device{}()) {
     absl::MutexLock lock(&mu);
     bookmark_interval = options.bookmark_interval;
     types = BuiltinTypes();
@@ -1507,9 +1682,10 @@ struct FakeKubeApiServer::State {
                  t.group, t.kind);
   }
   static Response Conflict(const ResourceType& t, const std::string& name,
-                           const std::string& why = "the object has been modified; please apply "
-                                                    "your changes to the latest version and try "
-                                                    "again") {
+                           const std::string& why =
+                               "the object has been modified; please apply "
+                               "your changes to the latest version and try "
+                               "again") {
     return Error(409, "Conflict",
                  StrCat("Operation cannot be fulfilled on ", t.Key(), " \"", name, "\": ", why),
                  name, t.group, t.plural);
@@ -1628,11 +1804,13 @@ struct FakeKubeApiServer::State {
                       list.Dump()};
     }
     if (core) {
-      if (segments.size() != 1) return Error(404, "NotFound", "the server could not find the requested resource");
-      return Ok(StrCat("{\"kind\":\"APIVersions\",\"versions\":[\"v1\"],"
-                       "\"serverAddressByClientCIDRs\":[{\"clientCIDR\":\"0.0.0.0/0\","
-                       "\"serverAddress\":\"127.0.0.1:",
-                       port, "\"}]}"));
+      if (segments.size() != 1)
+        return Error(404, "NotFound", "the server could not find the requested resource");
+      return Ok(
+          StrCat("{\"kind\":\"APIVersions\",\"versions\":[\"v1\"],"
+                 "\"serverAddressByClientCIDRs\":[{\"clientCIDR\":\"0.0.0.0/0\","
+                 "\"serverAddress\":\"127.0.0.1:",
+                 port, "\"}]}"));
     }
     auto group_json = [](const std::string& group, const std::vector<std::string>& versions) {
       Json g = Json::Object();
@@ -1706,11 +1884,14 @@ struct FakeKubeApiServer::State {
   Json OpenApiDocLocked(const std::string& group, const std::string& version) const {
     Json doc = Json::Object();
     doc.Set("openapi", Json::Str("3.0.0"));
-    Json& info = doc.Set("info", Json::Object());
-    info.Set("title", Json::Str("Kubernetes"));
-    info.Set("version", Json::Str("v1.32.0"));
-    Json& paths = doc.Set("paths", Json::Object());
-    Json& schemas = doc.Set("components", Json::Object()).Set("schemas", Json::Object());
+    // All top-level members first: a reference into `doc` must not outlive a later Set.
+    doc.Set("info", Json::Object());
+    doc.Set("paths", Json::Object());
+    doc.Set("components", Json::Object()).Set("schemas", Json::Object());
+    doc.Get("info")->Set("title", Json::Str("Kubernetes"));
+    doc.Get("info")->Set("version", Json::Str("v1.32.0"));
+    Json& paths = *doc.Get("paths");
+    Json& schemas = *doc.Get("components")->Get("schemas");
     auto query_param = [](const char* name, const char* type) {
       Json p = Json::Object();
       p.Set("name", Json::Str(name));
@@ -1763,14 +1944,15 @@ struct FakeKubeApiServer::State {
         media.Set("schema", ref);
         ok.Set("content", Json::Object()).Set("application/json", media);
         op.Set("responses", Json::Object()).Set("200", ok);
-        op.Set("x-kubernetes-action", Json::Str(action == "read" ? "get" : action == "replace" ? "put" : action));
+        op.Set("x-kubernetes-action", Json::Str(action == "read"      ? "get"
+                                                : action == "replace" ? "put"
+                                                                      : action));
         op.Set("x-kubernetes-group-version-kind", gvk);
         return op;
       };
       std::string prefix = t.GroupVersionPath();
-      std::string collection = t.namespaced
-                                   ? StrCat(prefix, "/namespaces/{namespace}/", t.plural)
-                                   : StrCat(prefix, "/", t.plural);
+      std::string collection = t.namespaced ? StrCat(prefix, "/namespaces/{namespace}/", t.plural)
+                                            : StrCat(prefix, "/", t.plural);
       std::string scope = t.namespaced ? StrCat("Namespaced", t.kind) : t.kind;
       Json& coll = paths.Set(collection, Json::Object());
       coll.Set("get", operation("list", scope, false, false));
@@ -1824,7 +2006,8 @@ struct FakeKubeApiServer::State {
       Json index = Json::Object();
       Json& paths = index.Set("paths", Json::Object());
       auto add = [&](const std::string& group, const std::string& version) {
-        std::string key = group.empty() ? StrCat("api/", version) : StrCat("apis/", group, "/", version);
+        std::string key =
+            group.empty() ? StrCat("api/", version) : StrCat("apis/", group, "/", version);
         size_t hash = std::hash<std::string>{}(OpenApiDocLocked(group, version).Dump());
         char hex[32];
         std::snprintf(hex, sizeof hex, "%016zX", hash);
@@ -1893,7 +2076,9 @@ struct FakeKubeApiServer::State {
     const std::string& method = request.method;
     std::string watch_param = QueryValue(request.query, "watch");
     if (method == "GET") {
-      verb = !name.empty() ? "get" : (watch_param == "true" || watch_param == "1") ? "watch" : "list";
+      verb = !name.empty()                                   ? "get"
+             : (watch_param == "true" || watch_param == "1") ? "watch"
+                                                             : "list";
       if (!sub.empty() && name.empty()) return NotFoundPath();
     } else if (method == "POST" && name.empty()) {
       verb = "create";
@@ -1934,8 +2119,10 @@ struct FakeKubeApiServer::State {
     std::string error;
     if (absl::StartsWith(content_type, "application/vnd.kubernetes.protobuf")) {
       if (!DecodeKubeProtobuf(request.body, &body, &error)) {
-        return Error(415, "UnsupportedMediaType", StrCat("the body of the request was in an "
-                                                         "unknown format: ", error));
+        return Error(415, "UnsupportedMediaType",
+                     StrCat("the body of the request was in an "
+                            "unknown format: ",
+                            error));
       }
     } else if (!content_type.empty() && !absl::StrContains(content_type, "json")) {
       return Error(415, "UnsupportedMediaType",
@@ -1969,9 +2156,9 @@ struct FakeKubeApiServer::State {
     if (absl::StrContains(request.Header("accept"), "as=Table") && sub.empty()) {
       Json metadata = Json::Object();
       metadata.Set("resourceVersion", Json::Str(out.Child("metadata").StringAt("resourceVersion")));
-      return Response{200, "application/json;as=Table;v=v1;g=meta.k8s.io",
-                      TableLocked(t, {&out}, QueryValue(request.query, "includeObject"), metadata)
-                          .Dump()};
+      return Response{
+          200, "application/json;as=Table;v=v1;g=meta.k8s.io",
+          TableLocked(t, {&out}, QueryValue(request.query, "includeObject"), metadata).Dump()};
     }
     return Ok(out.Dump());
   }
@@ -2001,7 +2188,8 @@ struct FakeKubeApiServer::State {
     }
     if (QueryValue(request.query, "resourceVersionMatch") == "Exact" && rv < history_floor &&
         rv != resource_version) {
-      return Error(410, "Expired", StrCat("too old resource version: ", rv, " (", history_floor, ")"));
+      return Error(410, "Expired",
+                   StrCat("too old resource version: ", rv, " (", history_floor, ")"));
     }
     int64_t limit = 0;
     absl::SimpleAtoi(QueryValue(request.query, "limit"), &limit);
@@ -2049,9 +2237,9 @@ struct FakeKubeApiServer::State {
     if (absl::StrContains(request.Header("accept"), "as=Table")) {
       std::vector<const Json*> rows;
       for (const Json& item : items) rows.push_back(&item);
-      return Response{200, "application/json;as=Table;v=v1;g=meta.k8s.io",
-                      TableLocked(t, rows, QueryValue(request.query, "includeObject"), metadata)
-                          .Dump()};
+      return Response{
+          200, "application/json;as=Table;v=v1;g=meta.k8s.io",
+          TableLocked(t, rows, QueryValue(request.query, "includeObject"), metadata).Dump()};
     }
     Json list = Json::Object();
     list.Set("kind", Json::Str(t.list_kind));
@@ -2093,53 +2281,53 @@ struct FakeKubeApiServer::State {
     };
     auto age = [](const Json& o) { return Json::Str(AgeOf(o)); };
     std::vector<Column> columns;
-    columns.push_back({"Name", "string", "name",
-                       "Name must be unique within a namespace.", 0,
-                       [](const Json& o) { return Json::Str(o.Get("metadata")->StringAt("name")); }});
+    columns.push_back(
+        {"Name", "string", "name", "Name must be unique within a namespace.", 0,
+         [](const Json& o) { return Json::Str(o.Get("metadata")->StringAt("name")); }});
     if (t.kind == "Service") {
-      columns.push_back({"Type", "string", "", "The type of the service.", 0,
-                         path_cell(".spec.type", "string")});
-      columns.push_back({"Cluster-IP", "string", "", "The cluster IP of the service.", 0,
-                         [](const Json& o) {
-                           std::string ip = o.Get("spec") ? o.Get("spec")->StringAt("clusterIP") : "";
-                           return Json::Str(ip.empty() ? "<none>" : ip);
-                         }});
-      columns.push_back({"External-IP", "string", "", "The external IP of the service.", 0,
-                         [](const Json& o) {
-                           const Json* spec = o.Get("spec");
-                           std::string type = spec ? spec->StringAt("type") : "";
-                           if (type == "ExternalName") return Json::Str(spec->StringAt("externalName"));
-                           if (type == "LoadBalancer") return Json::Str("<pending>");
-                           return Json::Str("<none>");
-                         }});
-      columns.push_back({"Port(s)", "string", "", "The ports of the service.", 0,
-                         [](const Json& o) {
-                           const Json* spec = o.Get("spec");
-                           const Json* ports = spec ? spec->Get("ports") : nullptr;
-                           std::vector<std::string> parts;
-                           if (ports != nullptr && ports->IsArray()) {
-                             for (const Json& p : ports->items) {
-                               std::string text = p.Get("port") ? p.Get("port")->Display() : "";
-                               if (const Json* np = p.Get("nodePort"); np && !np->IsNull() && np->text != "0") {
-                                 text += ":" + np->Display();
-                               }
-                               std::string protocol = p.StringAt("protocol");
-                               parts.push_back(text + "/" + (protocol.empty() ? "TCP" : protocol));
-                             }
-                           }
-                           return Json::Str(parts.empty() ? "<none>" : absl::StrJoin(parts, ","));
-                         }});
+      columns.push_back(
+          {"Type", "string", "", "The type of the service.", 0, path_cell(".spec.type", "string")});
+      columns.push_back(
+          {"Cluster-IP", "string", "", "The cluster IP of the service.", 0, [](const Json& o) {
+             std::string ip = o.Get("spec") ? o.Get("spec")->StringAt("clusterIP") : "";
+             return Json::Str(ip.empty() ? "<none>" : ip);
+           }});
+      columns.push_back(
+          {"External-IP", "string", "", "The external IP of the service.", 0, [](const Json& o) {
+             const Json* spec = o.Get("spec");
+             std::string type = spec ? spec->StringAt("type") : "";
+             if (type == "ExternalName") return Json::Str(spec->StringAt("externalName"));
+             if (type == "LoadBalancer") return Json::Str("<pending>");
+             return Json::Str("<none>");
+           }});
+      columns.push_back(
+          {"Port(s)", "string", "", "The ports of the service.", 0, [](const Json& o) {
+             const Json* spec = o.Get("spec");
+             const Json* ports = spec ? spec->Get("ports") : nullptr;
+             std::vector<std::string> parts;
+             if (ports != nullptr && ports->IsArray()) {
+               for (const Json& p : ports->items) {
+                 std::string text = p.Get("port") ? p.Get("port")->Display() : "";
+                 if (const Json* np = p.Get("nodePort"); np && !np->IsNull() && np->text != "0") {
+                   text += ":" + np->Display();
+                 }
+                 std::string protocol = p.StringAt("protocol");
+                 parts.push_back(text + "/" + (protocol.empty() ? "TCP" : protocol));
+               }
+             }
+             return Json::Str(parts.empty() ? "<none>" : absl::StrJoin(parts, ","));
+           }});
       columns.push_back({"Age", "string", "", "", 0, age});
-      columns.push_back({"Selector", "string", "", "The selector of the service.", 1,
-                         [](const Json& o) {
-                           const Json* spec = o.Get("spec");
-                           const Json* sel = spec ? spec->Get("selector") : nullptr;
-                           std::vector<std::string> parts;
-                           if (sel != nullptr && sel->IsObject()) {
-                             for (const auto& [k, v] : sel->fields) parts.push_back(k + "=" + v.Display());
-                           }
-                           return Json::Str(parts.empty() ? "<none>" : absl::StrJoin(parts, ","));
-                         }});
+      columns.push_back(
+          {"Selector", "string", "", "The selector of the service.", 1, [](const Json& o) {
+             const Json* spec = o.Get("spec");
+             const Json* sel = spec ? spec->Get("selector") : nullptr;
+             std::vector<std::string> parts;
+             if (sel != nullptr && sel->IsObject()) {
+               for (const auto& [k, v] : sel->fields) parts.push_back(k + "=" + v.Display());
+             }
+             return Json::Str(parts.empty() ? "<none>" : absl::StrJoin(parts, ","));
+           }});
     } else if (t.kind == "Namespace") {
       columns.push_back({"Status", "string", "", "The status of the namespace", 0,
                          path_cell(".status.phase", "string")});
@@ -2149,8 +2337,7 @@ struct FakeKubeApiServer::State {
                          path_cell(".spec.holderIdentity", "string")});
       columns.push_back({"Age", "string", "", "", 0, age});
     } else if (t.kind == "CustomResourceDefinition") {
-      columns.push_back({"Created At", "date", "", "", 0,
-                         [](const Json& o) {
+      columns.push_back({"Created At", "date", "", "", 0, [](const Json& o) {
                            return Json::Str(o.Get("metadata")->StringAt("creationTimestamp"));
                          }});
     } else if (!t.crd_name.empty()) {
@@ -2232,7 +2419,8 @@ struct FakeKubeApiServer::State {
     out.Set("kind", Json::Str(t.kind));
     out.Set("apiVersion", Json::Str(t.ApiVersion()));
     for (auto& field : object->fields) {
-      if (field.first != "kind" && field.first != "apiVersion") out.fields.push_back(std::move(field));
+      if (field.first != "kind" && field.first != "apiVersion")
+        out.fields.push_back(std::move(field));
     }
     *object = std::move(out);
     return true;
@@ -2240,9 +2428,9 @@ struct FakeKubeApiServer::State {
 
   // Service defaulting and the few validations a reconciler runs into.
   bool ServiceDefaults(const ResourceType& t, Json* object, const Json* old, Response* error) {
+    std::string name = object->Child("metadata").StringAt("name");
     Json& spec = object->Child("spec");
     const Json* old_spec = old != nullptr ? old->Get("spec") : nullptr;
-    std::string name = object->Child("metadata").StringAt("name");
     std::string type = spec.StringAt("type");
     if (type.empty()) spec.Set("type", Json::Str(type = "ClusterIP"));
     if (type != "ClusterIP" && type != "NodePort" && type != "LoadBalancer" &&
@@ -2286,8 +2474,10 @@ struct FakeKubeApiServer::State {
         int64_t port = 0;
         if (!p.IsObject() || p.Get("port") == nullptr ||
             !absl::SimpleAtoi(p.Get("port")->text, &port) || port < 1 || port > 65535) {
-          *error = Invalid(t, name, StrCat("spec.ports[", i, "].port: Invalid value: must be "
-                                           "between 1 and 65535, inclusive"));
+          *error = Invalid(t, name,
+                           StrCat("spec.ports[", i,
+                                  "].port: Invalid value: must be "
+                                  "between 1 and 65535, inclusive"));
           return false;
         }
         if (p.Get("protocol") == nullptr) p.Set("protocol", Json::Str("TCP"));
@@ -2318,7 +2508,9 @@ struct FakeKubeApiServer::State {
     if (t.kind == "Namespace") {
       object->Child("metadata").Child("labels").Set("kubernetes.io/metadata.name", Json::Str(name));
       if (old == nullptr) {
-        object->Child("spec").Set("finalizers", Json::Array()).items.push_back(Json::Str("kubernetes"));
+        object->Child("spec")
+            .Set("finalizers", Json::Array())
+            .items.push_back(Json::Str("kubernetes"));
         object->Set("status", Json::Object()).Set("phase", Json::Str("Active"));
       }
       return true;
@@ -2336,25 +2528,31 @@ struct FakeKubeApiServer::State {
           return false;
         }
       }
+      const Json* old_status = old != nullptr ? old->Get("status") : nullptr;
+      const Json* old_conditions = old_status != nullptr ? old_status->Get("conditions") : nullptr;
       Json& status = object->Set("status", Json::Object());
       Json& conditions = status.Set("conditions", Json::Array());
+      if (old_conditions != nullptr) conditions = *old_conditions;  // keeps transition times
       for (const char* type : {"NamesAccepted", "Established"}) {
+        if (old_conditions != nullptr) break;
         Json c = Json::Object();
         c.Set("type", Json::Str(type));
         c.Set("status", Json::Str("True"));
         c.Set("lastTransitionTime", Json::Str(Rfc3339(std::time(nullptr))));
         c.Set("reason", Json::Str(std::string(type) == "Established" ? "InitialNamesAccepted"
-                                                                      : "NoConflicts"));
-        c.Set("message", Json::Str(std::string(type) == "Established"
-                                       ? "the initial names have been accepted"
-                                       : "no conflicts found"));
+                                                                     : "NoConflicts"));
+        c.Set("message",
+              Json::Str(std::string(type) == "Established" ? "the initial names have been accepted"
+                                                           : "no conflicts found"));
         conditions.items.push_back(std::move(c));
       }
-      if (const Json* names = object->Get("spec")->Get("names")) status.Set("acceptedNames", *names);
+      if (const Json* names = object->Get("spec")->Get("names"))
+        status.Set("acceptedNames", *names);
       Json& stored = status.Set("storedVersions", Json::Array());
       for (const Json& v : object->Get("spec")->Get("versions")->items) {
         const Json* storage = v.Get("storage");
-        if (storage != nullptr && storage->boolean) stored.items.push_back(Json::Str(v.StringAt("name")));
+        if (storage != nullptr && storage->boolean)
+          stored.items.push_back(Json::Str(v.StringAt("name")));
       }
       return true;
     }
@@ -2461,9 +2659,9 @@ struct FakeKubeApiServer::State {
     } else {
       result = std::move(incoming);
       Json& md = result.Child("metadata");
-      for (const char* field : {"name", "namespace", "uid", "creationTimestamp",
-                                "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
-                                "resourceVersion", "selfLink"}) {
+      for (const char* field :
+           {"name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
+            "deletionGracePeriodSeconds", "generation", "resourceVersion", "selfLink"}) {
         md.Erase(field);
         if (const Json* v = old_md.Get(field)) md.Set(field, *v);
       }
@@ -2477,7 +2675,8 @@ struct FakeKubeApiServer::State {
       if (!DefaultsLocked(t, &result, existing, &error)) return error;
     }
     Json& md = result.Child("metadata");
-    if (t.has_generation && sub.empty() && !(GenerationPart(result, t) == GenerationPart(*existing, t))) {
+    if (t.has_generation && sub.empty() &&
+        !(GenerationPart(result, t) == GenerationPart(*existing, t))) {
       int64_t generation = 0;
       if (const Json* g = md.Get("generation")) absl::SimpleAtoi(g->text, &generation);
       md.Set("generation", Json::Int(generation + 1));
@@ -2506,22 +2705,25 @@ struct FakeKubeApiServer::State {
     Json patch;
     std::string error;
     bool apply = content_type == "application/apply-patch+yaml";
-    if (!apply && content_type != "application/merge-patch+json" &&
+    bool json_patch = content_type == "application/json-patch+json";
+    if (!apply && !json_patch && content_type != "application/merge-patch+json" &&
         content_type != "application/strategic-merge-patch+json") {
-      return Error(415, "UnsupportedMediaType",
-                   StrCat("the body of the request was in an unknown format - accepted media "
-                          "types include: application/merge-patch+json, "
-                          "application/strategic-merge-patch+json, application/apply-patch+yaml "
-                          "(this fake does not serve ",
-                          content_type, ")"));
+      return Error(
+          415, "UnsupportedMediaType",
+          StrCat("the body of the request was in an unknown format - accepted media "
+                 "types include: application/json-patch+json, application/merge-patch+json, "
+                 "application/strategic-merge-patch+json, application/apply-patch+yaml "
+                 "(this fake does not serve ",
+                 content_type, ")"));
     }
     if (content_type == "application/strategic-merge-patch+json" && !t.crd_name.empty()) {
       return Error(415, "UnsupportedMediaType",
                    "strategic merge patch is not supported for custom resources");
     }
-    if (!ParseJson(request.body, &patch, &error) || !patch.IsObject()) {
+    if (!ParseJson(request.body, &patch, &error) || patch.IsArray() != json_patch) {
       return Error(400, "BadRequest",
-                   StrCat("error decoding patch: ", error.empty() ? "not a JSON object" : error,
+                   StrCat("error decoding patch: ",
+                          error.empty() ? "wrong JSON type for the patch type" : error,
                           apply ? " (this fake takes apply configurations as JSON only)" : ""));
     }
     Json* existing = FindLocked(t, ns, name);
@@ -2542,7 +2744,9 @@ struct FakeKubeApiServer::State {
     }
     if (existing == nullptr) return NotFound(t, name);
     Json result = *existing;
-    if (content_type == "application/strategic-merge-patch+json") {
+    if (json_patch) {
+      if (!JsonPatch(&result, patch, &error)) return Error(422, "Invalid", error);
+    } else if (content_type == "application/strategic-merge-patch+json") {
       StrategicMergePatch(&result, patch);
     } else {
       MergePatch(&result, patch);
@@ -2565,9 +2769,10 @@ struct FakeKubeApiServer::State {
         std::string rv = pre->StringAt("resourceVersion");
         std::string uid = pre->StringAt("uid");
         if (!rv.empty() && rv != md.StringAt("resourceVersion")) {
-          return Conflict(t, name,
-                          StrCat("Precondition failed: ResourceVersion in precondition: ", rv,
-                                 ", ResourceVersion in object meta: ", md.StringAt("resourceVersion")));
+          return Conflict(
+              t, name,
+              StrCat("Precondition failed: ResourceVersion in precondition: ", rv,
+                     ", ResourceVersion in object meta: ", md.StringAt("resourceVersion")));
         }
         if (!uid.empty() && uid != md.StringAt("uid")) {
           return Conflict(t, name,
@@ -2728,8 +2933,8 @@ struct FakeKubeApiServer::State {
   }
 
   static std::string ExpiredLine(int64_t rv, int64_t floor) {
-    Json status = StatusObject(410, "Expired",
-                               StrCat("too old resource version: ", rv, " (", floor, ")"));
+    Json status =
+        StatusObject(410, "Expired", StrCat("too old resource version: ", rv, " (", floor, ")"));
     return EventLine("ERROR", status);
   }
 
@@ -2985,12 +3190,10 @@ bool ParseHead(std::string_view head, HttpRequest* request) {
   return true;
 }
 
-std::string ResponseHead(int status, const std::string& content_type, size_t length,
-                         bool close) {
-  return StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\nContent-Type: ",
-                content_type, "\r\nContent-Length: ", length,
-                "\r\nCache-Control: no-cache, private\r\n", close ? "Connection: close\r\n" : "",
-                "\r\n");
+std::string ResponseHead(int status, const std::string& content_type, size_t length, bool close) {
+  return StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\nContent-Type: ", content_type,
+                "\r\nContent-Length: ", length, "\r\nCache-Control: no-cache, private\r\n",
+                close ? "Connection: close\r\n" : "", "\r\n");
 }
 
 }  // namespace
@@ -3024,8 +3227,7 @@ absl::Status FakeKubeApiServer::Start(uint16_t port) {
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     int err = errno;
     close(fd);
-    return absl::UnavailableError(
-        StrCat("listen on 127.0.0.1:", port, ": ", std::strerror(err)));
+    return absl::UnavailableError(StrCat("listen on 127.0.0.1:", port, ": ", std::strerror(err)));
   }
   if (pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
     close(fd);
@@ -3145,8 +3347,8 @@ void FakeKubeApiServer::ServeConnection(Connection* connection) {
     }
     size_t length = 0;
     if (!request.Header("transfer-encoding").empty()) {
-      std::string body = StatusObject(411, "BadRequest", "chunked request bodies are not served")
-                             .Dump();
+      std::string body =
+          StatusObject(411, "BadRequest", "chunked request bodies are not served").Dump();
       SendAll(fd, ResponseHead(411, "application/json", body.size(), true) + body);
       break;
     }
@@ -3250,8 +3452,8 @@ FakeKubeApiServer::Response FakeKubeApiServer::Request(std::string_view method,
 absl::Status FakeKubeApiServer::WriteKubeconfig(const std::string& path,
                                                 const std::string& default_namespace) const {
   std::ofstream file(path, std::ios::trunc);
-  file << "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: "
-       << Url() << "\nusers:\n- name: fake\n  user:\n";
+  file << "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: " << Url()
+       << "\nusers:\n- name: fake\n  user:\n";
   if (options_.token.empty()) {
     file << "    {}\n";
   } else {

@@ -19,7 +19,7 @@
 //   metadata.name / metadata.namespace with = and !=), get, create (201; uid,
 //   creationTimestamp, resourceVersion from one global counter, generation; generateName),
 //   update (PUT; 409 Conflict on a stale metadata.resourceVersion), patch (merge-patch+json;
-//   strategic-merge-patch+json with merge keys for the list fields of our types;
+//   strategic-merge-patch+json with merge keys for the list fields of our types; json-patch+json;
 //   apply-patch+yaml whose body is JSON, as kubectl sends it — creates when absent), delete
 //   (finalizers: deletionTimestamp set, the object stays until an update empties them),
 //   deletecollection, the /status subresource (it changes only .status; the main resource
@@ -38,7 +38,8 @@
 // Not modelled: authorization (any valid token may do anything), admission, managedFields,
 // field ownership of server-side apply (an apply is a merge of the applied configuration onto
 // the live object; it never removes fields), dry-run (answered as if run, nothing stored),
-// version conversion (all versions of a CRD share one store), YAML request bodies, json-patch.
+// version conversion (all versions of a CRD share one store), YAML request bodies, CRD schema
+// validation and defaulting (spec.service.port gets no default 143 here).
 //
 // Threads: one acceptor and one thread per connection (at most Options::max_connections),
 // keep-alive. Every public method is thread-safe. Stop() closes every socket and joins.

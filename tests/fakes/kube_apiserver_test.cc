@@ -71,10 +71,10 @@ HttpResult Http(uint16_t port, const std::string& method, const std::string& tar
   HttpResult result;
   int fd = Connect(port);
   if (fd < 0) return result;
-  std::string request = absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: 127.0.0.1\r\n",
-                                     "Content-Type: ", content_type, "\r\nContent-Length: ",
-                                     body.size(), "\r\nConnection: close\r\n", extra_headers,
-                                     "\r\n", body);
+  std::string request =
+      absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+                   "Content-Type: ", content_type, "\r\nContent-Length: ", body.size(),
+                   "\r\nConnection: close\r\n", extra_headers, "\r\n", body);
   send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   std::string in;
   absl::Time deadline = absl::Now() + absl::Seconds(5);
@@ -98,9 +98,9 @@ class WatchStream {
  public:
   WatchStream(uint16_t port, const std::string& target, const std::string& extra_headers = "")
       : fd_(Connect(port)) {
-    std::string request = absl::StrCat("GET ", target,
-                                       " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n",
-                                       extra_headers, "\r\n");
+    std::string request =
+        absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n",
+                     extra_headers, "\r\n");
     send(fd_, request.data(), request.size(), MSG_NOSIGNAL);
   }
   ~WatchStream() {
@@ -188,9 +188,9 @@ constexpr char kCrd[] = R"({
 std::string Destination(const std::string& name, const std::string& ref,
                         const std::string& extra_metadata = "") {
   return absl::StrCat(
-      R"({"apiVersion":"destination.connectivity.api.sap/v1","kind":"Destination","metadata":{"name":")",
-      name, "\"", extra_metadata, R"(},"spec":{"destinationRef":{"name":")", ref,
-      R"("}},"status":{"ignored":true}})");
+      R"({"apiVersion":"destination.connectivity.api.sap/v1","kind":"Destination",)",
+      R"("metadata":{"name":")", name, "\"", extra_metadata,
+      R"(},"spec":{"destinationRef":{"name":")", ref, R"("}},"status":{"ignored":true}})");
 }
 
 class FakeKubeApiServerTest : public ::testing::Test {
@@ -254,9 +254,9 @@ TEST_F(FakeKubeApiServerTest, CreateGetListAndErrorsAreKubernetesStatuses) {
   EXPECT_EQ(missing.status, 404);
   EXPECT_EQ(At(missing.body, "/kind"), "Status");
   EXPECT_EQ(At(missing.body, "/reason"), "NotFound");
-  HttpResult no_namespace = Post(
-      "/apis/destination.connectivity.api.sap/v1/namespaces/absent/destinations",
-      Destination("c", "ref-c"));
+  HttpResult no_namespace =
+      Post("/apis/destination.connectivity.api.sap/v1/namespaces/absent/destinations",
+           Destination("c", "ref-c"));
   EXPECT_EQ(no_namespace.status, 404);
   HttpResult invalid = Post(kDestinations, Destination("Not_Valid", "x"));
   EXPECT_EQ(invalid.status, 422);
@@ -314,9 +314,9 @@ TEST_F(FakeKubeApiServerTest, StatusSubresourceAndGeneration) {
   EXPECT_EQ(At(status.body, "/spec/destinationRef/name"), "ref-a");
   EXPECT_EQ(At(status.body, "/metadata/generation"), "1");
 
-  HttpResult spec = Http(port_, "PATCH", path,
-                         R"({"spec":{"destinationRef":{"name":"ref-b"}},"status":null})",
-                         "application/merge-patch+json");
+  HttpResult spec =
+      Http(port_, "PATCH", path, R"({"spec":{"destinationRef":{"name":"ref-b"}},"status":null})",
+           "application/merge-patch+json");
   ASSERT_EQ(spec.status, 200) << spec.body;
   EXPECT_EQ(At(spec.body, "/metadata/generation"), "2");
   EXPECT_EQ(At(spec.body, "/status/conditions/0/type"), "Available");  // kept
@@ -341,17 +341,20 @@ TEST_F(FakeKubeApiServerTest, StatusSubresourceAndGeneration) {
 
 TEST_F(FakeKubeApiServerTest, DeleteWithFinalizersWaitsForTheirRemoval) {
   InstallCrd();
-  ASSERT_EQ(Post(kDestinations,
-                 Destination("a", "ref", R"(,"finalizers":["mailring.io/services"])"))
-                .status,
-            201);
+  ASSERT_EQ(
+      Post(kDestinations, Destination("a", "ref", R"(,"finalizers":["mailring.io/services"])"))
+          .status,
+      201);
   std::string path = absl::StrCat(kDestinations, "/a");
   HttpResult deleting = Http(port_, "DELETE", path, R"({"propagationPolicy":"Background"})");
   ASSERT_EQ(deleting.status, 200) << deleting.body;
   EXPECT_FALSE(At(deleting.body, "/metadata/deletionTimestamp").empty());
   EXPECT_EQ(Get(path).status, 200);  // still there, until the finalizer goes
-  HttpResult finalized = Http(port_, "PATCH", path, R"({"metadata":{"finalizers":null}})",
-                              "application/merge-patch+json");
+  HttpResult finalized = Http(port_, "PATCH", path,
+                              R"([{"op":"test","path":"/metadata/finalizers/0",)"
+                              R"("value":"mailring.io/services"},)"
+                              R"({"op":"remove","path":"/metadata/finalizers"}])",
+                              "application/json-patch+json");
   EXPECT_EQ(finalized.status, 200) << finalized.body;
   EXPECT_EQ(Get(path).status, 404);
 
@@ -366,8 +369,10 @@ TEST_F(FakeKubeApiServerTest, WatchReplaysStreamsAndBookmarks) {
   std::string rv = At(a.body, "/metadata/resourceVersion");
   ASSERT_EQ(Post(kDestinations, Destination("b", "ref-b")).status, 201);
 
-  WatchStream watch(port_, absl::StrCat(kDestinations, "?watch=true&allowWatchBookmarks=true&"
-                                                       "resourceVersion=", rv));
+  WatchStream watch(port_, absl::StrCat(kDestinations,
+                                        "?watch=true&allowWatchBookmarks=true&"
+                                        "resourceVersion=",
+                                        rv));
   std::optional<std::string> replayed = watch.NextEvent();
   ASSERT_TRUE(replayed.has_value());
   EXPECT_EQ(At(*replayed, "/type"), "ADDED");
@@ -388,9 +393,9 @@ TEST_F(FakeKubeApiServerTest, WatchReplaysStreamsAndBookmarks) {
   bool bookmark = false;
   for (int i = 0; i < 20 && !bookmark; ++i) {
     std::optional<std::string> line = watch.Next(absl::Seconds(1));
-    bookmark = line && At(*line, "/type") == "BOOKMARK" &&
-               At(*line, "/object/metadata/resourceVersion") ==
-                   std::to_string(server_->ResourceVersion());
+    bookmark =
+        line && At(*line, "/type") == "BOOKMARK" &&
+        At(*line, "/object/metadata/resourceVersion") == std::to_string(server_->ResourceVersion());
   }
   EXPECT_TRUE(bookmark);
   EXPECT_EQ(server_->OpenWatches(), 1);
@@ -410,7 +415,8 @@ TEST_F(FakeKubeApiServerTest, DroppedWatchEndsAbruptlyAndCompactedHistoryIsExpir
   std::string rv = At(a.body, "/metadata/resourceVersion");
   WatchStream watch(port_, absl::StrCat(kDestinations, "?watch=true&resourceVersion=", rv));
   absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (server_->OpenWatches() != 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  while (server_->OpenWatches() != 1 && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(10));
   server_->DropWatches();
   EXPECT_FALSE(watch.Next(absl::Seconds(5)).has_value());
   EXPECT_TRUE(watch.ended_abrupt());
@@ -426,8 +432,9 @@ TEST_F(FakeKubeApiServerTest, DroppedWatchEndsAbruptlyAndCompactedHistoryIsExpir
   EXPECT_FALSE(expired.Next().has_value());
   EXPECT_TRUE(expired.ended_clean());
   // Watching from the current resourceVersion is fine after a compaction.
-  WatchStream current(port_, absl::StrCat(kDestinations, "?watch=true&resourceVersion=",
-                                          server_->ResourceVersion()));
+  WatchStream current(
+      port_,
+      absl::StrCat(kDestinations, "?watch=true&resourceVersion=", server_->ResourceVersion()));
   Http(port_, "DELETE", absl::StrCat(kDestinations, "/a"));
   std::optional<std::string> deleted = current.NextEvent();
   ASSERT_TRUE(deleted.has_value());
@@ -479,8 +486,7 @@ class KubectlTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (RunCommand("command -v kubectl").exit_code != 0) GTEST_SKIP() << "kubectl is not on PATH";
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("kube_apiserver_test_", getpid());
+    dir_ = std::filesystem::temp_directory_path() / absl::StrCat("kube_apiserver_test_", getpid());
     std::filesystem::create_directories(dir_);
     // No token: kubectl (clientcmd) sends kubeconfig credentials only over TLS, and the fake
     // speaks plain HTTP.
@@ -493,9 +499,9 @@ class KubectlTest : public ::testing::Test {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
   CommandResult Kubectl(const std::string& args) {
-    return RunCommand(absl::StrCat("timeout 20 kubectl --kubeconfig ", (dir_ / "kubeconfig").string(),
-                            " --cache-dir ", (dir_ / "cache").string(),
-                            " --request-timeout=10s ", args));
+    return RunCommand(absl::StrCat("timeout 20 kubectl --kubeconfig ",
+                                   (dir_ / "kubeconfig").string(), " --cache-dir ",
+                                   (dir_ / "cache").string(), " --request-timeout=10s ", args));
   }
   std::string Write(const std::string& name, const std::string& text) {
     std::string path = (dir_ / name).string();
@@ -539,7 +545,8 @@ TEST_F(KubectlTest, AppliesCrdDestinationAndServices) {
   // Re-applied with a change: kubectl sends a merge patch, the object is MODIFIED.
   WatchStream watch(server_->port(),
                     "/apis/destination.connectivity.api.sap/v1/namespaces/team-a/destinations?"
-                    "watch=true&resourceVersion=" + rv);
+                    "watch=true&resourceVersion=" +
+                        rv);
   Write("dst.yaml", DestinationYaml("other-mail"));
   r = Kubectl(absl::StrCat("apply -f ", dst));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -570,7 +577,8 @@ TEST_F(KubectlTest, AppliesCrdDestinationAndServices) {
   EXPECT_TRUE(absl::StrContains(r.output, "143/TCP")) << r.output;
   Write("svc.yaml",
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: mail\n  namespace: team-a\n"
-        "spec:\n  selector: {app: mailring}\n  ports:\n  - {name: imap, port: 143, targetPort: 31143}\n"
+        "spec:\n  selector: {app: mailring}\n  ports:\n  - {name: imap, port: 143, targetPort: "
+        "31143}\n"
         "  - {name: imaps, port: 993, targetPort: 30993}\n");
   r = Kubectl(absl::StrCat("apply -f ", svc));  // a strategic merge patch
   ASSERT_EQ(r.exit_code, 0) << r.output;
