@@ -4,14 +4,22 @@
 // Every transfer is HTTP/1.1 over http or https only, follows no redirect (a token endpoint that
 // redirects is misconfigured, and following one would resend the client credentials), never
 // raises signals (CURLOPT_NOSIGNAL: the control thread shares the process with workers), and is
-// bounded by its request's timeout and kMaxResponseBytes.
+// bounded by its request's timeout and max_response_bytes (streams: by their own consumer).
+//
+// libcurl forbids curl_multi_add_handle/remove_handle inside its callbacks, and a stream's data
+// callback runs inside curl_multi_perform. So requests started from there wait in `deferred`
+// and are added right after that perform; cancelled transfers are only marked (their write
+// callback then aborts them) and removed right after it. Every transfer is owned by
+// `transfers`, keyed by its id, whatever its state.
 #include "control/http_client.h"
 
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <string_view>
 #include <utility>
@@ -22,9 +30,6 @@
 
 namespace mailring::control {
 namespace {
-
-// Token responses are a few hundred bytes; anything near this is not a token endpoint.
-constexpr size_t kMaxResponseBytes = 1 << 20;
 
 void GlobalInitOnce() {
   static std::once_flag once;
@@ -64,14 +69,29 @@ int PollMillis(absl::Duration wait) {
 // One request in flight. Owns its easy handle and everything the handle points into (header
 // list, request body, error buffer), so they outlive the transfer.
 struct Transfer {
+  enum class State {
+    kFailedEarly,  // never reached libcurl; `early_error` goes to `done` in the next Poll()
+    kDeferred,     // started inside a libcurl callback; added after the current perform
+    kActive,       // added to the multi handle
+  };
+
+  HttpClient::RequestId id = 0;
+  State state = State::kActive;
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
   std::string method;
   std::string request_body;
   std::string url_for_errors;
   std::string response_body;
+  size_t max_response_bytes = 0;
   bool response_too_large = false;
+  // Set by Cancel() inside a libcurl callback: no callback runs any more, the write callback
+  // aborts the transfer, and the transfer is removed right after the current perform.
+  bool cancelled = false;
+  long stream_status = 0;  // streams: the status, read at the first body bytes
+  absl::Status early_error;
   char error_buffer[CURL_ERROR_SIZE] = {};
+  HttpClient::DataCallback on_data;  // streams only
   HttpClient::Callback done;
 
   ~Transfer() {
@@ -80,21 +100,49 @@ struct Transfer {
   }
 };
 
+using Clock = std::chrono::steady_clock;
+
+Clock::time_point DueAfter(absl::Duration delay) {
+  if (delay <= absl::ZeroDuration()) return Clock::now();
+  // A year is "never" for a control-thread timer, and keeps the addition from overflowing.
+  return Clock::now() + absl::ToChronoNanoseconds(std::min(delay, absl::Hours(24 * 365)));
+}
+
 }  // namespace
 
 struct HttpClient::Impl {
   CURLM* multi = nullptr;
-  // Requests added to `multi`, keyed by their easy handle.
-  absl::flat_hash_map<CURL*, std::unique_ptr<Transfer>> transfers;
-  // Requests that failed before reaching libcurl; their callbacks run in the next Poll().
-  std::vector<std::pair<Callback, absl::Status>> failed_early;
+  RequestId last_id = 0;
+  // Every request or stream not yet finished or cancelled, in any state.
+  absl::flat_hash_map<RequestId, std::unique_ptr<Transfer>> transfers;
+  // Ids of transfers in state kFailedEarly / kDeferred; may name cancelled (erased) ones.
+  std::vector<RequestId> failed_early;
+  std::vector<RequestId> deferred;
+  // Ids of active transfers cancelled inside a libcurl callback.
+  std::vector<RequestId> cancelled;
+  size_t cancelled_count = 0;  // transfers marked cancelled and not yet removed
+  bool in_perform = false;     // inside curl_multi_perform, i.e. possibly inside a callback
+
+  // Timers by due time; `timer_due` finds one by id for Cancel().
+  std::map<std::pair<Clock::time_point, RequestId>, std::function<void()>> timers;
+  absl::flat_hash_map<RequestId, Clock::time_point> timer_due;
 
   static size_t OnBody(char* data, size_t size, size_t count, void* user) {
     Transfer* transfer = static_cast<Transfer*>(user);
     const size_t bytes = size * count;
-    if (transfer->response_body.size() + bytes > kMaxResponseBytes) {
+    if (transfer->cancelled) return 0;  // makes libcurl end the transfer (CURLE_WRITE_ERROR)
+    if (transfer->on_data) {
+      if (transfer->stream_status == 0) {
+        curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &transfer->stream_status);
+      }
+      if (transfer->stream_status >= 200 && transfer->stream_status < 300) {
+        transfer->on_data(std::string_view(data, bytes));
+        return transfer->cancelled ? 0 : bytes;
+      }
+    }
+    if (transfer->response_body.size() + bytes > transfer->max_response_bytes) {
       transfer->response_too_large = true;
-      return 0;  // makes libcurl end the transfer with CURLE_WRITE_ERROR
+      return 0;
     }
     transfer->response_body.append(data, bytes);
     return bytes;
@@ -118,6 +166,22 @@ struct HttpClient::Impl {
     set(curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer));
     if (!request.ca_file.empty()) {
       set(curl_easy_setopt(easy, CURLOPT_CAINFO, request.ca_file.c_str()));
+    }
+    if (!request.client_certificate_file.empty()) {
+      set(curl_easy_setopt(easy, CURLOPT_SSLCERT, request.client_certificate_file.c_str()));
+    }
+    if (!request.client_key_file.empty()) {
+      set(curl_easy_setopt(easy, CURLOPT_SSLKEY, request.client_key_file.c_str()));
+    }
+    if (request.insecure_skip_tls_verify) {
+      set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L));
+      set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L));
+    }
+    if (transfer.on_data) {
+      // A stream may be silent for minutes; keepalive probes find a peer that vanished.
+      set(curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L));
+      set(curl_easy_setopt(easy, CURLOPT_TCP_KEEPIDLE, 30L));
+      set(curl_easy_setopt(easy, CURLOPT_TCP_KEEPINTVL, 10L));
     }
     // libcurl copies neither the header list nor the body: both live in `transfer`.
     for (const std::string& header : request.headers) {
@@ -159,12 +223,13 @@ struct HttpClient::Impl {
     if (code == CURLE_OK) {
       HttpResponse response;
       curl_easy_getinfo(transfer.easy, CURLINFO_RESPONSE_CODE, &response.status);
+      // Streams' 2xx bodies went to on_data; response_body holds only other statuses' bodies.
       response.body = std::move(transfer.response_body);
       return response;
     }
     if (transfer.response_too_large) {
       return absl::UnavailableError(
-          StrCat(what, "response larger than ", kMaxResponseBytes, " bytes"));
+          StrCat(what, "response larger than ", transfer.max_response_bytes, " bytes"));
     }
     switch (code) {
       case CURLE_OPERATION_TIMEDOUT:
@@ -187,11 +252,18 @@ struct HttpClient::Impl {
       if (message->msg != CURLMSG_DONE) continue;
       CURL* easy = message->easy_handle;
       const CURLcode code = message->data.result;
-      auto it = transfers.find(easy);
-      if (it == transfers.end()) continue;
+      Transfer* found = nullptr;
+      curl_easy_getinfo(easy, CURLINFO_PRIVATE, &found);
+      if (found == nullptr) continue;
+      auto it = transfers.find(found->id);
+      if (it == transfers.end() || it->second.get() != found) continue;
       std::unique_ptr<Transfer> transfer = std::move(it->second);
       transfers.erase(it);
       curl_multi_remove_handle(multi, easy);
+      if (transfer->cancelled) {  // its id is still in `cancelled`; RemoveCancelled skips it
+        --cancelled_count;
+        continue;
+      }
       absl::StatusOr<HttpResponse> result = Result(*transfer, code);
       Callback done = std::move(transfer->done);
       transfer.reset();  // before the callback, which may Start() the next request
@@ -202,15 +274,119 @@ struct HttpClient::Impl {
   }
 
   size_t RunFailedEarly() {
-    std::vector<std::pair<Callback, absl::Status>> failed;
-    failed.swap(failed_early);
-    for (auto& [done, status] : failed) done(std::move(status));
-    return failed.size();
+    std::vector<RequestId> ids;
+    ids.swap(failed_early);
+    size_t ran = 0;
+    for (RequestId id : ids) {
+      auto it = transfers.find(id);
+      if (it == transfers.end()) continue;  // cancelled
+      std::unique_ptr<Transfer> transfer = std::move(it->second);
+      transfers.erase(it);
+      Callback done = std::move(transfer->done);
+      absl::Status status = std::move(transfer->early_error);
+      transfer.reset();
+      done(std::move(status));
+      ++ran;
+    }
+    return ran;
+  }
+
+  // Hands `transfer` to libcurl, or queues it: for the next Poll() when it cannot be added, for
+  // the end of the current perform when inside one.
+  void Add(Transfer& transfer) {
+    if (!transfer.early_error.ok()) {
+      transfer.state = Transfer::State::kFailedEarly;
+      failed_early.push_back(transfer.id);
+      return;
+    }
+    if (in_perform) {
+      transfer.state = Transfer::State::kDeferred;
+      deferred.push_back(transfer.id);
+      return;
+    }
+    const CURLMcode added = curl_multi_add_handle(multi, transfer.easy);
+    if (added != CURLM_OK) {
+      transfer.early_error = absl::ResourceExhaustedError(
+          StrCat(transfer.method, " ", transfer.url_for_errors, ": ", curl_multi_strerror(added)));
+      transfer.state = Transfer::State::kFailedEarly;
+      failed_early.push_back(transfer.id);
+      return;
+    }
+    transfer.state = Transfer::State::kActive;
+  }
+
+  void AddDeferred() {
+    std::vector<RequestId> ids;
+    ids.swap(deferred);
+    for (RequestId id : ids) {
+      auto it = transfers.find(id);
+      if (it != transfers.end()) Add(*it->second);
+    }
+  }
+
+  void RemoveCancelled() {
+    std::vector<RequestId> ids;
+    ids.swap(cancelled);
+    for (RequestId id : ids) {
+      auto it = transfers.find(id);
+      if (it == transfers.end()) continue;  // Finish() saw it end first
+      curl_multi_remove_handle(multi, it->second->easy);
+      transfers.erase(it);
+      --cancelled_count;
+    }
   }
 
   void Perform() {
     int running = 0;
+    in_perform = true;
     curl_multi_perform(multi, &running);
+    in_perform = false;
+    RemoveCancelled();
+    AddDeferred();
+  }
+
+  // Runs the timers due now; not those that callbacks schedule meanwhile. Returns how many ran.
+  size_t RunDueTimers() {
+    const Clock::time_point now = Clock::now();
+    std::vector<RequestId> due;
+    for (auto it = timers.begin(); it != timers.end() && it->first.first <= now; ++it) {
+      due.push_back(it->first.second);
+    }
+    for (RequestId id : due) {
+      auto when = timer_due.find(id);
+      if (when == timer_due.end()) continue;  // cancelled by an earlier timer
+      auto node = timers.extract({when->second, id});
+      timer_due.erase(when);
+      node.mapped()();
+    }
+    return due.size();
+  }
+
+  // How long Poll() may wait: `max_wait`, shortened to the earliest timer.
+  absl::Duration Wait(absl::Duration max_wait) const {
+    if (timers.empty()) return max_wait;
+    // Rounded up: curl_multi_poll counts whole milliseconds, and waking early would spin.
+    const absl::Duration left = absl::Ceil(
+        absl::FromChrono(timers.begin()->first.first - Clock::now()), absl::Milliseconds(1));
+    return std::max(absl::ZeroDuration(), std::min(max_wait, left));
+  }
+
+  RequestId StartTransfer(HttpRequest request, DataCallback on_data, Callback done) {
+    auto transfer = std::make_unique<Transfer>();
+    Transfer& ref = *transfer;
+    ref.id = ++last_id;
+    ref.method = request.method.empty() ? std::string("GET") : std::move(request.method);
+    ref.request_body = std::move(request.body);
+    ref.url_for_errors = UrlForErrors(request.url);
+    ref.max_response_bytes = request.max_response_bytes;
+    ref.on_data = std::move(on_data);
+    ref.done = std::move(done);
+    ref.easy = curl_easy_init();
+    ref.early_error = ref.easy == nullptr ? absl::ResourceExhaustedError("curl_easy_init failed")
+                                          : Configure(request, ref);
+    transfers.emplace(ref.id, std::move(transfer));
+    Add(ref);
+    return ref.id;
   }
 };
 
@@ -221,51 +397,72 @@ HttpClient::HttpClient() : impl_(std::make_unique<Impl>()) {
 }
 
 HttpClient::~HttpClient() {
-  for (auto& [easy, transfer] : impl_->transfers) curl_multi_remove_handle(impl_->multi, easy);
+  for (auto& [id, transfer] : impl_->transfers) {
+    if (transfer->state == Transfer::State::kActive) {
+      curl_multi_remove_handle(impl_->multi, transfer->easy);
+    }
+  }
   impl_->transfers.clear();
   curl_multi_cleanup(impl_->multi);
 }
 
-void HttpClient::Start(HttpRequest request, Callback done) {
-  auto transfer = std::make_unique<Transfer>();
-  transfer->method = request.method.empty() ? std::string("GET") : std::move(request.method);
-  transfer->request_body = std::move(request.body);
-  transfer->url_for_errors = UrlForErrors(request.url);
-  transfer->done = std::move(done);
-  transfer->easy = curl_easy_init();
-  absl::Status status = transfer->easy == nullptr
-                            ? absl::ResourceExhaustedError("curl_easy_init failed")
-                            : impl_->Configure(request, *transfer);
-  if (status.ok()) {
-    const CURLMcode added = curl_multi_add_handle(impl_->multi, transfer->easy);
-    if (added != CURLM_OK) {
-      status = absl::ResourceExhaustedError(StrCat(transfer->method, " ", transfer->url_for_errors,
-                                                   ": ", curl_multi_strerror(added)));
+HttpClient::RequestId HttpClient::Start(HttpRequest request, Callback done) {
+  return impl_->StartTransfer(std::move(request), nullptr, std::move(done));
+}
+
+HttpClient::RequestId HttpClient::StartStream(HttpRequest request, DataCallback on_data,
+                                              Callback done) {
+  if (!on_data) on_data = [](std::string_view) {};  // a stream is known by its data callback
+  return impl_->StartTransfer(std::move(request), std::move(on_data), std::move(done));
+}
+
+HttpClient::RequestId HttpClient::StartTimer(absl::Duration delay, std::function<void()> fire) {
+  const RequestId id = ++impl_->last_id;
+  const Clock::time_point due = DueAfter(delay);
+  impl_->timers.emplace(std::make_pair(due, id), std::move(fire));
+  impl_->timer_due.emplace(id, due);
+  return id;
+}
+
+bool HttpClient::Cancel(RequestId id) {
+  if (auto timer = impl_->timer_due.find(id); timer != impl_->timer_due.end()) {
+    impl_->timers.erase({timer->second, id});
+    impl_->timer_due.erase(timer);
+    return true;
+  }
+  auto it = impl_->transfers.find(id);
+  if (it == impl_->transfers.end() || it->second->cancelled) return false;
+  Transfer& transfer = *it->second;
+  if (transfer.state == Transfer::State::kActive) {
+    if (impl_->in_perform) {
+      // Possibly inside this very transfer's callback: keep its callbacks alive, mark it.
+      transfer.cancelled = true;
+      impl_->cancelled.push_back(id);
+      ++impl_->cancelled_count;
+      return true;
     }
+    curl_multi_remove_handle(impl_->multi, transfer.easy);
   }
-  if (!status.ok()) {
-    impl_->failed_early.emplace_back(std::move(transfer->done), std::move(status));
-    return;
-  }
-  CURL* easy = transfer->easy;
-  impl_->transfers.emplace(easy, std::move(transfer));
+  impl_->transfers.erase(it);  // failed-early and deferred ids are skipped once erased
+  return true;
 }
 
 void HttpClient::Poll(absl::Duration max_wait) {
   size_t finished = impl_->RunFailedEarly();
+  finished += impl_->RunDueTimers();
   impl_->Perform();  // starts transfers added since the last Poll()
   finished += impl_->Finish();
   // Having run callbacks counts as activity: return without waiting so the caller sees them.
   // curl_multi_poll also returns early for libcurl's own timers and for a pending Wakeup().
-  curl_multi_poll(impl_->multi, nullptr, 0, finished > 0 ? 0 : PollMillis(max_wait), nullptr);
+  curl_multi_poll(impl_->multi, nullptr, 0, finished > 0 ? 0 : PollMillis(impl_->Wait(max_wait)),
+                  nullptr);
   impl_->Perform();
   impl_->Finish();
+  impl_->RunDueTimers();
 }
 
 void HttpClient::Wakeup() { curl_multi_wakeup(impl_->multi); }
 
-size_t HttpClient::in_flight() const {
-  return impl_->transfers.size() + impl_->failed_early.size();
-}
+size_t HttpClient::in_flight() const { return impl_->transfers.size() - impl_->cancelled_count; }
 
 }  // namespace mailring::control

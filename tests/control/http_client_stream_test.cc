@@ -1,0 +1,391 @@
+// HttpClient streams, Cancel() and timers, against scripted HTTP/1.1 servers on loopback.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "control/http_client.h"
+#include "gtest/gtest.h"
+#include "proto/str_cat.h"
+
+namespace mailring::control {
+namespace {
+
+// One accepted connection, as the server's script sees it.
+class Connection {
+ public:
+  explicit Connection(int fd) : fd_(fd) {}
+
+  // Reads the request head (these tests send no bodies); false when the peer went away.
+  bool ReadRequest() {
+    char buffer[4096];
+    while (request_.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t n = ::recv(fd_, buffer, sizeof(buffer), 0);
+      if (n <= 0) return false;
+      request_.append(buffer, static_cast<size_t>(n));
+    }
+    return true;
+  }
+  const std::string& request() const { return request_; }
+
+  bool Send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+  bool StartChunked(int status = 200) {
+    return Send(StrCat("HTTP/1.1 ", status, " OK\r\nTransfer-Encoding: chunked\r\n",
+                       "Content-Type: application/json\r\n\r\n"));
+  }
+  bool Chunk(std::string_view data) {
+    char size[32];
+    std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+    return Send(StrCat(std::string_view(size), data, "\r\n"));
+  }
+  bool EndChunked() { return Send("0\r\n\r\n"); }
+
+  // Waits until the client closes the connection; false if it has not within `limit`.
+  bool WaitClosed(std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 20) > 0) {
+        char byte;
+        if (::recv(fd_, &byte, 1, MSG_DONTWAIT) <= 0) return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  int fd_;
+  std::string request_;
+};
+
+// Accepts connections on 127.0.0.1 port 0 and runs `script` for each on its own thread.
+class ScriptServer {
+ public:
+  using Script = std::function<void(Connection&)>;
+
+  explicit ScriptServer(Script script) : script_(std::move(script)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    EXPECT_EQ(::listen(listener_, 64), 0);
+    socklen_t length = sizeof(address);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    acceptor_ = std::thread([this] {
+      while (true) {
+        const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) {
+          if (stopping_) return;
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(mutex_);
+        fds_.push_back(fd);
+        threads_.emplace_back([this, fd] {
+          Connection connection(fd);
+          if (connection.ReadRequest()) script_(connection);
+          ::shutdown(fd, SHUT_RDWR);
+        });
+      }
+    });
+  }
+
+  ~ScriptServer() {
+    stopping_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    acceptor_.join();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (std::thread& thread : threads_) thread.join();
+    for (int fd : fds_) ::close(fd);
+    ::close(listener_);
+  }
+
+  std::string Url(std::string_view target) const {
+    return StrCat("http://127.0.0.1:", port_, target);
+  }
+
+ private:
+  Script script_;
+  int listener_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+  std::mutex mutex_;
+  std::vector<std::thread> threads_;
+  std::vector<int> fds_;
+};
+
+bool PollUntil(HttpClient& client, const std::function<bool()>& done,
+               absl::Duration limit = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + limit;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    client.Poll(absl::Milliseconds(50));
+  }
+  return true;
+}
+
+// The stream's data as received, guarded: the test reads it while the server thread waits.
+struct Received {
+  std::mutex mutex;
+  std::string data;
+  int pieces = 0;
+  std::string Get() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return data;
+  }
+};
+
+TEST(HttpClientStreamTest, ChunksAreDeliveredAsTheyArriveThenDoneGetsTheStatus) {
+  std::atomic<bool> release{false};
+  ScriptServer server([&release](Connection& connection) {
+    connection.StartChunked();
+    connection.Chunk("first\n");
+    // The second chunk waits until the client has seen the first: proof of delivery on arrival.
+    for (int i = 0; i < 500 && !release; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    connection.Chunk("second\n");
+    connection.EndChunked();
+  });
+  HttpClient client;
+  Received received;
+  std::optional<absl::StatusOr<HttpResponse>> result;
+  HttpRequest request;
+  request.url = server.Url("/watch");
+  request.timeout = absl::InfiniteDuration();
+  client.StartStream(
+      request,
+      [&received](std::string_view chunk) {
+        std::lock_guard<std::mutex> lock(received.mutex);
+        received.data.append(chunk);
+      },
+      [&result](absl::StatusOr<HttpResponse> response) { result = std::move(response); });
+  EXPECT_EQ(client.in_flight(), 1u);
+  ASSERT_TRUE(PollUntil(client, [&] { return received.Get() == "first\n"; }));
+  EXPECT_FALSE(result.has_value());
+  release = true;
+  ASSERT_TRUE(PollUntil(client, [&] { return result.has_value(); }));
+  ASSERT_TRUE(result->ok()) << result->status();
+  EXPECT_EQ((*result)->status, 200);
+  EXPECT_EQ((*result)->body, "");
+  EXPECT_EQ(received.Get(), "first\nsecond\n");
+  EXPECT_EQ(client.in_flight(), 0u);
+}
+
+TEST(HttpClientStreamTest, ErrorStatusBodyGoesToDoneNotToTheDataCallback) {
+  ScriptServer server([](Connection& connection) {
+    const std::string body = R"({"kind":"Status","code":410})";
+    connection.Send(StrCat("HTTP/1.1 410 Gone\r\nContent-Length: ", body.size(),
+                           "\r\nConnection: close\r\n\r\n", body));
+  });
+  HttpClient client;
+  int pieces = 0;
+  std::optional<absl::StatusOr<HttpResponse>> result;
+  HttpRequest request;
+  request.url = server.Url("/watch");
+  client.StartStream(
+      request, [&pieces](std::string_view) { ++pieces; },
+      [&result](absl::StatusOr<HttpResponse> response) { result = std::move(response); });
+  ASSERT_TRUE(PollUntil(client, [&] { return result.has_value(); }));
+  ASSERT_TRUE(result->ok()) << result->status();
+  EXPECT_EQ((*result)->status, 410);
+  EXPECT_EQ((*result)->body, R"({"kind":"Status","code":410})");
+  EXPECT_EQ(pieces, 0);
+}
+
+TEST(HttpClientStreamTest, StreamCutMidChunkIsATransportError) {
+  ScriptServer server([](Connection& connection) {
+    connection.StartChunked();
+    connection.Chunk("whole\n");
+    connection.Send("20\r\npart");  // announces 32 bytes, sends 4, then the connection closes
+  });
+  HttpClient client;
+  Received received;
+  std::optional<absl::StatusOr<HttpResponse>> result;
+  HttpRequest request;
+  request.url = server.Url("/watch?token=SECRET");
+  client.StartStream(
+      request, [&received](std::string_view chunk) { received.data.append(chunk); },
+      [&result](absl::StatusOr<HttpResponse> response) { result = std::move(response); });
+  ASSERT_TRUE(PollUntil(client, [&] { return result.has_value(); }));
+  ASSERT_FALSE(result->ok());
+  EXPECT_EQ(result->status().code(), absl::StatusCode::kUnavailable) << result->status();
+  EXPECT_EQ(result->status().message().find("SECRET"), std::string::npos);
+  EXPECT_TRUE(received.data.starts_with("whole\n")) << received.data;
+}
+
+TEST(HttpClientStreamTest, CancelMidStreamClosesTheConnectionAndRunsNoCallback) {
+  std::atomic<bool> closed{false};
+  ScriptServer server([&closed](Connection& connection) {
+    connection.StartChunked();
+    connection.Chunk("event\n");
+    closed = connection.WaitClosed(std::chrono::seconds(10));
+  });
+  HttpClient client;
+  Received received;
+  bool done_called = false;
+  HttpRequest request;
+  request.url = server.Url("/watch");
+  request.timeout = absl::InfiniteDuration();
+  const HttpClient::RequestId id = client.StartStream(
+      request, [&received](std::string_view chunk) { received.data.append(chunk); },
+      [&done_called](absl::StatusOr<HttpResponse>) { done_called = true; });
+  EXPECT_NE(id, 0u);
+  ASSERT_TRUE(PollUntil(client, [&] { return received.data == "event\n"; }));
+  EXPECT_TRUE(client.Cancel(id));
+  EXPECT_FALSE(client.Cancel(id));
+  EXPECT_EQ(client.in_flight(), 0u);
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(PollUntil(
+      client, [&] { return closed.load(); }, absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  client.Poll(absl::Milliseconds(50));
+  EXPECT_FALSE(done_called);
+}
+
+TEST(HttpClientStreamTest, CancelFromInsideTheDataCallbackStopsTheStream) {
+  std::atomic<bool> closed{false};
+  ScriptServer server([&closed](Connection& connection) {
+    connection.StartChunked();
+    // Keeps sending until the client goes away, bounded in time.
+    for (int i = 0; i < 500; ++i) {
+      if (!connection.Chunk("tick\n")) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    closed = true;
+  });
+  HttpClient client;
+  int pieces = 0;
+  bool done_called = false;
+  HttpRequest request;
+  request.url = server.Url("/watch");
+  HttpClient::RequestId id = 0;
+  id = client.StartStream(
+      request,
+      [&](std::string_view) {
+        ++pieces;
+        EXPECT_TRUE(client.Cancel(id));
+      },
+      [&done_called](absl::StatusOr<HttpResponse>) { done_called = true; });
+  ASSERT_TRUE(PollUntil(client, [&] { return pieces > 0; }));
+  EXPECT_EQ(client.in_flight(), 0u);
+  EXPECT_TRUE(PollUntil(
+      client, [&] { return closed.load(); }, absl::Seconds(5)));
+  EXPECT_EQ(pieces, 1);
+  EXPECT_FALSE(done_called);
+}
+
+TEST(HttpClientStreamTest, RequestStartedFromTheDataCallbackCompletes) {
+  ScriptServer server([](Connection& connection) {
+    if (connection.request().starts_with("GET /watch ")) {
+      connection.StartChunked();
+      connection.Chunk("event\n");
+      connection.WaitClosed(std::chrono::seconds(10));
+      return;
+    }
+    connection.Send("HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody");
+  });
+  HttpClient client;
+  std::optional<absl::StatusOr<HttpResponse>> inner;
+  HttpRequest watch;
+  watch.url = server.Url("/watch");
+  const HttpClient::RequestId id = client.StartStream(
+      watch,
+      [&](std::string_view) {
+        HttpRequest get;
+        get.url = server.Url("/object");
+        client.Start(
+            get, [&inner](absl::StatusOr<HttpResponse> response) { inner = std::move(response); });
+      },
+      [](absl::StatusOr<HttpResponse>) {});
+  ASSERT_TRUE(PollUntil(client, [&] { return inner.has_value(); }));
+  ASSERT_TRUE(inner->ok()) << inner->status();
+  EXPECT_EQ((*inner)->body, "body");
+  EXPECT_TRUE(client.Cancel(id));
+}
+
+TEST(HttpClientStreamTest, TimerFiresAfterItsDelayAndShortensTheWait) {
+  HttpClient client;
+  const absl::Time start = absl::Now();
+  std::optional<absl::Time> fired;
+  bool cancelled_fired = false;
+  client.StartTimer(absl::Milliseconds(200), [&fired] { fired = absl::Now(); });
+  const HttpClient::RequestId cancelled =
+      client.StartTimer(absl::Milliseconds(100), [&cancelled_fired] { cancelled_fired = true; });
+  EXPECT_TRUE(client.Cancel(cancelled));
+  for (int i = 0; i < 100 && !fired.has_value(); ++i) client.Poll(absl::Seconds(10));
+  ASSERT_TRUE(fired.has_value());
+  EXPECT_GE(*fired - start, absl::Milliseconds(190));
+  EXPECT_LT(*fired - start, absl::Seconds(2));
+  EXPECT_FALSE(cancelled_fired);
+  EXPECT_EQ(client.in_flight(), 0u);
+}
+
+TEST(HttpClientStreamTest, CancelledRequestThatFailedEarlyRunsNoCallback) {
+  HttpClient client;
+  bool called = false;
+  HttpRequest request;
+  request.url = "ftp://127.0.0.1/file";
+  const HttpClient::RequestId id =
+      client.Start(request, [&called](absl::StatusOr<HttpResponse>) { called = true; });
+  EXPECT_EQ(client.in_flight(), 1u);
+  EXPECT_TRUE(client.Cancel(id));
+  EXPECT_EQ(client.in_flight(), 0u);
+  client.Poll(absl::Milliseconds(10));
+  EXPECT_FALSE(called);
+  EXPECT_FALSE(client.Cancel(id));
+  EXPECT_FALSE(client.Cancel(12345));
+}
+
+TEST(HttpClientStreamTest, DestructorAbortsStreamsAndTimersWithoutCallbacks) {
+  std::atomic<bool> closed{false};
+  ScriptServer server([&closed](Connection& connection) {
+    connection.StartChunked();
+    connection.Chunk("event\n");
+    closed = connection.WaitClosed(std::chrono::seconds(10));
+  });
+  bool called = false;
+  {
+    HttpClient client;
+    HttpRequest request;
+    request.url = server.Url("/watch");
+    int pieces = 0;
+    client.StartStream(
+        request, [&pieces](std::string_view) { ++pieces; },
+        [&called](absl::StatusOr<HttpResponse>) { called = true; });
+    client.StartTimer(absl::Milliseconds(1), [&called] { called = true; });
+    ASSERT_TRUE(PollUntil(client, [&] { return pieces > 0; }));
+    called = false;  // the timer may have fired by now; only later callbacks count
+  }
+  for (int i = 0; i < 200 && !closed; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(closed);
+  EXPECT_FALSE(called);
+}
+
+}  // namespace
+}  // namespace mailring::control
