@@ -134,6 +134,7 @@ struct Session::LoginState {
   enum class TokenPurpose : uint8_t { kUpstreamLogin, kConnectivityProxy };
   TokenPurpose token_purpose = TokenPurpose::kUpstreamLogin;
   std::string credential_key;          // where this session's token is (or will be) cached
+  proto::Secret used_token;            // the token offered upstream (to remember a rejection)
   int64_t token_requested_ms = -1;     // when we asked the control thread, -1: not yet
   // Client authentication (refresh token / authorization code destinations).
   std::unique_ptr<ClientAuth> client_auth;
@@ -635,7 +636,10 @@ void Session::LookUpToken() {
   const int64_t now = worker_->now_ms();
   const Credential* credential = cache->Find(worker_->index(), login.credential_key);
   const bool for_proxy = login.token_purpose == LoginState::TokenPurpose::kConnectivityProxy;
-  if (credential != nullptr && credential->UsableAt(now)) {
+  // A token the server just rejected may still be in the cache until the control thread has
+  // dropped it: never offer it again (the worker remembers it until the entry changes).
+  if (credential != nullptr && credential->UsableAt(now) &&
+      !worker_->IsRejectedToken(login.credential_key, credential->access_token)) {
     const proto::Secret token = credential->access_token;  // copied: see the class comment
     if (for_proxy) {
       StartProxyHandshake(token);
@@ -706,6 +710,7 @@ void Session::OnCredentialsChanged() {
 
 void Session::UseToken(const proto::Secret& token) {
   LoginState& login = *login_;
+  login.used_token = token;
   if (phase_ == Phase::kClientAuth) phase_ = Phase::kUpstreamLogin;
   UpstreamLogin::Step step = login.dialog.ProvideToken(token, login.client_user);
   if (step.outcome == UpstreamLogin::Outcome::kFailed) {
@@ -722,6 +727,9 @@ void Session::OnUpstreamLoginFailed(std::string_view reason, bool retryable) {
   if (rejected_token && worker_->services().broker != nullptr &&
       reason.rfind("token service:", 0) != 0) {
     // The server refused a token we took from the cache: nobody should use it again.
+    if (!login.used_token.empty()) {
+      worker_->RememberRejectedToken(login.credential_key, login.used_token);
+    }
     CredentialRequest invalidate;
     invalidate.kind = CredentialRequest::Kind::kInvalidate;
     invalidate.route_index = route_->index;

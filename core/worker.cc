@@ -335,6 +335,19 @@ void Worker::DestroySession(Session* session) {
   ::operator delete(session, std::align_val_t(alignof(Session)));
 }
 
+void Worker::RememberRejectedToken(const std::string& key, const proto::Secret& token) {
+  if (rejected_tokens_.size() > 10'000) rejected_tokens_.clear();  // bounded; a hint only
+  rejected_tokens_[key] = std::hash<std::string_view>()(token.Reveal());
+}
+
+bool Worker::IsRejectedToken(const std::string& key, const proto::Secret& token) {
+  auto it = rejected_tokens_.find(key);
+  if (it == rejected_tokens_.end()) return false;
+  if (it->second == std::hash<std::string_view>()(token.Reveal())) return true;
+  rejected_tokens_.erase(it);  // the cache moved on: forget the rejected one
+  return false;
+}
+
 void Worker::ScheduleDestroy(Session* session) { to_destroy_.push_back(session); }
 
 void Worker::DestroyScheduled() {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -96,6 +97,10 @@ class Worker {
   TimerWheel& timers() { return *timers_; }
   WorkerCounters& mutable_counters() { return counters_; }
   const WorkerServices& services() const { return services_; }
+  // A token the mail server rejected, remembered until the cache holds another one for `key`
+  // (the control thread drops it asynchronously; a client retrying at once must not get it).
+  void RememberRejectedToken(const std::string& key, const proto::Secret& token);
+  bool IsRejectedToken(const std::string& key, const proto::Secret& token);
   void WaitForPipe(Session* session, int leg);
   // Parks `session` until NotifyCredentials(); it is called back with OnCredentialsChanged().
   void WaitForCredentials(Session* session);
@@ -157,6 +162,7 @@ class Worker {
   std::deque<std::pair<Session*, int>> pipe_waiters_;
   std::vector<Session*> credential_waiters_;
   std::vector<Session*> to_destroy_;
+  absl::flat_hash_map<std::string, size_t> rejected_tokens_;  // key → hash of the token
   Session* sessions_ = nullptr;  // intrusive list head
   uint64_t next_session_id_ = 1;
   bool draining_ = false;
