@@ -15,10 +15,11 @@
 //    Lookups carrying X-refresh-token / X-code are never cached nor shared: the answer holds a
 //    token obtained with that user's secret.
 //
-// Callbacks: answers that need the network run inside HttpClient::Poll(); answers the client
-// has at hand (a fresh cache entry, an unknown instance, a malformed lookup) run before Find()
-// returns, as HttpClient offers no way to post a task to its loop. A callback may call Find()
-// again or destroy the client: the client checks that it is still alive after each callback.
+// Callbacks always run inside HttpClient::Poll(), never inside Find(): answers the client has at
+// hand (a fresh cache entry, an unknown instance, a malformed lookup) are posted with a zero-delay
+// HttpClient timer. A callback may call Find() again or destroy the client: the client checks
+// that it is still alive after each callback, and posted answers of a destroyed client are
+// dropped, as HttpClient drops the callbacks of requests it aborts.
 //
 // Secrets: the instance token, the service key's client secret and the user's refresh token or
 // code are only ever put into HTTP headers and bodies. Error texts carry HTTP statuses,
@@ -277,8 +278,13 @@ struct DestinationServiceClient::Impl {
         tenant.empty() ? absl::StatusOr<std::string>(service_key.token_url)
                        : proto::ResolveTokenServiceUrl(service_key.token_url, "Common", tenant);
     if (!url.ok()) {
-      FinishToken(key, absl::InvalidArgumentError(
-                           mailring::StrCat("instance token URL: ", url.status().message())));
+      slot.in_flight = true;  // until the posted answer runs: later askers queue behind it
+      const absl::Status error = absl::InvalidArgumentError(
+          mailring::StrCat("instance token URL: ", url.status().message()));
+      http->StartTimer(absl::ZeroDuration(),
+                       [this, alive = std::weak_ptr<char>(alive), key, error] {
+                         if (!alive.expired()) FinishToken(key, error);
+                       });
       return;
     }
     proto::TokenRequest request;
@@ -448,6 +454,14 @@ struct DestinationServiceClient::Impl {
     return absl::UnavailableError(status_text);  // 1xx, 2xx other than 200, 3xx: not the API
   }
 
+  // Runs `done(result)` inside the next HttpClient::Poll(), unless the client is gone by then.
+  void Post(Callback done, absl::StatusOr<FoundDestination> result) {
+    http->StartTimer(absl::ZeroDuration(), [alive = std::weak_ptr<char>(alive),
+                                            done = std::move(done), result = std::move(result)] {
+      if (!alive.expired()) done(result);
+    });
+  }
+
   // --- plain lookups ---
 
   void OnEntryFetched(const std::string& key, const DestinationLookup& lookup,
@@ -506,26 +520,29 @@ DestinationServiceClient::~DestinationServiceClient() = default;
 void DestinationServiceClient::Find(DestinationLookup lookup, Callback done) {
   auto instance = impl_->instances.find(lookup.instance);
   if (instance == impl_->instances.end()) {
-    done(absl::FailedPreconditionError(mailring::StrCat(
-        "no service key for Destination service instance \"", lookup.instance, "\"")));
+    impl_->Post(std::move(done),
+                absl::FailedPreconditionError(mailring::StrCat(
+                    "no service key for Destination service instance \"", lookup.instance, "\"")));
     return;
   }
   if (instance->second.uri.empty()) {
-    done(absl::FailedPreconditionError(
-        mailring::StrCat("the service key of Destination service instance \"", lookup.instance,
-                         "\" has no \"uri\"")));
+    impl_->Post(std::move(done), absl::FailedPreconditionError(mailring::StrCat(
+                                     "the service key of Destination service instance \"",
+                                     lookup.instance, "\" has no \"uri\"")));
     return;
   }
   if (lookup.name.empty() || lookup.name.size() > kMaxNameLength) {
-    done(absl::InvalidArgumentError(
-        mailring::StrCat("destination name must be 1 to ", kMaxNameLength, " characters")));
+    impl_->Post(std::move(done),
+                absl::InvalidArgumentError(mailring::StrCat("destination name must be 1 to ",
+                                                            kMaxNameLength, " characters")));
     return;
   }
   if (!IsSafeHeaderValue(lookup.refresh_token.Reveal()) ||
       !IsSafeHeaderValue(lookup.code.Reveal()) || !IsSafeHeaderValue(lookup.redirect_uri)) {
-    done(absl::InvalidArgumentError(
-        mailring::StrCat("destination ", lookup.name,
-                         ": the refresh token, code or redirect URI contains control characters")));
+    impl_->Post(std::move(done),
+                absl::InvalidArgumentError(mailring::StrCat(
+                    "destination ", lookup.name,
+                    ": the refresh token, code or redirect URI contains control characters")));
     return;
   }
 
@@ -545,7 +562,7 @@ void DestinationServiceClient::Find(DestinationLookup lookup, Callback done) {
   Impl::DestinationEntry& entry = impl_->entries[key];
   const int64_t now_ms = core::MonotonicMs();
   if (impl_->IsFresh(entry, now_ms)) {
-    done(Impl::Aged(*entry.last_good, now_ms - entry.fetched_at_ms));
+    impl_->Post(std::move(done), Impl::Aged(*entry.last_good, now_ms - entry.fetched_at_ms));
     return;
   }
   entry.waiters.push_back(std::move(done));

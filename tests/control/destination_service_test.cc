@@ -286,6 +286,26 @@ TEST_F(DestinationServiceTest, CachedEntryIsRefetchedBeforeItsAuthTokenExpires) 
   EXPECT_EQ(fake_.destination_requests(), 2);
 }
 
+TEST_F(DestinationServiceTest, AnswersRunInsidePollNeverInsideFind) {
+  ASSERT_TRUE(fake_.AddDestination("", BasicDestination("mail", "imap.example.com", "bob")).ok());
+  auto client = MakeClient();
+  ASSERT_TRUE(FindAndWait(*client, Lookup("mail")).ok());
+  DestinationLookup unknown = Lookup("mail");
+  unknown.instance = "no-such-instance";
+  int answered = 0;
+  for (const DestinationLookup& lookup : {Lookup("mail"), unknown, Lookup("")}) {
+    client->Find(lookup, [&answered](absl::StatusOr<FoundDestination>) { ++answered; });
+  }
+  EXPECT_EQ(answered, 0);  // a cache hit and two errors at hand, all posted
+  ASSERT_TRUE(PollUntil([&answered] { return answered == 3; }));
+
+  // Posted answers of a client destroyed meanwhile are dropped.
+  client->Find(Lookup("mail"), [&answered](absl::StatusOr<FoundDestination>) { ++answered; });
+  client.reset();
+  PollUntil([] { return false; }, absl::Milliseconds(100));
+  EXPECT_EQ(answered, 3);
+}
+
 TEST_F(DestinationServiceTest, RefetchedAfterTtl) {
   ASSERT_TRUE(fake_.AddDestination("", BasicDestination("mail", "imap.example.com", "bob")).ok());
   DestinationServiceOptions options;
