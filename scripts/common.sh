@@ -61,3 +61,12 @@ build_tree() {
   cmake -S "$REPO_ROOT" -B "$dir" "$@" >/dev/null || return 1
   cmake --build "$dir" -j"$(nproc)"
 }
+
+# build_targets DIR "TARGET..." CMAKE_ARGS...: configure, then build only the named targets.
+build_targets() {
+  local dir=$1 targets=$2
+  shift 2
+  cmake -S "$REPO_ROOT" -B "$dir" "$@" >/dev/null || return 1
+  # shellcheck disable=SC2086  # the target list is meant to split
+  cmake --build "$dir" -j"$(nproc)" --target $targets
+}
