@@ -16,7 +16,7 @@ using core::CredentialRequest;
 
 struct CredentialService::Grant {
   std::string key;
-  size_t route_index = 0;
+  std::shared_ptr<const core::Route> route;  // destination and tenant this grant is for
   CredentialRequest::Kind kind = CredentialRequest::Kind::kClientCredentials;
   proto::Secret client_secret_grant;    // the client's refresh token or code
   proto::Secret issued_refresh_token;   // returned by the token service with a token
@@ -76,7 +76,7 @@ CredentialService::CredentialService(std::shared_ptr<const core::RouteTable> rou
       if (!grants_.contains(key)) {
         auto grant = std::make_unique<Grant>();
         grant->key = key;
-        grant->route_index = route->index;
+        grant->route = route;
         grant->kind = CredentialRequest::Kind::kConnectivity;
         grant->next_attempt_ms = 0;
         grants_.emplace(key, std::move(grant));
@@ -89,7 +89,7 @@ CredentialService::CredentialService(std::shared_ptr<const core::RouteTable> rou
     }
     auto grant = std::make_unique<Grant>();
     grant->key = core::CredentialKey(route->destination.name, route->tenant);
-    grant->route_index = route->index;
+    grant->route = route;
     grant->next_attempt_ms = 0;
     grants_.emplace(grant->key, std::move(grant));
   }
@@ -136,12 +136,12 @@ int64_t CredentialService::Tick(int64_t now_ms) {
 }
 
 void CredentialService::Handle(CredentialRequest request, int64_t now_ms) {
-  if (request.route_index >= routes_->size()) return;
+  if (request.route == nullptr) return;
   auto it = grants_.find(request.key);
   if (request.kind == CredentialRequest::Kind::kInvalidate) {
     if (it == grants_.end()) return;
     Grant& grant = *it->second;
-    MAILRING_LOG(kInfo, Describe(*(*routes_)[grant.route_index], grant.kind),
+    MAILRING_LOG(kInfo, Describe(*grant.route, grant.kind),
                  ": the mail server rejected the cached access token; dropping it");
     grant.current = core::Credential();
     cache_->Erase(grant.key);
@@ -151,7 +151,7 @@ void CredentialService::Handle(CredentialRequest request, int64_t now_ms) {
   if (it == grants_.end()) {
     auto grant = std::make_unique<Grant>();
     grant->key = request.key;
-    grant->route_index = request.route_index;
+    grant->route = request.route;
     grant->kind = request.kind;
     grant->client_secret_grant = request.grant_secret;
     it = grants_.emplace(request.key, std::move(grant)).first;
@@ -176,6 +176,7 @@ void CredentialService::Handle(CredentialRequest request, int64_t now_ms) {
     }
   }
   Grant& grant = *it->second;
+  grant.route = request.route;  // the newest configuration of this destination and tenant
   grant.last_used_ms = now_ms;
   grant.waiting_workers.insert(request.worker);
   if (grant.in_flight) return;  // the answer will wake this worker too
@@ -188,7 +189,7 @@ void CredentialService::Handle(CredentialRequest request, int64_t now_ms) {
 }
 
 void CredentialService::StartFetch(Grant& grant, int64_t now_ms) {
-  const core::Route& route = *(*routes_)[grant.route_index];
+  const core::Route& route = *grant.route;
   const proto::Destination& destination = route.destination;
   const bool connectivity = grant.kind == CredentialRequest::Kind::kConnectivity;
   if (connectivity && !options_.connectivity.has_value()) {
@@ -279,7 +280,7 @@ void CredentialService::OnFetched(const std::string& key, absl::StatusOr<HttpRes
   Grant& grant = *it->second;
   grant.in_flight = false;
   const int64_t now_ms = core::MonotonicMs();
-  const core::Route& route = *(*routes_)[grant.route_index];
+  const core::Route& route = *grant.route;
   absl::StatusOr<proto::TokenResponse> token =
       response.ok() ? proto::ParseTokenResponse(static_cast<int>(response->status), response->body)
                     : absl::StatusOr<proto::TokenResponse>(response.status());

@@ -7,9 +7,11 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "core/route.h"
 #include "proto/secret.h"
 
 namespace mailring::core {
@@ -27,7 +29,9 @@ struct CredentialRequest {
     kConnectivity,       // a Connectivity service JWT for the route's tenant (OnPremise)
   };
   Kind kind = Kind::kClientCredentials;
-  size_t route_index = 0;  // which route: destination and tenant
+  // Which route: destination and tenant. Held by pointer, not by index, because route tables
+  // change while requests are in flight; the route lives as long as someone holds it.
+  std::shared_ptr<const Route> route;
   std::string key;         // where the answer is published (CredentialKey)
   proto::Secret grant_secret;
   int worker = 0;          // who to wake

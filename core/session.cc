@@ -683,7 +683,7 @@ void Session::LookUpToken() {
 void Session::RequestToken() {
   LoginState& login = *login_;
   CredentialRequest request;
-  request.route_index = route_->index;
+  request.route = route_;
   request.key = login.credential_key;
   request.worker = worker_->index();
   if (login.token_purpose == LoginState::TokenPurpose::kConnectivityProxy) {
@@ -732,7 +732,7 @@ void Session::OnUpstreamLoginFailed(std::string_view reason, bool retryable) {
     }
     CredentialRequest invalidate;
     invalidate.kind = CredentialRequest::Kind::kInvalidate;
-    invalidate.route_index = route_->index;
+    invalidate.route = route_;
     invalidate.key = login.credential_key;
     invalidate.worker = worker_->index();
     worker_->services().broker->Request(std::move(invalidate));
