@@ -18,6 +18,10 @@ void ControlThread::SetWorkers(std::vector<core::Worker*> workers) {
   credentials_.SetWorkers(std::move(workers));
 }
 
+void ControlThread::AddTask(std::function<int64_t(int64_t)> task) {
+  tasks_.push_back(std::move(task));
+}
+
 void ControlThread::Start() {
   thread_ = std::thread([this] { Run(); });
 }
@@ -33,7 +37,8 @@ void ControlThread::Run() {
   core::SetLogThreadName("control");
   while (!stop_.load(std::memory_order_acquire)) {
     const int64_t now_ms = core::MonotonicMs();
-    const int64_t next_ms = credentials_.Tick(now_ms);
+    int64_t next_ms = credentials_.Tick(now_ms);
+    for (auto& task : tasks_) next_ms = std::min(next_ms, task(now_ms));
     cache_->Reclaim();
     // Bounded wait: the next timer, at most one second (reclamation and stop checks).
     const int64_t wait_ms = std::clamp<int64_t>(next_ms - now_ms, 0, 1000);

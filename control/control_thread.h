@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -29,6 +30,10 @@ class ControlThread {
   core::CredentialBroker* broker() { return &credentials_; }
   const CredentialCounters& credential_counters() const { return credentials_.counters(); }
   void SetWorkers(std::vector<core::Worker*> workers);
+  // Before Start(): more work for the loop (e.g. the Kubernetes control plane). A task returns
+  // the MonotonicMs() time it wants to run again.
+  void AddTask(std::function<int64_t(int64_t now_ms)> task);
+  HttpClient* http() { return &http_; }
   void Start();
   void Stop();
 
@@ -38,6 +43,7 @@ class ControlThread {
   core::CredentialCache* cache_;
   HttpClient http_;
   CredentialService credentials_;
+  std::vector<std::function<int64_t(int64_t)>> tasks_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <unistd.h>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/marshalling.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
@@ -22,6 +26,8 @@
 #include "absl/time/time.h"
 #include "proto/str_cat.h"
 #include "control/admin_server.h"
+#include "control/cluster_control.h"
+#include "control/kube_client.h"
 #include "control/control_thread.h"
 #include "control/metrics.h"
 #include "control/service_key.h"
@@ -49,6 +55,23 @@ ABSL_FLAG(std::string, upstream_starttls, "destination",
           "server offers it)");
 ABSL_FLAG(std::string, admin_listen, "",
           "ADDRESS:PORT for /healthz, /readyz and /metrics (plain HTTP); empty: off");
+ABSL_FLAG(std::string, kubeconfig, "",
+          "Cluster mode from a kubeconfig file (development); in a pod the service account is "
+          "used when --destinations is not given");
+ABSL_FLAG(std::string, namespace, "mailring", "Cluster mode: mailring's own namespace");
+ABSL_FLAG(std::string, pod_name, "", "Cluster mode: this pod's name (leader election identity)");
+ABSL_FLAG(std::string, port_range, "20000-20999",
+          "Cluster mode: FIRST-LAST, the ports the leader allocates to Destination CRs");
+ABSL_FLAG(std::string, default_instance, "",
+          "Cluster mode: Destination service instance for CRs that name none");
+ABSL_FLAG(std::vector<std::string>, destination_service_key, {},
+          "Cluster mode: NAME=FILE, a Destination service instance's key (repeatable, or "
+          "comma-separated)");
+ABSL_FLAG(std::string, listen_address, "0.0.0.0",
+          "Cluster mode: the address the routes' ports are opened on");
+ABSL_FLAG(std::string, cluster_domain, "cluster.local", "Cluster mode: the cluster DNS domain");
+ABSL_FLAG(bool, allow_loopback_upstreams, false,
+          "Cluster mode: serve destinations whose mail host is a loopback address");
 ABSL_FLAG(std::string, connectivity_proxy, "",
           "HOST[:PORT] of SAP's Connectivity Proxy for OnPremise destinations (port 20004 by "
           "default)");
@@ -102,6 +125,58 @@ absl::StatusOr<mailring::core::SocketAddress> ResolveHostPort(const std::string&
   return mailring::core::SocketAddress::Resolve(host, port);
 }
 
+struct ClusterSetup {
+  mailring::control::KubeConfig kube;
+  std::map<std::string, mailring::control::ServiceKey> instances;
+  mailring::control::ClusterOptions options;
+};
+
+absl::StatusOr<std::unique_ptr<ClusterSetup>> LoadClusterSetup(
+    const std::string& kubeconfig, const mailring::control::RouteOptions& route_options) {
+  auto setup = std::make_unique<ClusterSetup>();
+  absl::StatusOr<mailring::control::KubeConfig> kube =
+      kubeconfig.empty() ? mailring::control::InClusterKubeConfig()
+                         : mailring::control::LoadKubeconfig(kubeconfig);
+  if (!kube.ok()) return kube.status();
+  setup->kube = *std::move(kube);
+  for (const std::string& entry : absl::GetFlag(FLAGS_destination_service_key)) {
+    const size_t equals = entry.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      return absl::InvalidArgumentError(mailring::StrCat(
+          "--destination-service-key: \"", entry, "\" is not NAME=FILE"));
+    }
+    absl::StatusOr<mailring::control::ServiceKey> key =
+        mailring::control::LoadServiceKey(entry.substr(equals + 1));
+    if (!key.ok()) return key.status();
+    setup->instances.emplace(entry.substr(0, equals), *std::move(key));
+  }
+  mailring::control::ClusterOptions& options = setup->options;
+  options.mailring_namespace = absl::GetFlag(FLAGS_namespace);
+  options.pod_name = absl::GetFlag(FLAGS_pod_name);
+  if (options.pod_name.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    options.pod_name = host;
+  }
+  options.default_instance = absl::GetFlag(FLAGS_default_instance);
+  if (options.default_instance.empty() && setup->instances.size() == 1) {
+    options.default_instance = setup->instances.begin()->first;
+  }
+  options.cluster_domain = absl::GetFlag(FLAGS_cluster_domain);
+  options.listen_address = absl::GetFlag(FLAGS_listen_address);
+  const std::string range = absl::GetFlag(FLAGS_port_range);
+  const size_t dash = range.find('-');
+  if (dash == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(range).substr(0, dash), &options.port_min) ||
+      !absl::SimpleAtoi(absl::string_view(range).substr(dash + 1), &options.port_max) ||
+      options.port_min <= 0 || options.port_max > 65535 || options.port_min > options.port_max) {
+    return absl::InvalidArgumentError(
+        mailring::StrCat("--port-range: \"", range, "\" is not FIRST-LAST within 1-65535"));
+  }
+  options.route_options = route_options;
+  return setup;
+}
+
 int CpusAvailable() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
@@ -143,8 +218,13 @@ int main(int argc, char** argv) {
   }
   mailring::core::SetLogLevel(*level);
   const std::string destinations = absl::GetFlag(FLAGS_destinations);
-  if (destinations.empty()) {
-    std::fprintf(stderr, "mailring: --destinations FILE is required (see --help)\n");
+  const std::string kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
+  const bool cluster_mode =
+      destinations.empty() && (!kubeconfig.empty() || std::getenv("KUBERNETES_SERVICE_HOST"));
+  if (destinations.empty() && !cluster_mode) {
+    std::fprintf(stderr,
+                 "mailring: --destinations FILE (standalone) or --kubeconfig FILE / a pod's "
+                 "service account (cluster mode) is required (see --help)\n");
     return kExitConfigError;
   }
   mailring::control::RouteOptions route_options;
@@ -175,8 +255,20 @@ int main(int argc, char** argv) {
     }
     route_options.connectivity_proxy = *address;
   }
-  absl::StatusOr<mailring::core::RouteTable> routes =
-      mailring::control::LoadStandaloneRoutes(destinations, route_options);
+  absl::StatusOr<mailring::core::RouteTable> routes = mailring::core::RouteTable();
+  std::unique_ptr<ClusterSetup> cluster;
+  if (cluster_mode) {
+    route_options.reject_loopback_upstreams = !absl::GetFlag(FLAGS_allow_loopback_upstreams);
+    absl::StatusOr<std::unique_ptr<ClusterSetup>> setup = LoadClusterSetup(kubeconfig, route_options);
+    if (!setup.ok()) {
+      std::fprintf(stderr, "mailring: cluster mode: %s\n",
+                   std::string(setup.status().message()).c_str());
+      return kExitConfigError;
+    }
+    cluster = *std::move(setup);
+  } else {
+    routes = mailring::control::LoadStandaloneRoutes(destinations, route_options);
+  }
   if (!routes.ok()) {
     std::fprintf(stderr, "mailring: invalid configuration: %s\n",
                  std::string(routes.status().message()).c_str());
@@ -228,7 +320,7 @@ int main(int argc, char** argv) {
   mailring::core::CredentialCache credentials(worker_count);
   std::unique_ptr<mailring::control::ControlThread> control;
   mailring::core::WorkerServices services;
-  if (needs_tokens) {
+  if (needs_tokens || cluster != nullptr) {
     mailring::control::CredentialServiceOptions credential_options;
     credential_options.ca_file = absl::GetFlag(FLAGS_ca_file);
     credential_options.connectivity = connectivity_key;
@@ -242,6 +334,15 @@ int main(int argc, char** argv) {
   for (int i = 0; i < worker_count; ++i) {
     workers.push_back(std::make_unique<mailring::core::Worker>(i, table, options, services));
     worker_pointers.push_back(workers.back().get());
+  }
+  std::unique_ptr<mailring::control::ClusterControl> cluster_control;
+  if (cluster != nullptr) {
+    cluster_control = std::make_unique<mailring::control::ClusterControl>(
+        control->http(), std::move(cluster->kube), std::move(cluster->instances),
+        std::move(cluster->options), [worker_pointers](auto table) {
+          for (mailring::core::Worker* worker : worker_pointers) worker->UpdateRoutes(table);
+        });
+    control->AddTask([c = cluster_control.get()](int64_t now) { return c->Tick(now); });
   }
   if (control != nullptr) {
     control->SetWorkers(worker_pointers);
@@ -269,14 +370,21 @@ int main(int argc, char** argv) {
     mailring::control::MetricsSources sources;
     for (const auto& worker : workers) sources.workers.push_back(worker.get());
     if (control != nullptr) sources.credentials = &control->credential_counters();
+    if (cluster_control != nullptr) sources.reconcile_errors = &cluster_control->reconcile_errors();
     const size_t expected_listeners = table->size() * workers.size();
+    const mailring::control::ClusterControl* cluster_state = cluster_control.get();
     mailring::control::AdminServer::Handlers handlers;
     handlers.metrics = [sources] { return mailring::control::RenderMetrics(sources); };
-    handlers.readiness = [sources, expected_listeners]() -> std::string {
+    handlers.readiness = [sources, expected_listeners, cluster_state]() -> std::string {
       size_t listening = 0;
       for (const auto* worker : sources.workers) listening += worker->listening();
-      if (listening < expected_listeners) {
-        return mailring::StrCat(listening, " of ", expected_listeners, " listeners open");
+      size_t expected = expected_listeners;
+      if (cluster_state != nullptr) {
+        if (!cluster_state->ready()) return "routes not built from the cluster yet";
+        expected = cluster_state->routes() * sources.workers.size();
+      }
+      if (listening < expected) {
+        return mailring::StrCat(listening, " of ", expected, " listeners open");
       }
       return {};
     };
@@ -305,6 +413,7 @@ int main(int argc, char** argv) {
   for (auto& worker : workers) worker->RequestDrain();
   for (auto& worker : workers) worker->Join();
   if (control != nullptr) control->Stop();
+  cluster_control.reset();
   if (admin != nullptr) admin->Stop();
   MAILRING_LOG(kInfo, "mailring stopped");
   return 0;

@@ -151,6 +151,40 @@ absl::Status CheckServable(const proto::Destination& destination, const RouteOpt
   return absl::InvalidArgumentError("field \"Authentication\": unknown type");
 }
 
+absl::Status CompleteRoute(proto::Destination destination, const RouteOptions& options,
+                           core::Route* route) {
+  if (absl::Status servable = CheckServable(destination, options); !servable.ok()) {
+    return absl::InvalidArgumentError(
+        mailring::StrCat("destination \"", destination.name, "\": ", servable.message()));
+  }
+  if (destination.proxy_type == proto::ProxyType::kOnPremise) {
+    // The host is a virtual host of the Cloud Connector: only the proxy resolves it.
+    route->upstream = *options.connectivity_proxy;
+    route->via_connectivity_proxy = true;
+  } else {
+    absl::StatusOr<core::SocketAddress> upstream =
+        core::SocketAddress::Resolve(destination.host, destination.port);
+    if (!upstream.ok()) {
+      return absl::InvalidArgumentError(
+          mailring::StrCat("destination \"", destination.name, "\": field \"",
+                           HostField(destination), "\": ", upstream.status().message()));
+    }
+    if (upstream->IsLoopback() && options.reject_loopback_upstreams) {
+      return absl::InvalidArgumentError(mailring::StrCat(
+          "destination \"", destination.name, "\": field \"", HostField(destination),
+          "\": LoopbackUrlNotSupported: ", destination.host,
+          " is a loopback address (--allow-loopback-upstreams permits it)"));
+    }
+    route->upstream = *upstream;
+  }
+  route->tls = TlsModeOf(destination, options);
+  route->tls_verify = !TrustsAnyCertificate(destination);
+  route->log_label = mailring::StrCat("route=", route->listen.ToString(), " dest=", destination.name,
+                                      route->tenant.empty() ? "" : " tenant=", route->tenant);
+  route->destination = std::move(destination);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_text,
                                                        const RouteOptions& options) {
   simdjson::dom::parser parser;
@@ -208,31 +242,8 @@ absl::StatusOr<core::RouteTable> ParseStandaloneRoutes(std::string_view json_tex
       return RouteError(index, listen,
                         mailring::StrCat("destination: ", destination.status().message()));
     }
-    if (absl::Status servable = CheckServable(*destination, options); !servable.ok()) {
-      return RouteError(index, listen,
-                        mailring::StrCat("destination \"", destination->name, "\": ",
-                                     servable.message()));
-    }
-    if (destination->proxy_type == proto::ProxyType::kOnPremise) {
-      // The host is a virtual host of the Cloud Connector: only the proxy resolves it.
-      route->upstream = *options.connectivity_proxy;
-      route->via_connectivity_proxy = true;
-    } else {
-      absl::StatusOr<core::SocketAddress> upstream =
-          core::SocketAddress::Resolve(destination->host, destination->port);
-      if (!upstream.ok()) {
-        return RouteError(index, listen,
-                          mailring::StrCat("destination \"", destination->name, "\": field \"",
-                                           HostField(*destination), "\": ",
-                                           upstream.status().message()));
-      }
-      route->upstream = *upstream;
-    }
-    route->tls = TlsModeOf(*destination, options);
-    route->tls_verify = !TrustsAnyCertificate(*destination);
-    route->log_label = mailring::StrCat("route=", listen_key, " dest=", destination->name,
-                                    route->tenant.empty() ? "" : " tenant=", route->tenant);
-    route->destination = *std::move(destination);
+    absl::Status built = CompleteRoute(*std::move(destination), options, route.get());
+    if (!built.ok()) return RouteError(index, listen, mailring::StrCat(built.message()));
     table.push_back(std::move(route));
     ++index;
   }

@@ -26,7 +26,16 @@ struct RouteOptions {
   bool has_connectivity_key = false;
   // --upstream-starttls=opportunistic: STARTTLS whenever the server offers it.
   bool starttls_opportunistic = false;
+  // Cluster mode: destinations whose mail host is a loopback address are refused (SAP's
+  // LoopbackUrlNotSupported) unless --allow-loopback-upstreams.
+  bool reject_loopback_upstreams = false;
 };
+
+// Fills `route` (whose listen address and tenant are set) from `destination`: checks that it
+// can be served, resolves the upstream (blocking), derives TLS settings. The error names the
+// destination and the field.
+absl::Status CompleteRoute(proto::Destination destination, const RouteOptions& options,
+                           core::Route* route);
 
 // Whether mailring can serve `destination` with `options`; the error names the field.
 absl::Status CheckServable(const proto::Destination& destination,
