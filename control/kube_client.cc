@@ -152,7 +152,17 @@ class YamlParser {
   absl::StatusOr<YamlNode> ValueAfter(const Line& line, std::string_view rest, int indent) {
     ++at_;
     if (!rest.empty()) return Scalar(line, rest);
-    if (at_ < lines_.size() && lines_[at_].indent > indent) return Block(lines_[at_].indent);
+    if (at_ < lines_.size() && lines_[at_].indent > indent) {
+      // An empty flow collection on its own line ("user:\n    {}") is an empty value.
+      const std::string_view next = lines_[at_].text;
+      if (next == "{}" || next == "[]") {
+        ++at_;
+        YamlNode empty;
+        empty.kind = next == "{}" ? YamlNode::Kind::kMap : YamlNode::Kind::kSequence;
+        return empty;
+      }
+      return Block(lines_[at_].indent);
+    }
     if (at_ < lines_.size() && lines_[at_].indent == indent && IsItem(lines_[at_]) &&
         !IsItem(line)) {
       return Sequence(indent);  // kubectl's style: "key:" then "- item" at the same column
