@@ -1003,6 +1003,33 @@ users:
   EXPECT_EQ(config->token_file, dir.File("token"));
 }
 
+TEST(KubeconfigTest, EmptyUserAsAFlowMapOnItsOwnLine) {
+  // As tests/fakes/kube_apiserver writes it for a server without a token.
+  ScratchDir dir;
+  dir.Write("config", R"(apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster:
+    server: http://127.0.0.1:38467
+users:
+- name: fake
+  user:
+    {}
+contexts:
+- name: fake
+  context:
+    cluster: fake
+    user: fake
+    namespace: default
+current-context: fake
+)");
+  absl::StatusOr<KubeConfig> config = LoadKubeconfig(dir.File("config"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server, "http://127.0.0.1:38467");
+  EXPECT_TRUE(config->token.empty());
+}
+
 TEST(KubeconfigTest, ErrorsNameTheMissingField) {
   ScratchDir dir;
   const std::string file = dir.File("config");
