@@ -193,11 +193,13 @@ void Worker::ApplyRoutes() {
     listener->route = it->second;
     wanted.erase(it);
   }
+  bool failed = false;
   for (auto& [address, route] : wanted) {
     absl::StatusOr<int> fd = OpenListener(*route, options_);
     if (!fd.ok()) {
       ++listen_failures_;
-      MAILRING_LOG(kError, fd.status().message());
+      failed = true;
+      MAILRING_LOG(kError, fd.status().message(), "; trying again in 2s");
       continue;
     }
     auto listener = std::make_unique<Listener>();
@@ -211,6 +213,9 @@ void Worker::ApplyRoutes() {
     return listener->retired && !listener->accepting;  // no completion can refer to it
   });
   routes_ = std::move(next);
+  // A port may be busy for a while (e.g. taken as an ephemeral port by an outgoing connection):
+  // the same table is applied again later, which opens only what is still missing.
+  listen_retry_at_ms_ = failed ? now_ms_ + 2000 : 0;
   listening_.store(listeners_.size() - std::count_if(listeners_.begin(), listeners_.end(),
                                                      [](const auto& l) { return l->retired; }),
                    std::memory_order_relaxed);
@@ -459,6 +464,14 @@ void Worker::Loop() {
     DestroyScheduled();
     // No session holds a pointer into the credential cache across iterations.
     if (services_.credentials != nullptr) services_.credentials->Quiescent(index_);
+    if (listen_retry_at_ms_ != 0 && now_ms_ >= listen_retry_at_ms_ && !draining_) {
+      listen_retry_at_ms_ = 0;
+      {
+        absl::MutexLock lock(&routes_mutex_);
+        if (pending_routes_ == nullptr) pending_routes_ = routes_;
+      }
+      ApplyRoutes();
+    }
     if (accept_retry_at_ms_ != 0 && now_ms_ >= accept_retry_at_ms_) {
       accept_retry_at_ms_ = 0;
       for (const auto& listener : listeners_) {

@@ -167,6 +167,7 @@ class Worker {
   uint64_t next_session_id_ = 1;
   bool draining_ = false;
   int64_t accept_retry_at_ms_ = 0;
+  int64_t listen_retry_at_ms_ = 0;  // a route's listener could not be opened: try again then
   int64_t drain_deadline_ms_ = 0;
   bool drain_bye_sent_ = false;
   WorkerCounters counters_;

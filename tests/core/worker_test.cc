@@ -259,6 +259,43 @@ TEST_F(WorkerTest, RoutesChangeWithoutDisturbingOpenSessions) {
   ::close(old_session);
 }
 
+TEST_F(WorkerTest, ListenerOnABusyPortIsOpenedOnceThePortIsFree) {
+  ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
+  StartWorker(upstream.port());
+  // Somebody else holds the new route's port (no SO_REUSEPORT: the worker cannot share it).
+  const uint16_t busy_port = FreePort();
+  const int squatter = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(busy_port);
+  ASSERT_EQ(::bind(squatter, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::listen(squatter, 1), 0);
+  auto route = std::make_shared<Route>();
+  route->listen = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(busy_port));
+  route->upstream = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(upstream.port()));
+  route->destination.name = "late";
+  route->destination.user = "carol";
+  route->destination.password = proto::Secret("secret");
+  route->log_label = "route=late dest=late";
+  auto table = std::make_shared<RouteTable>();
+  table->push_back(route);
+  worker_->UpdateRoutes(table);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_GE(worker_->listen_failures(), 1u);
+  ::close(squatter);
+  listen_port_ = busy_port;
+  std::string greeting;
+  for (int i = 0; i < 50 && greeting.rfind("* PREAUTH", 0) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const int client = Connect();
+    if (client < 0) continue;
+    greeting = ReadLine(client, 2000);
+    ::close(client);
+  }
+  EXPECT_EQ(greeting.rfind("* PREAUTH", 0), 0u) << "the worker retried the listener";
+}
+
 TEST_F(WorkerTest, RequiredStartTlsNotOfferedGivesByeAndSendsNoCredentials) {
   std::string seen;
   ScriptedUpstream upstream([&](int fd) {
