@@ -367,17 +367,38 @@ void ClusterControl::EnsureServices(std::shared_ptr<Pass> pass, const std::strin
                    "ServiceCreationFailed");
         return;
       }
-      // It exists: ours (fine), or somebody else's (reported, never overwritten).
-      if (ParseManagedService(got->body).ok()) {
-        TenantDone(pass, TenantStatus{tenant, client_name, "Available", ""}, "");
-      } else {
+      // It exists: ours (kept in line with the CR), or somebody else's (reported, never
+      // overwritten).
+      absl::StatusOr<ManagedService> existing = ParseManagedService(got->body);
+      if (!existing.ok()) {
         TenantDone(pass,
                    TenantStatus{tenant, client_name, "Error",
                                 mailring::StrCat("a Service named ", client_name, " exists in ",
                                                  spec.cr_namespace,
                                                  " and is not managed by mailring")},
                    "ServiceCreationFailed");
+        return;
       }
+      if (existing->port == spec.port) {
+        TenantDone(pass, TenantStatus{tenant, client_name, "Available", ""}, "");
+        return;
+      }
+      kube_.MergePatch(mailring::StrCat("/api/v1/namespaces/", spec.cr_namespace, "/services/",
+                                        client_name),
+                       mailring::StrCat(R"({"spec":{"ports":[{"name":"imap","protocol":"TCP","port":)",
+                                        spec.port, "}]}}"),
+                       [this, pass, tenant, client_name](absl::StatusOr<KubeResponse> patched) {
+                         if (IsSuccess(patched)) {
+                           TenantDone(pass, TenantStatus{tenant, client_name, "Available", ""},
+                                      "");
+                         } else {
+                           TenantDone(pass,
+                                      TenantStatus{tenant, client_name, "Error",
+                                                   mailring::StrCat("updating the Service: ",
+                                                                    Describe(patched))},
+                                      "ServiceCreationFailed");
+                         }
+                       });
     });
   };
   if (exists && managed_[spec.name].port == spec.port) {
@@ -388,10 +409,22 @@ void ClusterControl::EnsureServices(std::shared_ptr<Pass> pass, const std::strin
       mailring::StrCat("/api/v1/namespaces/", options_.mailring_namespace, "/services");
   if (exists) {
     // The CR's port changed: replace the managed Service, keeping its targetPort.
-    kube_.MergePatch(mailring::StrCat(managed_path, "/", spec.name),
-                     mailring::StrCat(R"({"spec":{"ports":[{"name":"imap","protocol":"TCP","port":)",
-                                      spec.port, R"(,"targetPort":)", spec.target_port, "}]}}"),
-                     [ensure_client](absl::StatusOr<KubeResponse>) { ensure_client(); });
+    kube_.MergePatch(
+        mailring::StrCat(managed_path, "/", spec.name),
+        mailring::StrCat(R"({"spec":{"ports":[{"name":"imap","protocol":"TCP","port":)", spec.port,
+                         R"(,"targetPort":)", spec.target_port, "}]}}"),
+        [this, pass, tenant, client_name, ensure_client](absl::StatusOr<KubeResponse> patched) {
+          if (IsSuccess(patched)) {
+            ensure_client();
+            return;
+          }
+          // Reported (status False) and retried after the usual delay.
+          TenantDone(pass,
+                     TenantStatus{tenant, client_name, "Error",
+                                  mailring::StrCat("updating the managed Service: ",
+                                                   Describe(patched))},
+                     "ServiceCreationFailed");
+        });
     return;
   }
   kube_.Create(managed_path, ManagedServiceJson(spec),

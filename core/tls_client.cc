@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include <algorithm>
@@ -20,6 +21,8 @@
 #include "proto/str_cat.h"
 
 namespace mailring::core {
+
+void ReleaseThreadTlsCaches() { wc_ecc_fp_free(); }
 namespace {
 
 // Debian's bundle; used when wolfSSL's own search of the system store finds nothing.

@@ -46,6 +46,10 @@ class TlsContext {
   WOLFSSL_CTX* ctx_;
 };
 
+// Frees the calling thread's wolfSSL caches (the ECC fixed-point cache is thread-local): call
+// it when a thread that ran TLS handshakes ends, or the memory is lost with the thread.
+void ReleaseThreadTlsCaches();
+
 class TlsClient {
  public:
   enum class Result { kDone, kWantInput, kClosed, kError };

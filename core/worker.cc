@@ -252,6 +252,7 @@ void Worker::Run(std::promise<absl::Status>* ready) {
   Loop();
   if (services_.credentials != nullptr) services_.credentials->SetOnline(index_, false);
   // All sessions are gone; release what the ring still references, then the ring.
+  if (tls_context_ != nullptr) ReleaseThreadTlsCaches();
   timers_.reset();
   io_uring_queue_exit(&ring_);
   ring_ready_ = false;
