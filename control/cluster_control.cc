@@ -203,6 +203,8 @@ void ClusterControl::BuildRoutes() {
         absl::StatusOr<core::SocketAddress> listen = core::SocketAddress::ParseNumeric(
             mailring::StrCat(options_.listen_address, ":", service.target_port));
         route->tenant = service.tenant;
+        route->destination_service_instance =
+            service.instance.empty() ? options_.default_instance : service.instance;
         if (listen.ok()) {
           route->listen = *listen;
           absl::Status built =

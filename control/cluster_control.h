@@ -60,6 +60,7 @@ class ClusterControl {
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   const std::atomic<uint64_t>& reconcile_errors() const { return reconcile_errors_; }
   size_t routes() const { return route_count_.load(std::memory_order_relaxed); }
+  DestinationServiceClient* destination_service() { return &destinations_; }
 
  private:
   struct Pass;

@@ -34,6 +34,7 @@ class ControlThread {
   // the MonotonicMs() time it wants to run again.
   void AddTask(std::function<int64_t(int64_t now_ms)> task);
   HttpClient* http() { return &http_; }
+  CredentialService* credential_service() { return &credentials_; }
   void Start();
   void Stop();
 

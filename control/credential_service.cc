@@ -192,6 +192,13 @@ void CredentialService::StartFetch(Grant& grant, int64_t now_ms) {
   const core::Route& route = *grant.route;
   const proto::Destination& destination = route.destination;
   const bool connectivity = grant.kind == CredentialRequest::Kind::kConnectivity;
+  if (!connectivity && !route.destination_service_instance.empty() &&
+      destination_service_ != nullptr) {
+    // Cluster mode: the Destination service runs the destination's OAuth flow (with the
+    // client's X-refresh-token / X-code) and returns the token in authTokens.
+    FetchThroughDestinationService(grant);
+    return;
+  }
   if (connectivity && !options_.connectivity.has_value()) {
     core::Credential failed;
     failed.failure = "no Connectivity service key configured (--connectivity-service-key)";
@@ -275,15 +282,60 @@ void CredentialService::StartFetch(Grant& grant, int64_t now_ms) {
 }
 
 void CredentialService::OnFetched(const std::string& key, absl::StatusOr<HttpResponse> response) {
+  OnToken(key, response.ok() ? proto::ParseTokenResponse(static_cast<int>(response->status),
+                                                         response->body)
+                             : absl::StatusOr<proto::TokenResponse>(response.status()));
+}
+
+void CredentialService::FetchThroughDestinationService(Grant& grant) {
+  const core::Route& route = *grant.route;
+  DestinationLookup lookup;
+  lookup.instance = route.destination_service_instance;
+  lookup.name = route.destination.name;
+  lookup.tenant = route.tenant;
+  if (grant.kind == CredentialRequest::Kind::kRefreshToken) {
+    lookup.refresh_token = grant.client_secret_grant;
+  } else if (grant.kind == CredentialRequest::Kind::kAuthorizationCode) {
+    lookup.code = grant.client_secret_grant;
+    lookup.redirect_uri = std::string(route.destination.Property("redirectUri"));
+  }
+  grant.in_flight = true;
+  if (!IsRefreshed(grant.kind)) counters_.exchanges.fetch_add(1, std::memory_order_relaxed);
+  MAILRING_LOG(kDebug, Describe(route, grant.kind),
+               ": asking the Destination service for an access token");
+  destination_service_->Find(
+      std::move(lookup), [this, key = grant.key](absl::StatusOr<FoundDestination> found) {
+        if (!found.ok()) {
+          OnToken(key, found.status());
+          return;
+        }
+        // The Destination service did the OAuth flow: its authTokens[] carry the result.
+        for (const DestinationAuthToken& token : found->auth_tokens) {
+          if (!token.error.empty()) {
+            OnToken(key, absl::UnauthenticatedError(
+                             mailring::StrCat("Destination service: ", token.error)));
+            return;
+          }
+          if (token.value.empty()) continue;
+          proto::TokenResponse response;
+          response.access_token = token.value;
+          response.expires_in_seconds = token.expires_in_seconds;
+          response.token_type = token.type;
+          OnToken(key, std::move(response));
+          return;
+        }
+        OnToken(key, absl::UnavailableError("Destination service returned no authTokens"));
+      });
+}
+
+void CredentialService::OnToken(const std::string& key,
+                                absl::StatusOr<proto::TokenResponse> token) {
   auto it = grants_.find(key);
   if (it == grants_.end()) return;
   Grant& grant = *it->second;
   grant.in_flight = false;
   const int64_t now_ms = core::MonotonicMs();
   const core::Route& route = *grant.route;
-  absl::StatusOr<proto::TokenResponse> token =
-      response.ok() ? proto::ParseTokenResponse(static_cast<int>(response->status), response->body)
-                    : absl::StatusOr<proto::TokenResponse>(response.status());
   if (token.ok()) {
     const int64_t lifetime_ms =
         token->expires_in_seconds > 0

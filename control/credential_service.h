@@ -33,11 +33,13 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "control/destination_service.h"
 #include "control/http_client.h"
 #include "control/service_key.h"
 #include "core/credential_broker.h"
 #include "core/credential_cache.h"
 #include "core/route.h"
+#include "proto/oauth_token.h"
 
 namespace mailring::core {
 class Worker;
@@ -81,6 +83,9 @@ class CredentialService : public core::CredentialBroker {
 
   // Before the control loop starts: the workers to wake when their answers are published.
   void SetWorkers(std::vector<core::Worker*> workers);
+  // Cluster mode: routes from the Destination service (Route::destination_service_instance)
+  // get their tokens through it (authTokens), as SAP's transparent proxy does.
+  void SetDestinationService(DestinationServiceClient* client) { destination_service_ = client; }
 
   // core::CredentialBroker; thread-safe.
   void Request(core::CredentialRequest request) override;
@@ -96,6 +101,8 @@ class CredentialService : public core::CredentialBroker {
   struct Grant;
   void StartFetch(Grant& grant, int64_t now_ms);
   void OnFetched(const std::string& key, absl::StatusOr<HttpResponse> response);
+  void FetchThroughDestinationService(Grant& grant);
+  void OnToken(const std::string& key, absl::StatusOr<proto::TokenResponse> token);
   void Publish(Grant& grant, core::Credential credential);
   void Handle(core::CredentialRequest request, int64_t now_ms);
   void Sweep(int64_t now_ms);
@@ -104,6 +111,7 @@ class CredentialService : public core::CredentialBroker {
   const std::shared_ptr<const core::RouteTable> routes_;
   core::CredentialCache* const cache_;
   HttpClient* const http_;
+  DestinationServiceClient* destination_service_ = nullptr;
   const CredentialServiceOptions options_;
   std::vector<core::Worker*> workers_;
 

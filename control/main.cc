@@ -343,6 +343,7 @@ int main(int argc, char** argv) {
           for (mailring::core::Worker* worker : worker_pointers) worker->UpdateRoutes(table);
         });
     control->AddTask([c = cluster_control.get()](int64_t now) { return c->Tick(now); });
+    control->credential_service()->SetDestinationService(cluster_control->destination_service());
   }
   if (control != nullptr) {
     control->SetWorkers(worker_pointers);

@@ -28,6 +28,9 @@ struct Route {
   std::string tenant;      // empty for single-tenant routes
   proto::Destination destination;
   std::string log_label;   // "route=127.0.0.1:1143 dest=example-dest-imap", for log lines
+  // Cluster mode: the Destination service instance the destination came from; its OAuth
+  // tokens are then obtained through that service. Empty in standalone mode.
+  std::string destination_service_instance;
 };
 
 using RouteTable = std::vector<std::shared_ptr<const Route>>;
