@@ -6,44 +6,15 @@
 #include <cstdio>
 
 #include "absl/strings/escaping.h"
+#include "proto/json_quote.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
 
 namespace mailring::control {
 namespace {
 
-std::string JsonQuote(std::string_view value) {
-  std::string out = "\"";
-  for (const char c : value) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
+using proto::JsonQuote;
+
 
 std::string_view StringOr(simdjson::dom::element element, std::string_view path,
                           std::string_view fallback = {}) {

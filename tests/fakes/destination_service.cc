@@ -1,5 +1,7 @@
 #include "tests/fakes/destination_service.h"
 
+#include "proto/json_quote.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -25,6 +27,8 @@
 namespace mailring::fakes {
 namespace {
 
+using proto::JsonQuote;
+
 constexpr size_t kMaxRequestBytes = 64 * 1024;
 constexpr int kPollMs = 100;
 constexpr char kFindPrefix[] = "/destination-configuration/v1/destinations/";
@@ -35,20 +39,6 @@ int64_t NowUnixMs() {
       .count();
 }
 
-std::string JsonQuote(absl::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      out += absl::StrCat("\\u00", absl::Hex(c, absl::kZeroPad2));
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
 
 std::string ReasonPhrase(int status) {
   switch (status) {
@@ -613,7 +603,7 @@ std::string FakeDestinationService::AuthTokenJson(const std::string& destination
   } else {
     return "";
   }
-  auto error_entry = [](absl::string_view error) {
+  auto error_entry = [](const std::string& error) {
     return absl::StrCat(R"({"type":"","value":"","error":)", JsonQuote(error),
                         R"(,"expires_in":"0"})");
   };

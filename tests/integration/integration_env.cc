@@ -22,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "proto/json_quote.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 
@@ -29,6 +30,8 @@ extern char** environ;
 
 namespace mailring::integration {
 namespace {
+
+using proto::JsonQuote;
 
 std::string EnvOr(const char* name, const std::string& fallback) {
   const char* value = std::getenv(name);
@@ -64,35 +67,6 @@ std::string ShellQuote(const std::string& arg) {
   return quoted + "'";
 }
 
-std::string JsonQuote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
 
 // Spawns `argv` with stdin from /dev/null and stdout+stderr appended to `log_path`.
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
