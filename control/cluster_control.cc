@@ -164,7 +164,7 @@ void ClusterControl::BuildRoutes() {
   const uint64_t generation = ++route_generation_;
   struct Build {
     size_t pending = 0;
-    core::RouteTable table;
+    std::vector<std::shared_ptr<core::Route>> routes;  // still being filled in
   };
   auto build = std::make_shared<Build>();
   std::vector<ManagedService> services;
@@ -173,13 +173,15 @@ void ClusterControl::BuildRoutes() {
   auto finish = [this, build, generation] {
     if (generation != route_generation_) return;
     building_routes_ = false;
-    std::sort(build->table.begin(), build->table.end(),
+    std::sort(build->routes.begin(), build->routes.end(),
               [](const auto& a, const auto& b) { return a->listen.port() < b->listen.port(); });
-    for (size_t i = 0; i < build->table.size(); ++i) {
-      const_cast<core::Route&>(*build->table[i]).index = i;
+    core::RouteTable table;
+    for (auto& route : build->routes) {
+      route->index = table.size();
+      table.push_back(std::move(route));
     }
-    route_count_.store(build->table.size(), std::memory_order_relaxed);
-    publish_(std::make_shared<const core::RouteTable>(std::move(build->table)));
+    route_count_.store(table.size(), std::memory_order_relaxed);
+    publish_(std::make_shared<const core::RouteTable>(std::move(table)));
     ready_.store(true, std::memory_order_release);
   };
   if (services.empty()) {
@@ -212,7 +214,7 @@ void ClusterControl::BuildRoutes() {
           if (built.ok()) {
             route->log_label = mailring::StrCat(route->log_label, " cr=", service.cr_namespace,
                                                 "/", service.cr_name);
-            build->table.push_back(std::move(route));
+            build->routes.push_back(std::move(route));
           } else {
             MAILRING_LOG(kWarning, "route for ", service.cr_namespace, "/", service.cr_name,
                          " not served: ", built.message());
