@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "proto/printable_text.h"
 #include "proto/str_cat.h"
 
 namespace mailring::core {
@@ -42,7 +43,9 @@ ClientAuth::Step ClientAuth::Fail(std::string_view tag, std::string_view reason)
 
 ClientAuth::Step ClientAuth::Reject(std::string_view tag, std::string_view reason) {
   ++failures_;
-  std::string reply = mailring::StrCat(tag, " NO [AUTHENTICATIONFAILED] ", reason, "\r\n");
+  // The reason may quote a token service: printable ASCII only, so it cannot end the line.
+  std::string reply = mailring::StrCat(tag, " NO [AUTHENTICATIONFAILED] ",
+                                       proto::PrintableText(reason), "\r\n");
   if (failures_ >= kMaxFailures) {
     mailring::StrAppend(&reply, "* BYE too many failed authentication attempts\r\n");
     return Step{Outcome::kReplyAndClose, std::move(reply), {}, {}};

@@ -22,6 +22,7 @@
 #include "core/upstream_login.h"
 #include "core/worker.h"
 #include "proto/imap_line_assembler.h"
+#include "proto/printable_text.h"
 #include "proto/socks5.h"
 
 namespace mailring::core {
@@ -1042,7 +1043,9 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
   if (!client_reason.empty()) {
     // Mid-relay (shutdown) the client may be inside a server response; a BYE then is still the
     // most useful thing it can read before the connection closes.
-    SendNow(client_fd_, mailring::StrCat("* BYE [UNAVAILABLE] ", client_reason, "\r\n"));
+    // Reasons may quote a peer (server, token or Destination service): never a line break.
+    SendNow(client_fd_, mailring::StrCat("* BYE [UNAVAILABLE] ",
+                                         proto::PrintableText(client_reason), "\r\n"));
   }
   // Requests hold references to the files: cancel them; the fds are closed in the destructor,
   // once the last completion has arrived (close(2) then sends the FINs). Every request we

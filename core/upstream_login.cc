@@ -4,6 +4,7 @@
 
 #include "proto/imap_login.h"
 #include "proto/imap_response.h"
+#include "proto/printable_text.h"
 #include "proto/sasl.h"
 #include "proto/str_cat.h"
 
@@ -15,21 +16,11 @@ constexpr std::string_view kCapabilityBeforeLoginTag = "M1";
 constexpr std::string_view kLoginTag = "M2";
 constexpr std::string_view kCapabilityAfterLoginTag = "M3";
 
-// Text quoted in a reason: printable ASCII only and bounded, so that a hostile server cannot
-// inject lines into the client's stream or flood the log.
-std::string Printable(std::string_view text, size_t limit = 200) {
-  std::string out(text.substr(0, limit));
-  for (char& c : out) {
-    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
-  }
-  return out;
-}
-
 std::string Quote(const proto::ImapResponse& response) {
   std::string out;
   if (!response.code.empty()) mailring::StrAppend(&out, "[", response.code, "] ");
   out.append(response.text);
-  return Printable(out);
+  return proto::PrintableText(out, 200);
 }
 
 }  // namespace
@@ -230,7 +221,8 @@ UpstreamLogin::Step UpstreamLogin::OnLine(std::string_view line) {
         // The error challenge (RFC 7628 3.2.3, Google's XOAUTH2): a base64 JSON status. The
         // exchange must be finished with an empty response; the tagged NO follows.
         absl::StatusOr<std::string> decoded = proto::Base64DecodeStrict(response.text);
-        bearer_error_ = decoded.ok() ? Printable(*decoded, 160) : "unreadable error challenge";
+        bearer_error_ =
+            decoded.ok() ? proto::PrintableText(*decoded, 160) : "unreadable error challenge";
         return Step{Outcome::kSend, "\r\n", {}};
       }
       if (response.kind != Kind::kTagged) return Step{};

@@ -91,6 +91,12 @@ TEST(ClientAuthTest, EmptyLineAndBadTagGetUntaggedBad) {
   EXPECT_EQ(auth.OnLine("a{b NOOP").reply, "* BAD invalid tag\r\n");
 }
 
+TEST(ClientAuthTest, RejectionReasonCannotInjectAResponseLine) {
+  ClientAuth auth("refresh token");
+  ClientAuth::Step step = auth.Reject("1", "token service: bad\r\n* OK [CAPABILITY x] forged");
+  EXPECT_EQ(step.reply.find("\r\n"), step.reply.size() - 2) << step.reply;
+}
+
 TEST(ClientAuthTest, ThirdFailureDisconnects) {
   ClientAuth auth("refresh token");
   EXPECT_EQ(auth.Reject("1", "invalid_grant").outcome, Outcome::kReply);
