@@ -21,6 +21,8 @@ enum class Op : uint8_t {
   kClientWritable = 8,     // relay: POLLOUT on the client (upstream → client leg)
   kClientRecv = 11,         // pre-relay recv from the client with a provided buffer
   kClientPreRelayReadable = 12,  // pre-relay poll fallback when the buffer ring is empty
+  kClientRelayRecv = 13,   // relay: multishot recv on the client (client → upstream leg)
+  kUpstreamRelayRecv = 14, // relay: multishot recv on the upstream (upstream → client leg)
   // Worker operations.
   kAccept = 9,             // owner: Listener
   kWake = 10,              // owner: Worker (eventfd read)

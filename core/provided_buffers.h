@@ -1,14 +1,15 @@
 // ProvidedBuffers: a worker's ring of provided buffers (IORING_REGISTER_PBUF_RING) for recv
-// with IOSQE_BUFFER_SELECT, used by the pre-relay phase.
+// with IOSQE_BUFFER_SELECT: the pre-relay phase's reads and the relay's copy path (multishot
+// recv, core/relay_leg.h).
 //
-// Why: a session waiting for an upstream greeting holds no buffer of its own; the kernel picks
-// a buffer only when bytes arrive, and the session copies the (short) response out and
-// recycles the buffer at once. So thousands of sessions logging in share a few buffers.
+// Why: a session waiting for an upstream greeting, or an idle relayed session, holds no buffer
+// of its own; the kernel picks a buffer only when bytes arrive, and the session copies or sends
+// the bytes on and recycles the buffer at once. So thousands of sessions share a few buffers.
 //
 // Contract: single-threaded, owned by one worker and its ring. A buffer id handed out by a
-// completion belongs to the caller until Recycle(id). The ring never deadlocks the pre-relay
-// phase: every buffer is recycled within the completion that received it, and a recv that
-// finds the ring empty (-ENOBUFS) falls back to poll + recv(2) (see core/session.cc).
+// completion belongs to the caller until Recycle(id). The ring never deadlocks: every buffer is
+// recycled within the completion that received it, and a recv that finds the ring empty
+// (-ENOBUFS) falls back to poll + recv(2) before the relay, to splice during it.
 #pragma once
 
 #include <liburing.h>

@@ -6,10 +6,106 @@
 #include <cerrno>
 
 namespace mailring::core {
+namespace {
+
+// Sends as much of `bytes` as the destination takes now. Returns the bytes sent, or -errno on
+// a failure other than a full socket buffer.
+ssize_t SendSome(int fd, std::string_view bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n =
+        ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    return n < 0 ? -errno : -EPIPE;
+  }
+  return static_cast<ssize_t>(off);
+}
+
+}  // namespace
+
+void RelayLeg::OnRecv(int result, std::string_view bytes, bool filled_buffer, bool more) {
+  if (!more) {
+    recv_armed_ = false;
+    cancel_sent_ = false;
+  }
+  if (result > 0) {
+    if (error_ != 0) return;
+    if (backlog_ != nullptr) {
+      Queue(bytes);  // behind what is already waiting: order is kept
+      return;
+    }
+    const ssize_t sent = SendSome(to_fd_, bytes);
+    if (sent < 0) {
+      error_ = static_cast<int>(-sent);
+      wants_recv_ = false;
+      return;
+    }
+    bytes_relayed_ += static_cast<uint64_t>(sent);
+    if (static_cast<size_t>(sent) < bytes.size()) {
+      Queue(bytes.substr(static_cast<size_t>(sent)));  // the destination is full: stop reading
+    } else if (filled_buffer) {
+      wants_recv_ = false;  // a burst: more is waiting, splice it
+    }
+    return;
+  }
+  if (result == 0) {
+    source_eof_ = true;
+    wants_recv_ = false;
+    return;
+  }
+  switch (-result) {
+    case ECANCELED:  // we stopped it
+      return;
+    case ENOBUFS:  // the worker's buffer ring ran dry: splice until the next short read
+      wants_recv_ = false;
+      return;
+    default:
+      error_ = -result;
+      wants_recv_ = false;
+      return;
+  }
+}
+
+void RelayLeg::Queue(std::string_view bytes) {
+  if (backlog_ == nullptr) backlog_ = std::make_unique<Backlog>();
+  backlog_->bytes.append(bytes);
+  wants_recv_ = false;
+}
+
+RelayLeg::Wait RelayLeg::Finish() {
+  ::shutdown(to_fd_, SHUT_WR);
+  finished_ = true;
+  return Wait::kFinished;
+}
 
 RelayLeg::Wait RelayLeg::Pump(PipePool& pool, size_t budget_bytes) {
   if (finished_) return Wait::kFinished;
   if (error_ != 0) return Wait::kFailed;
+  if (backlog_ != nullptr) {
+    const std::string_view rest = std::string_view(backlog_->bytes).substr(backlog_->sent);
+    const ssize_t sent = SendSome(to_fd_, rest);
+    if (sent < 0) {
+      error_ = static_cast<int>(-sent);
+      return Wait::kFailed;
+    }
+    bytes_relayed_ += static_cast<uint64_t>(sent);
+    backlog_->sent += static_cast<size_t>(sent);
+    if (static_cast<size_t>(sent) < rest.size()) return Wait::kWritable;
+    backlog_.reset();
+  }
+  // A recv still armed owns the source until its last completion: no splice may read it.
+  if (recv_armed_) return wants_recv_ ? Wait::kReceiving : Wait::kRecvEnding;
+  if (source_eof_) return Finish();
+  if (wants_recv_) return Wait::kReceiving;
+  return Splice(pool, budget_bytes);
+}
+
+RelayLeg::Wait RelayLeg::Splice(PipePool& pool, size_t budget_bytes) {
   size_t moved = 0;
   const size_t chunk = pool.capacity_bytes();
   // A read that returned less than asked for drained the socket (as far as we can tell); once
@@ -17,6 +113,7 @@ RelayLeg::Wait RelayLeg::Pump(PipePool& pool, size_t budget_bytes) {
   // The one-shot poll checks readiness when it is armed, so nothing that arrived meanwhile is
   // missed.
   bool drained_source = false;
+  size_t last_read = 0;
   while (true) {
     // 1. Drain the pipe into the destination.
     while (bytes_in_pipe_ > 0) {
@@ -34,28 +131,19 @@ RelayLeg::Wait RelayLeg::Pump(PipePool& pool, size_t budget_bytes) {
       return Wait::kFailed;
     }
     // 2. The pipe is empty: it goes back to the pool unless we read again right away.
-    if (source_eof_) {
+    if (source_eof_ || drained_source || moved >= budget_bytes) {
       if (pipe_ != nullptr) {
         pool.Release(pipe_, false);
         pipe_ = nullptr;
       }
-      ::shutdown(to_fd_, SHUT_WR);
-      finished_ = true;
-      return Wait::kFinished;
-    }
-    if (drained_source) {
-      if (pipe_ != nullptr) {
-        pool.Release(pipe_, false);
-        pipe_ = nullptr;
+      if (source_eof_) return Finish();
+      if (moved >= budget_bytes && !drained_source) return Wait::kYield;
+      // The burst is over: small traffic goes back to the copy path.
+      if (last_read < copy_below_bytes_) {
+        wants_recv_ = true;
+        return Wait::kReceiving;
       }
       return Wait::kReadable;
-    }
-    if (moved >= budget_bytes) {
-      if (pipe_ != nullptr) {
-        pool.Release(pipe_, false);
-        pipe_ = nullptr;
-      }
-      return Wait::kYield;
     }
     // 3. Fill the pipe from the source.
     if (pipe_ == nullptr) {
@@ -66,7 +154,8 @@ RelayLeg::Wait RelayLeg::Pump(PipePool& pool, size_t budget_bytes) {
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
       bytes_in_pipe_ = static_cast<uint32_t>(n);
-      drained_source = static_cast<size_t>(n) < chunk;
+      last_read = static_cast<size_t>(n);
+      drained_source = last_read < chunk;
       continue;
     }
     if (n == 0) {
@@ -85,6 +174,7 @@ RelayLeg::Wait RelayLeg::Pump(PipePool& pool, size_t budget_bytes) {
 }
 
 void RelayLeg::Abandon(PipePool& pool) {
+  backlog_.reset();
   if (pipe_ == nullptr) return;
   pool.Release(pipe_, bytes_in_pipe_ > 0);
   pipe_ = nullptr;

@@ -226,10 +226,10 @@ void Session::SubmitConnect() {
 }
 
 void Session::OnCompletion(uint8_t op, const io_uring_cqe& cqe) {
-  --pending_ops_;
+  // A multishot request (the relay's recv) stays pending until its last completion.
+  if (!(cqe.flags & IORING_CQE_F_MORE)) --pending_ops_;
   if (phase_ == Phase::kClosing) {
-    if ((static_cast<Op>(op) == Op::kUpstreamRecv || static_cast<Op>(op) == Op::kClientRecv) &&
-        (cqe.flags & IORING_CQE_F_BUFFER)) {
+    if (cqe.flags & IORING_CQE_F_BUFFER) {
       worker_->buffers().Recycle(static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
     }
     MaybeFree();
@@ -256,12 +256,20 @@ void Session::OnCompletion(uint8_t op, const io_uring_cqe& cqe) {
     case Op::kClientReadable:
     case Op::kUpstreamWritable:
       last_activity_ms_ = worker_->now_ms();
+      legs_[kToUpstream].set_armed_poll(0);
       PumpLeg(kToUpstream);
       return;
     case Op::kRelayUpstreamReadable:
     case Op::kClientWritable:
       last_activity_ms_ = worker_->now_ms();
+      legs_[kToClient].set_armed_poll(0);
       PumpLeg(kToClient);
+      return;
+    case Op::kClientRelayRecv:
+      OnRelayRecv(kToUpstream, cqe);
+      return;
+    case Op::kUpstreamRelayRecv:
+      OnRelayRecv(kToClient, cqe);
       return;
     default:
       return;
@@ -898,8 +906,10 @@ void Session::GreetClientAndRelay() {
 void Session::StartRelay() {
   phase_ = Phase::kRelay;
   if (login_ != nullptr) login_.reset();
-  legs_[kToUpstream] = RelayLeg(client_fd_, upstream_fd_);
-  legs_[kToClient] = RelayLeg(upstream_fd_, client_fd_);
+  // Plaintext legs start on the copy path (a multishot recv each) and splice bursts.
+  const uint32_t copy_below = tls_ == nullptr ? worker_->buffers().buffer_bytes() : 0;
+  legs_[kToUpstream] = RelayLeg(client_fd_, upstream_fd_, copy_below);
+  legs_[kToClient] = RelayLeg(upstream_fd_, client_fd_, copy_below);
   last_activity_ms_ = worker_->now_ms();
   worker_->timers().Schedule(
       &timer_, last_activity_ms_ + absl::ToInt64Milliseconds(worker_->options().idle_timeout));
@@ -910,10 +920,24 @@ void Session::StartRelay() {
     if (phase_ == Phase::kRelay) PumpLeg(kToClient);
     return;
   }
-  // Wait for readiness rather than trying to read: usually neither side has sent anything yet,
-  // and a poll armed on a socket that already holds bytes completes at once.
-  ArmPoll(client_fd_, POLLIN, static_cast<uint8_t>(Op::kClientReadable));
-  ArmPoll(upstream_fd_, POLLIN, static_cast<uint8_t>(Op::kRelayUpstreamReadable));
+  // Both legs arm their recv: a multishot recv armed on a socket that already holds bytes
+  // completes at once.
+  PumpLeg(kToUpstream);
+  if (phase_ == Phase::kRelay) PumpLeg(kToClient);
+}
+
+void Session::OnRelayRecv(int leg_index, const io_uring_cqe& cqe) {
+  last_activity_ms_ = worker_->now_ms();
+  RelayLeg& leg = legs_[leg_index];
+  ProvidedBuffers& buffers = worker_->buffers();
+  const bool has_buffer = (cqe.flags & IORING_CQE_F_BUFFER) != 0;
+  const auto buffer_id = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+  std::string_view bytes;
+  if (has_buffer && cqe.res > 0) bytes = {buffers.Buffer(buffer_id), static_cast<size_t>(cqe.res)};
+  leg.OnRecv(cqe.res, bytes, cqe.res == static_cast<int>(buffers.buffer_bytes()),
+             (cqe.flags & IORING_CQE_F_MORE) != 0);
+  if (has_buffer) buffers.Recycle(buffer_id);  // the leg sent or queued the bytes
+  PumpLeg(leg_index);
 }
 
 void Session::ArmPoll(int fd, uint32_t events, uint8_t op) {
@@ -931,17 +955,46 @@ void Session::PumpLeg(int leg_index) {
       tls_relay_ == nullptr ? leg.Pump(worker_->pipes(), budget)
       : to_upstream         ? tls_relay_->PumpToUpstream(budget)
                             : tls_relay_->PumpToClient(budget);
+  const auto recv_op = to_upstream ? Op::kClientRelayRecv : Op::kUpstreamRelayRecv;
+  if (leg.recv_cancel_needed()) {
+    // Switching to splice, or the destination is full: stop the recv. Bytes it still delivers
+    // before its last completion are sent or queued in order (core/relay_leg.h).
+    io_uring_sqe* sqe = worker_->GetSqe();
+    io_uring_prep_cancel64(sqe, Tag(this, recv_op), 0);
+    io_uring_sqe_set_data64(sqe, 0);
+    leg.set_cancel_sent();
+  }
   switch (wait) {
+    case RelayLeg::Wait::kReceiving:
+      if (!leg.recv_armed()) {
+        io_uring_sqe* sqe = worker_->GetSqe();
+        io_uring_prep_recv_multishot(sqe, leg.from_fd(), nullptr, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = worker_->buffers().group_id();
+        io_uring_sqe_set_data64(sqe, Tag(this, recv_op));
+        ++pending_ops_;
+        leg.set_recv_armed();
+      }
+      return;
+    case RelayLeg::Wait::kRecvEnding:
+      return;  // the recv's last completion pumps the leg again
     case RelayLeg::Wait::kReadable:
-    case RelayLeg::Wait::kYield:  // an armed poll on a readable socket completes at once
-      ArmPoll(leg.from_fd(), POLLIN,
-              static_cast<uint8_t>(to_upstream ? Op::kClientReadable
-                                               : Op::kRelayUpstreamReadable));
+    case RelayLeg::Wait::kYield: {  // an armed poll on a readable socket completes at once
+      if (leg.armed_poll() != 0) return;
+      const auto op = static_cast<uint8_t>(to_upstream ? Op::kClientReadable
+                                                       : Op::kRelayUpstreamReadable);
+      leg.set_armed_poll(op);
+      ArmPoll(leg.from_fd(), POLLIN, op);
       return;
-    case RelayLeg::Wait::kWritable:
-      ArmPoll(leg.to_fd(), POLLOUT,
-              static_cast<uint8_t>(to_upstream ? Op::kUpstreamWritable : Op::kClientWritable));
+    }
+    case RelayLeg::Wait::kWritable: {
+      if (leg.armed_poll() != 0) return;
+      const auto op =
+          static_cast<uint8_t>(to_upstream ? Op::kUpstreamWritable : Op::kClientWritable);
+      leg.set_armed_poll(op);
+      ArmPoll(leg.to_fd(), POLLOUT, op);
       return;
+    }
     case RelayLeg::Wait::kPipe:
       worker_->WaitForPipe(this, leg_index);
       return;
@@ -1022,6 +1075,7 @@ void Session::Shutdown() {
 
 void Session::Close(std::string_view log_reason, std::string_view client_reason, bool failure) {
   if (phase_ == Phase::kClosing) return;
+  const bool was_relaying = phase_ == Phase::kRelay;
   if (failure) {
     MAILRING_LOG(kWarning, LogPrefix(), " failed: ", log_reason);
   } else {
@@ -1050,7 +1104,27 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
   // Requests hold references to the files: cancel them; the fds are closed in the destructor,
   // once the last completion has arrived (close(2) then sends the FINs). Every request we
   // issue (connect, recv, poll) is cancellable, so no shutdown(2) is needed to wake one.
-  if (pending_ops_ > 0) {
+  // Relaying, the legs know what is armed: cancelling by tag finds a request in one hash
+  // bucket, where cancelling by fd walks the ring's whole cancel table (measured: ~3 % of a
+  // churn session's CPU).
+  const auto cancel_tag = [this](uint8_t op) {
+    io_uring_sqe* sqe = worker_->GetSqe();
+    io_uring_prep_cancel64(sqe, Tag(this, static_cast<Op>(op)), 0);
+    io_uring_sqe_set_data64(sqe, 0);
+  };
+  uint32_t armed_by_legs = 0;
+  for (const RelayLeg& leg : legs_) {
+    armed_by_legs += (leg.recv_armed() ? 1 : 0) + (leg.armed_poll() != 0 ? 1 : 0);
+  }
+  if (was_relaying && armed_by_legs == pending_ops_) {
+    const Op recv_ops[2] = {Op::kClientRelayRecv, Op::kUpstreamRelayRecv};
+    for (int i = 0; i < 2; ++i) {
+      if (legs_[i].recv_armed() && !legs_[i].recv_cancel_sent()) {
+        cancel_tag(static_cast<uint8_t>(recv_ops[i]));
+      }
+      if (legs_[i].armed_poll() != 0) cancel_tag(legs_[i].armed_poll());
+    }
+  } else if (pending_ops_ > 0) {
     for (const int fd : {client_fd_, upstream_fd_}) {
       if (fd < 0) continue;
       io_uring_sqe* sqe = worker_->GetSqe();

@@ -127,6 +127,7 @@ class alignas(16) Session {
 
   void StartRelay();
   void PumpLeg(int leg);
+  void OnRelayRecv(int leg, const io_uring_cqe& cqe);
   void ArmPoll(int fd, uint32_t events, uint8_t op);
 
   // Ends the session. `client_reason` non-empty: the client gets "* BYE [UNAVAILABLE] ...".

@@ -30,7 +30,8 @@ struct WorkerOptions {
   size_t pipe_bytes = 1 << 20;
   // Bytes one relay direction moves before yielding to other sessions.
   size_t relay_budget_bytes = 4 << 20;
-  // Provided buffers for pre-relay reads.
+  // Provided buffers: pre-relay reads and the relay's copy path (a recv that fills one means
+  // a burst: the leg switches to splice).
   uint32_t recv_buffer_count = 64;
   uint32_t recv_buffer_bytes = 16 * 1024;
   uint32_t ring_entries = 1024;

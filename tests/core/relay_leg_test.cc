@@ -4,9 +4,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -198,6 +200,225 @@ TEST(RelayLegTest, ResetSourceFails) {
   EXPECT_EQ(leg.Pump(pool, 1 << 20), RelayLeg::Wait::kFailed);
   EXPECT_EQ(leg.error(), ECONNRESET);
   leg.Abandon(pool);
+  EXPECT_EQ(pool.lent(), 0u);
+}
+
+// --- The copy path (multishot recv + send) -----------------------------------------------------
+
+// Stands in for the worker's multishot recv with provided buffers of `buffer_bytes`: while the
+// leg wants it armed, each readable moment becomes one completion (recv(2) into a buffer);
+// a cancel the leg asks for ends it with -ECANCELED on the next turn, as io_uring does.
+struct FakeMultishotRecv {
+  explicit FakeMultishotRecv(size_t buffer_bytes) : buffer(buffer_bytes) {}
+
+  // One turn of the worker loop for `leg` after Pump() returned `wait`. Returns false once the
+  // leg finished or failed.
+  bool Turn(RelayLeg& leg, RelayLeg::Wait wait) {
+    if (wait == RelayLeg::Wait::kFinished || wait == RelayLeg::Wait::kFailed) return false;
+    if (leg.recv_cancel_needed()) leg.set_cancel_sent();
+    if (wait == RelayLeg::Wait::kReceiving && !leg.recv_armed()) leg.set_recv_armed();
+    if (leg.recv_armed()) {
+      if (leg.recv_cancel_sent()) {
+        leg.OnRecv(-ECANCELED, {}, false, /*more=*/false);
+        ++cancels;
+        return true;
+      }
+      pollfd p{leg.from_fd(), POLLIN, 0};
+      if (::poll(&p, 1, 100) != 1) return true;
+      const ssize_t n = ::recv(leg.from_fd(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+      if (n < 0 && errno == EAGAIN) return true;
+      ++completions;
+      const int result = n < 0 ? -errno : static_cast<int>(n);
+      leg.OnRecv(result, std::string_view(buffer.data(), n > 0 ? static_cast<size_t>(n) : 0),
+                 static_cast<size_t>(n) == buffer.size(), /*more=*/n > 0);
+      return true;
+    }
+    pollfd p{};
+    p = wait == RelayLeg::Wait::kWritable ? pollfd{leg.to_fd(), POLLOUT, 0}
+                                          : pollfd{leg.from_fd(), POLLIN, 0};
+    ::poll(&p, 1, 100);
+    return true;
+  }
+
+  std::vector<char> buffer;
+  int completions = 0;
+  int cancels = 0;
+};
+
+TEST(RelayLegTest, CopyPathSendsEachReceivedMessageAndKeepsTheRecv) {
+  Rig rig;
+  PipePool pool(2, 2);
+  RelayLeg leg(rig.src, rig.dst, /*copy_below_bytes=*/16 * 1024);
+  EXPECT_EQ(leg.Pump(pool, 1 << 20), RelayLeg::Wait::kReceiving);
+  leg.set_recv_armed();
+  leg.OnRecv(9, "a1 NOOP\r\n", /*filled_buffer=*/false, /*more=*/true);
+  EXPECT_EQ(leg.Pump(pool, 1 << 20), RelayLeg::Wait::kReceiving);
+  EXPECT_FALSE(leg.recv_cancel_needed()) << "small traffic keeps the multishot recv armed";
+  EXPECT_EQ(pool.lent(), 0u) << "the copy path uses no pipe";
+  char buffer[16];
+  EXPECT_EQ(::recv(rig.reader, buffer, sizeof(buffer), 0), 9);
+  EXPECT_EQ(std::string_view(buffer, 9), "a1 NOOP\r\n");
+  EXPECT_EQ(leg.bytes_relayed(), 9u);
+}
+
+TEST(RelayLegTest, SourceEofOnTheCopyPathIsForwarded) {
+  Rig rig;
+  PipePool pool(2, 2);
+  RelayLeg leg(rig.src, rig.dst, 16 * 1024);
+  leg.set_recv_armed();
+  leg.OnRecv(4, "bye\n", false, true);
+  leg.OnRecv(0, {}, false, /*more=*/false);
+  EXPECT_EQ(leg.Pump(pool, 1 << 20), RelayLeg::Wait::kFinished);
+  char buffer[8];
+  EXPECT_EQ(::recv(rig.reader, buffer, sizeof(buffer), 0), 4);
+  EXPECT_EQ(::recv(rig.reader, buffer, sizeof(buffer), 0), 0) << "half-close forwarded";
+}
+
+TEST(RelayLegTest, RecvErrorOnTheCopyPathFails) {
+  Rig rig;
+  PipePool pool(2, 2);
+  RelayLeg leg(rig.src, rig.dst, 16 * 1024);
+  leg.set_recv_armed();
+  leg.OnRecv(-ECONNRESET, {}, false, false);
+  EXPECT_EQ(leg.Pump(pool, 1 << 20), RelayLeg::Wait::kFailed);
+  EXPECT_EQ(leg.error(), ECONNRESET);
+}
+
+TEST(RelayLegTest, EmptyBufferRingFallsBackToSpliceAndComesBack) {
+  Rig rig;
+  PipePool pool(2, 2);
+  RelayLeg leg(rig.src, rig.dst, 16 * 1024);
+  leg.set_recv_armed();
+  leg.OnRecv(-ENOBUFS, {}, false, false);  // io_uring ends a multishot recv this way
+  ASSERT_EQ(::send(rig.writer, "a2 LIST \"\" *\r\n", 14, 0), 14);
+  pollfd p{rig.src, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  // Splice reads what is there; a short read puts the leg back on the copy path.
+  EXPECT_EQ(leg.Pump(pool, 1 << 20), RelayLeg::Wait::kReceiving);
+  EXPECT_EQ(pool.lent(), 0u);
+  char buffer[32];
+  EXPECT_EQ(::recv(rig.reader, buffer, sizeof(buffer), 0), 14);
+}
+
+TEST(RelayLegTest, FullDestinationQueuesInOrderStopsTheRecvAndCatchesUp) {
+  Rig rig;
+  PipePool pool(2, 2);
+  RelayLeg leg(rig.src, rig.dst, 16 * 1024);
+  leg.set_recv_armed();
+  // Nobody reads: feed 16 KiB completions until a send comes up short.
+  std::string chunk(16 * 1024, '\0');
+  size_t fed = 0;
+  for (int i = 0; i < 4096 && !leg.recv_cancel_needed(); ++i) {
+    for (size_t j = 0; j < chunk.size(); ++j) chunk[j] = static_cast<char>(PatternByte(fed + j));
+    leg.OnRecv(static_cast<int>(chunk.size()), chunk, /*filled_buffer=*/false, true);
+    fed += chunk.size();
+  }
+  ASSERT_TRUE(leg.recv_cancel_needed()) << "a short send must stop the recv (backpressure)";
+  leg.set_cancel_sent();
+  // The reader makes room; completions the recv delivers before its cancel lands must still
+  // queue behind the backlog, not jump it into that room.
+  size_t received = 0;
+  bool identical = true;
+  std::vector<uint8_t> buffer(1 << 16);
+  const auto read_some = [&](size_t limit) {
+    while (received < limit) {
+      const ssize_t n = ::recv(rig.reader, buffer.data(), buffer.size(), 0);
+      if (n <= 0) break;
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buffer[i] != PatternByte(received + i)) identical = false;
+      }
+      received += static_cast<size_t>(n);
+    }
+  };
+  read_some(256 * 1024);
+  for (int i = 0; i < 3; ++i) {
+    for (size_t j = 0; j < chunk.size(); ++j) chunk[j] = static_cast<char>(PatternByte(fed + j));
+    leg.OnRecv(static_cast<int>(chunk.size()), chunk, false, true);
+    fed += chunk.size();
+  }
+  // Until the recv's last completion, the source is not read by anything else.
+  const RelayLeg::Wait before_last = leg.Pump(pool, 1 << 20);
+  EXPECT_TRUE(before_last == RelayLeg::Wait::kWritable ||
+              before_last == RelayLeg::Wait::kRecvEnding);
+  leg.OnRecv(-ECANCELED, {}, false, false);
+  EXPECT_FALSE(leg.recv_armed());
+  std::thread reader([&] { read_some(fed); });
+  for (int i = 0; i < 1000 && leg.bytes_relayed() < fed; ++i) {
+    pollfd p{rig.dst, POLLOUT, 0};
+    ::poll(&p, 1, 100);
+    EXPECT_NE(leg.Pump(pool, 1 << 20), RelayLeg::Wait::kFailed);
+  }
+  reader.join();
+  EXPECT_EQ(received, fed);
+  EXPECT_TRUE(identical) << "queued bytes must keep their order";
+  EXPECT_EQ(leg.bytes_relayed(), fed);
+}
+
+TEST(RelayLegTest, MixedTrafficSwitchesBetweenCopyAndSpliceByteIdentically) {
+  Rig rig;
+  PipePool pool(4, 4, 256 * 1024);
+  constexpr size_t kRecvBuffer = 16 * 1024;
+  RelayLeg leg(rig.src, rig.dst, kRecvBuffer);
+  // Commands and responses of a few bytes, then literals of several MiB, alternating: every
+  // switch (copy → splice on a full buffer, splice → copy on a short read) is crossed.
+  std::vector<size_t> messages;
+  for (int round = 0; round < 6; ++round) {
+    for (int i = 0; i < 20; ++i) messages.push_back(20 + i * 7);
+    messages.push_back((3 << 20) + round * 4099);
+  }
+  size_t total = 0;
+  for (size_t m : messages) total += m;
+  std::thread writer([&] {
+    std::vector<uint8_t> data(total);
+    for (size_t i = 0; i < total; ++i) data[i] = PatternByte(i);
+    size_t off = 0;
+    for (size_t m : messages) {
+      size_t sent = 0;
+      while (sent < m) {
+        const ssize_t n = ::send(rig.writer, data.data() + off + sent, m - sent, MSG_NOSIGNAL);
+        if (n <= 0) return;
+        sent += static_cast<size_t>(n);
+      }
+      off += m;
+      if (m < kRecvBuffer) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    ::shutdown(rig.writer, SHUT_WR);
+  });
+  size_t received = 0;
+  bool identical = true;
+  bool eof = false;
+  std::thread reader([&] {
+    std::vector<uint8_t> buffer(1 << 16);
+    while (true) {
+      const ssize_t n = ::recv(rig.reader, buffer.data(), buffer.size(), 0);
+      if (n <= 0) {
+        eof = n == 0;
+        break;
+      }
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buffer[i] != PatternByte(received + i)) identical = false;
+      }
+      received += static_cast<size_t>(n);
+    }
+  });
+  FakeMultishotRecv recv(kRecvBuffer);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  RelayLeg::Wait wait = leg.Pump(pool, 1 << 20);
+  int splice_turns = 0;
+  while (recv.Turn(leg, wait) && std::chrono::steady_clock::now() < deadline) {
+    if (wait == RelayLeg::Wait::kReadable || wait == RelayLeg::Wait::kYield) ++splice_turns;
+    wait = leg.Pump(pool, 1 << 20);
+  }
+  writer.join();
+  reader.join();
+  EXPECT_EQ(wait, RelayLeg::Wait::kFinished);
+  EXPECT_EQ(received, total);
+  EXPECT_TRUE(identical);
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(leg.bytes_relayed(), total);
+  EXPECT_GT(recv.completions, 20) << "small messages went through the copy path";
+  EXPECT_GE(recv.cancels, 1) << "a burst stopped the recv to splice";
+  EXPECT_GT(splice_turns, 0) << "bursts were spliced";
   EXPECT_EQ(pool.lent(), 0u);
 }
 
