@@ -80,6 +80,9 @@ ABSL_FLAG(std::string, connectivity_service_key, "",
           "token_service_url): the proxy's JWTs are its client-credentials tokens");
 ABSL_FLAG(absl::Duration, idle_timeout, absl::Minutes(30),
           "A relayed session with no traffic either way is closed after this long");
+ABSL_FLAG(int, recv_buffers, 64,
+          "Provided receive buffers (16 KiB each) per worker, shared by its sessions' logins and "
+          "small relayed messages; a power of two. See mailring_recv_buffer_ring_empty_total");
 
 namespace {
 
@@ -289,6 +292,12 @@ int main(int argc, char** argv) {
       return kExitConfigError;
     }
   }
+  const int recv_buffers = absl::GetFlag(FLAGS_recv_buffers);
+  if (recv_buffers < 1 || recv_buffers > 32768 || (recv_buffers & (recv_buffers - 1)) != 0) {
+    std::fprintf(stderr, "mailring: --recv-buffers must be a power of two from 1 to 32768\n");
+    return kExitConfigError;
+  }
+  options.recv_buffer_count = static_cast<uint32_t>(recv_buffers);
   int worker_count = absl::GetFlag(FLAGS_workers);
   if (worker_count < 0 || worker_count > 256) {
     std::fprintf(stderr, "mailring: --workers must be between 0 and 256\n");

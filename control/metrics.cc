@@ -15,7 +15,7 @@ void Counter(std::string* out, std::string_view name, std::string_view help,
 
 std::string RenderMetrics(const MetricsSources& sources) {
   uint64_t accepted = 0, open = 0, logins_ok = 0, logins_failed = 0, to_upstream = 0,
-           to_client = 0, listening = 0, listen_failures = 0;
+           to_client = 0, listening = 0, listen_failures = 0, ring_empty = 0;
   for (const core::Worker* worker : sources.workers) {
     const core::WorkerCounters& c = worker->counters();
     accepted += c.sessions_accepted.load(std::memory_order_relaxed);
@@ -24,6 +24,7 @@ std::string RenderMetrics(const MetricsSources& sources) {
     logins_failed += c.logins_failed.load(std::memory_order_relaxed);
     to_upstream += c.bytes_client_to_upstream.load(std::memory_order_relaxed);
     to_client += c.bytes_upstream_to_client.load(std::memory_order_relaxed);
+    ring_empty += c.recv_ring_empty.load(std::memory_order_relaxed);
     listening += worker->listening();
     listen_failures += worker->listen_failures();
   }
@@ -43,6 +44,10 @@ std::string RenderMetrics(const MetricsSources& sources) {
                       "mailring_logins_total{result=\"ok\"} ",
                       logins_ok, "\nmailring_logins_total{result=\"failed\"} ", logins_failed,
                       "\n");
+  Counter(&out, "mailring_recv_buffer_ring_empty_total",
+          "Reads that found a worker's provided-buffer ring empty and fell back to poll or "
+          "splice (raise --recv-buffers if this grows steadily).",
+          "counter", ring_empty);
   Counter(&out, "mailring_listeners", "Listening sockets over all workers.", "gauge", listening);
   Counter(&out, "mailring_listen_failures_total", "Route listeners that could not be opened.",
           "counter", listen_failures);

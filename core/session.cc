@@ -522,6 +522,7 @@ void Session::ArmUpstreamRecv() {
 void Session::OnUpstreamRecv(const io_uring_cqe& cqe) {
   login_->upstream_recv_armed = false;
   if (cqe.res == -ENOBUFS) {
+    worker_->mutable_counters().recv_ring_empty.fetch_add(1, std::memory_order_relaxed);
     // Every provided buffer is in use: wait for readability and read into the stack instead.
     login_->upstream_recv_armed = true;
     ArmPoll(upstream_fd_, POLLIN, static_cast<uint8_t>(Op::kUpstreamReadable));
@@ -790,6 +791,7 @@ void Session::ArmClientRecv() {
 void Session::OnClientRecv(const io_uring_cqe& cqe) {
   login_->client_recv_armed = false;
   if (cqe.res == -ENOBUFS) {
+    worker_->mutable_counters().recv_ring_empty.fetch_add(1, std::memory_order_relaxed);
     login_->client_recv_armed = true;
     ArmPoll(client_fd_, POLLIN, static_cast<uint8_t>(Op::kClientPreRelayReadable));
     return;
@@ -932,6 +934,9 @@ void Session::OnRelayRecv(int leg_index, const io_uring_cqe& cqe) {
   ProvidedBuffers& buffers = worker_->buffers();
   const bool has_buffer = (cqe.flags & IORING_CQE_F_BUFFER) != 0;
   const auto buffer_id = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+  if (cqe.res == -ENOBUFS) {
+    worker_->mutable_counters().recv_ring_empty.fetch_add(1, std::memory_order_relaxed);
+  }
   std::string_view bytes;
   if (has_buffer && cqe.res > 0) bytes = {buffers.Buffer(buffer_id), static_cast<size_t>(cqe.res)};
   leg.OnRecv(cqe.res, bytes, cqe.res == static_cast<int>(buffers.buffer_bytes()),

@@ -56,6 +56,10 @@ struct WorkerCounters {
   std::atomic<uint64_t> logins_failed{0};
   std::atomic<uint64_t> bytes_client_to_upstream{0};
   std::atomic<uint64_t> bytes_upstream_to_client{0};
+  // Reads that found the provided-buffer ring empty (-ENOBUFS) and fell back to poll + recv
+  // (before the relay) or splice (during it): nothing is lost, but a steady rate says the ring
+  // (--recv-buffers) is too small for the worker's load.
+  std::atomic<uint64_t> recv_ring_empty{0};
 };
 
 class Worker {
