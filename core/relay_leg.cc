@@ -5,28 +5,9 @@
 
 #include <cerrno>
 
+#include "core/send_some.h"
+
 namespace mailring::core {
-namespace {
-
-// Sends as much of `bytes` as the destination takes now. Returns the bytes sent, or -errno on
-// a failure other than a full socket buffer.
-ssize_t SendSome(int fd, std::string_view bytes) {
-  size_t off = 0;
-  while (off < bytes.size()) {
-    const ssize_t n =
-        ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    return n < 0 ? -errno : -EPIPE;
-  }
-  return static_cast<ssize_t>(off);
-}
-
-}  // namespace
 
 void RelayLeg::OnRecv(int result, std::string_view bytes, bool filled_buffer, bool more) {
   if (!more) {

@@ -18,6 +18,7 @@
 #include "core/client_auth.h"
 #include "core/completion.h"
 #include "core/log.h"
+#include "core/send_some.h"
 #include "core/tcp_options.h"
 #include "core/upstream_login.h"
 #include "core/worker.h"
@@ -33,20 +34,11 @@ constexpr int kToClient = 1;
 
 // Pre-relay writes are a few hundred bytes on a socket whose send buffer is empty (the peer has
 // not been sent anything else yet), so a direct non-blocking send(2) completes at once. A short
-// write would mean a peer that does not read at all; that is reported as a failure.
+// write would mean a peer that does not read at all; that is reported as a failure (EAGAIN).
 int SendNow(int fd, std::string_view bytes) {
-  size_t off = 0;
-  while (off < bytes.size()) {
-    const ssize_t n =
-        ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    return n < 0 ? errno : EPIPE;
-  }
-  return 0;
+  const ssize_t sent = SendSome(fd, bytes);
+  if (sent < 0) return static_cast<int>(-sent);
+  return static_cast<size_t>(sent) < bytes.size() ? EAGAIN : 0;
 }
 
 std::string ErrnoText(int error) {

@@ -3,6 +3,9 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <string_view>
+
+#include "core/send_some.h"
 
 namespace mailring::core {
 namespace {
@@ -24,17 +27,14 @@ RelayLeg::Wait TlsRelay::TlsFailed() {
 
 bool TlsRelay::FlushCipher() {
   if (tls_->has_output()) cipher_out_ += tls_->TakeOutput();
-  while (cipher_out_offset_ < cipher_out_.size()) {
-    const ssize_t n = ::send(upstream_fd_, cipher_out_.data() + cipher_out_offset_,
-                             cipher_out_.size() - cipher_out_offset_, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      cipher_out_offset_ += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) error_ = errno;
+  const std::string_view rest = std::string_view(cipher_out_).substr(cipher_out_offset_);
+  const ssize_t sent = SendSome(upstream_fd_, rest);
+  if (sent < 0) {
+    error_ = static_cast<int>(-sent);
     return false;
   }
+  cipher_out_offset_ += static_cast<size_t>(sent);
+  if (static_cast<size_t>(sent) < rest.size()) return false;
   cipher_out_.clear();
   cipher_out_offset_ = 0;
   return true;
@@ -80,18 +80,12 @@ RelayLeg::Wait TlsRelay::PumpToClient(size_t budget_bytes) {
   size_t moved = 0;
   char buffer[kReadChunk];
   while (true) {
-    while (plain_out_offset_ < plain_out_.size()) {
-      const ssize_t n = ::send(client_fd_, plain_out_.data() + plain_out_offset_,
-                               plain_out_.size() - plain_out_offset_, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        plain_out_offset_ += static_cast<size_t>(n);
-        bytes_to_client_ += static_cast<uint64_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) return RelayLeg::Wait::kWritable;
-      return Failed(n < 0 ? errno : EPIPE);
-    }
+    const std::string_view rest = std::string_view(plain_out_).substr(plain_out_offset_);
+    const ssize_t sent = SendSome(client_fd_, rest);
+    if (sent < 0) return Failed(static_cast<int>(-sent));
+    plain_out_offset_ += static_cast<size_t>(sent);
+    bytes_to_client_ += static_cast<uint64_t>(sent);
+    if (static_cast<size_t>(sent) < rest.size()) return RelayLeg::Wait::kWritable;
     plain_out_.clear();
     plain_out_offset_ = 0;
     if (upstream_eof_) {
