@@ -41,6 +41,30 @@ struct Rig {
 
 uint8_t PatternByte(size_t i) { return static_cast<uint8_t>((i * 2654435761u) >> 13); }
 
+// The far end of a relay: reads `fd` and checks every byte against PatternByte(offset).
+struct PatternReader {
+  explicit PatternReader(int fd) : fd(fd) {}
+  // Reads until `limit` bytes arrived, EOF (eof = true) or an error.
+  void ReadUntil(size_t limit) {
+    std::vector<uint8_t> buffer(1 << 16);
+    while (received < limit) {
+      const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), 0);
+      if (n <= 0) {
+        eof = n == 0;
+        return;
+      }
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buffer[i] != PatternByte(received + i)) identical = false;
+      }
+      received += static_cast<size_t>(n);
+    }
+  }
+  int fd;
+  size_t received = 0;
+  bool identical = true;
+  bool eof = false;
+};
+
 // Drives `leg` the way a worker does, with poll(2) standing in for io_uring, until it
 // finishes or fails or the deadline passes.
 RelayLeg::Wait DriveUntilDone(RelayLeg& leg, PipePool& pool, std::chrono::seconds limit) {
@@ -75,29 +99,14 @@ TEST(RelayLegTest, SplicesTwentyMebibytesByteIdenticalAndForwardsEof) {
     }
     ::shutdown(rig.writer, SHUT_WR);
   });
-  size_t received = 0;
-  bool identical = true;
-  bool eof = false;
-  std::thread reader([&] {
-    std::vector<uint8_t> buffer(1 << 16);
-    while (true) {
-      const ssize_t n = ::recv(rig.reader, buffer.data(), buffer.size(), 0);
-      if (n <= 0) {
-        eof = n == 0;
-        break;
-      }
-      for (ssize_t i = 0; i < n; ++i) {
-        if (buffer[i] != PatternByte(received + i)) identical = false;
-      }
-      received += static_cast<size_t>(n);
-    }
-  });
+  PatternReader check(rig.reader);
+  std::thread reader([&] { check.ReadUntil(SIZE_MAX); });
   EXPECT_EQ(DriveUntilDone(leg, pool, std::chrono::seconds(30)), RelayLeg::Wait::kFinished);
   writer.join();
   reader.join();
-  EXPECT_EQ(received, kBytes);
-  EXPECT_TRUE(identical);
-  EXPECT_TRUE(eof) << "the destination must see the source's EOF (half-close forwarded)";
+  EXPECT_EQ(check.received, kBytes);
+  EXPECT_TRUE(check.identical);
+  EXPECT_TRUE(check.eof) << "the destination must see the source's EOF (half-close forwarded)";
   EXPECT_EQ(leg.bytes_relayed(), kBytes);
   EXPECT_EQ(pool.lent(), 0u) << "a finished leg holds no pipe";
 }
@@ -317,20 +326,8 @@ TEST(RelayLegTest, FullDestinationQueuesInOrderStopsTheRecvAndCatchesUp) {
   leg.set_cancel_sent();
   // The reader makes room; completions the recv delivers before its cancel lands must still
   // queue behind the backlog, not jump it into that room.
-  size_t received = 0;
-  bool identical = true;
-  std::vector<uint8_t> buffer(1 << 16);
-  const auto read_some = [&](size_t limit) {
-    while (received < limit) {
-      const ssize_t n = ::recv(rig.reader, buffer.data(), buffer.size(), 0);
-      if (n <= 0) break;
-      for (ssize_t i = 0; i < n; ++i) {
-        if (buffer[i] != PatternByte(received + i)) identical = false;
-      }
-      received += static_cast<size_t>(n);
-    }
-  };
-  read_some(256 * 1024);
+  PatternReader check(rig.reader);
+  check.ReadUntil(256 * 1024);
   for (int i = 0; i < 3; ++i) {
     for (size_t j = 0; j < chunk.size(); ++j) chunk[j] = static_cast<char>(PatternByte(fed + j));
     leg.OnRecv(static_cast<int>(chunk.size()), chunk, false, true);
@@ -342,15 +339,15 @@ TEST(RelayLegTest, FullDestinationQueuesInOrderStopsTheRecvAndCatchesUp) {
               before_last == RelayLeg::Wait::kRecvEnding);
   leg.OnRecv(-ECANCELED, {}, false, false);
   EXPECT_FALSE(leg.recv_armed());
-  std::thread reader([&] { read_some(fed); });
+  std::thread reader([&] { check.ReadUntil(fed); });
   for (int i = 0; i < 1000 && leg.bytes_relayed() < fed; ++i) {
     pollfd p{rig.dst, POLLOUT, 0};
     ::poll(&p, 1, 100);
     EXPECT_NE(leg.Pump(pool, 1 << 20), RelayLeg::Wait::kFailed);
   }
   reader.join();
-  EXPECT_EQ(received, fed);
-  EXPECT_TRUE(identical) << "queued bytes must keep their order";
+  EXPECT_EQ(check.received, fed);
+  EXPECT_TRUE(check.identical) << "queued bytes must keep their order";
   EXPECT_EQ(leg.bytes_relayed(), fed);
 }
 
@@ -384,23 +381,8 @@ TEST(RelayLegTest, MixedTrafficSwitchesBetweenCopyAndSpliceByteIdentically) {
     }
     ::shutdown(rig.writer, SHUT_WR);
   });
-  size_t received = 0;
-  bool identical = true;
-  bool eof = false;
-  std::thread reader([&] {
-    std::vector<uint8_t> buffer(1 << 16);
-    while (true) {
-      const ssize_t n = ::recv(rig.reader, buffer.data(), buffer.size(), 0);
-      if (n <= 0) {
-        eof = n == 0;
-        break;
-      }
-      for (ssize_t i = 0; i < n; ++i) {
-        if (buffer[i] != PatternByte(received + i)) identical = false;
-      }
-      received += static_cast<size_t>(n);
-    }
-  });
+  PatternReader check(rig.reader);
+  std::thread reader([&] { check.ReadUntil(SIZE_MAX); });
   FakeMultishotRecv recv(kRecvBuffer);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   RelayLeg::Wait wait = leg.Pump(pool, 1 << 20);
@@ -412,9 +394,9 @@ TEST(RelayLegTest, MixedTrafficSwitchesBetweenCopyAndSpliceByteIdentically) {
   writer.join();
   reader.join();
   EXPECT_EQ(wait, RelayLeg::Wait::kFinished);
-  EXPECT_EQ(received, total);
-  EXPECT_TRUE(identical);
-  EXPECT_TRUE(eof);
+  EXPECT_EQ(check.received, total);
+  EXPECT_TRUE(check.identical);
+  EXPECT_TRUE(check.eof);
   EXPECT_EQ(leg.bytes_relayed(), total);
   EXPECT_GT(recv.completions, 20) << "small messages went through the copy path";
   EXPECT_GE(recv.cancels, 1) << "a burst stopped the recv to splice";
