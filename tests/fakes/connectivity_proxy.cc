@@ -281,6 +281,10 @@ class FakeConnectivityProxy::Session {
       bool done = false;  // ... and it was passed on to `to`
     };
     Direction directions[2] = {{client_fd_, backend_fd_, {}}, {backend_fd_, client_fd_, {}}};
+    // A socket whose peer hung up (both directions shut) makes poll(2) report POLLHUP at once
+    // for as long as it is polled. It may still hold bytes to read, which recv() returns
+    // without waiting, so once hung up it is polled only when we must write to it.
+    bool hung_up[2] = {false, false};
     Clock::time_point deadline = Clock::now() + settings_.idle_timeout;
     char chunk[kRelayBufferBytes];
     while (!(directions[0].done && directions[1].done)) {
@@ -331,13 +335,15 @@ class FakeConnectivityProxy::Session {
         if (!d.eof && d.sent == d.buffer.size()) from.events |= POLLIN;
         if (d.sent < d.buffer.size()) to.events |= POLLOUT;
       }
-      if (poll(fds, 3, PollTimeoutMs(deadline)) < 0 && errno != EINTR) return;
-      // An error or a hang-up with nothing asked of that socket cannot make progress any more.
       for (int i = 0; i < 2; ++i) {
-        if ((fds[i].revents & POLLERR) ||
-            ((fds[i].revents & POLLHUP) && !(fds[i].revents & (POLLIN | POLLOUT)))) {
-          return;
-        }
+        if (hung_up[i] && !(fds[i].events & POLLOUT)) fds[i].fd = -1;  // poll(2) skips it
+      }
+      if (poll(fds, 3, PollTimeoutMs(deadline)) < 0 && errno != EINTR) return;
+      // A hang-up is not the end: bytes the peer sent before it may still wait to be read and
+      // relayed (ending here lost them: the client got a short stream). A socket error is.
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].revents & POLLERR) return;
+        if (fds[i].revents & POLLHUP) hung_up[i] = true;
       }
     }
   }
