@@ -90,7 +90,6 @@ class RelayLeg {
   uint64_t bytes_relayed() const { return bytes_relayed_; }
   bool finished() const { return finished_; }
   int error() const { return error_; }
-  bool copying() const { return wants_recv_; }
 
  private:
   // Bytes a send did not take; allocated only when that happens (a slow destination).
