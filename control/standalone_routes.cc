@@ -27,17 +27,17 @@ absl::Status RouteError(size_t index, std::string_view listen, std::string_view 
   return absl::InvalidArgumentError(mailring::StrCat(RouteName(index, listen), ": ", message));
 }
 
-std::string HostField(const proto::Destination& destination) {
-  return destination.protocol == proto::MailProtocol::kImap4s ? "mail.imap4s.host"
-                                                              : "mail.imap4.host";
-}
-
 bool IsTrue(std::string_view value) {
   return absl::EqualsIgnoreCase(absl::string_view(value.data(), value.size()), "true");
 }
 
+// "mail.imap4", "mail.smtps", ...: the prefix of the protocol's own properties.
 std::string ProtocolKey(const proto::Destination& destination) {
-  return destination.protocol == proto::MailProtocol::kImap4s ? "mail.imap4s" : "mail.imap4";
+  return mailring::StrCat("mail.", proto::ProtocolKey(destination.protocol));
+}
+
+std::string HostField(const proto::Destination& destination) {
+  return mailring::StrCat(ProtocolKey(destination), ".host");
 }
 
 // JavaMail's ssl.trust: "*" trusts every host, else a space-separated list of trusted hosts.
@@ -55,11 +55,12 @@ bool TrustsAnyCertificate(const proto::Destination& destination) {
 }
 
 core::Route::Tls TlsModeOf(const proto::Destination& destination, const RouteOptions& options) {
-  if (destination.protocol == proto::MailProtocol::kImap4s) return core::Route::Tls::kImplicit;
-  if (IsTrue(destination.Property("mail.imap4.starttls.required"))) {
+  if (proto::UsesImplicitTls(destination.protocol)) return core::Route::Tls::kImplicit;
+  const std::string prefix = ProtocolKey(destination);
+  if (IsTrue(destination.Property(prefix + ".starttls.required"))) {
     return core::Route::Tls::kStartTlsRequired;
   }
-  if (IsTrue(destination.Property("mail.imap4.starttls.enable")) ||
+  if (IsTrue(destination.Property(prefix + ".starttls.enable")) ||
       options.starttls_opportunistic) {
     return core::Route::Tls::kStartTlsIfOffered;
   }
@@ -73,6 +74,11 @@ absl::Status CheckServable(const proto::Destination& destination, const RouteOpt
     return absl::InvalidArgumentError(mailring::StrCat(
         "field \"Type\": \"", destination.type, "\" is not served by mailring (only MAIL)"));
   }
+  if (proto::FamilyOf(destination.protocol) != proto::MailFamily::kImap) {
+    return absl::InvalidArgumentError(mailring::StrCat(
+        "field \"mail.transport.protocol\": \"", proto::ProtocolKey(destination.protocol),
+        "\" is not served by this build of mailring yet (imap4, imap4s)"));
+  }
   if (destination.proxy_type == proto::ProxyType::kOnPremise) {
     if (!options.connectivity_proxy.has_value()) {
       return absl::InvalidArgumentError(
@@ -85,12 +91,13 @@ absl::Status CheckServable(const proto::Destination& destination, const RouteOpt
           "(--connectivity-service-key FILE) for the proxy's JWT");
     }
   }
-  if (!destination.login_on_behalf && destination.protocol == proto::MailProtocol::kImap4 &&
+  if (!destination.login_on_behalf && !proto::UsesImplicitTls(destination.protocol) &&
       TlsModeOf(destination, options) != core::Route::Tls::kNone) {
-    return absl::InvalidArgumentError(
-        "field \"mail.imap4.auth\": \"false\" (the client logs in itself) cannot be combined "
-        "with STARTTLS: mailring would have to run STARTTLS inside the client's session; use "
-        "imap4s or let mailring log in");
+    return absl::InvalidArgumentError(mailring::StrCat(
+        "field \"", ProtocolKey(destination),
+        ".auth\": \"false\" (the client logs in itself) cannot be combined with STARTTLS: "
+        "mailring would have to run STARTTLS inside the client's session; use the TLS protocol "
+        "(imap4s, smtps, pop3s) or let mailring log in"));
   }
   switch (destination.authentication) {
     case proto::AuthenticationType::kNoAuthentication:

@@ -106,12 +106,18 @@ absl::StatusOr<ProxyType> ParseProxyType(const Properties& properties) {
   return FieldValueError(kKey, *value, "is not one of Internet, OnPremise");
 }
 
+constexpr MailProtocol kProtocols[] = {MailProtocol::kImap4, MailProtocol::kImap4s,
+                                       MailProtocol::kSmtp,  MailProtocol::kSmtps,
+                                       MailProtocol::kPop3,  MailProtocol::kPop3s};
+
 absl::StatusOr<MailProtocol> ParseProtocol(const Properties& properties) {
   constexpr std::string_view kKey = "mail.transport.protocol";
   const std::string* value = properties.Find(kKey);
-  if (value == nullptr || EqualsIgnoreCase(*value, "imap4")) return MailProtocol::kImap4;
-  if (EqualsIgnoreCase(*value, "imap4s")) return MailProtocol::kImap4s;
-  return FieldValueError(kKey, *value, "is not one of imap4, imap4s");
+  if (value == nullptr) return MailProtocol::kImap4;
+  for (MailProtocol protocol : kProtocols) {
+    if (EqualsIgnoreCase(*value, ProtocolKey(protocol))) return protocol;
+  }
+  return FieldValueError(kKey, *value, "is not one of imap4, imap4s, smtp, smtps, pop3, pop3s");
 }
 
 // Digits only (no sign, no spaces), 1-65535; leading zeros are harmless.
@@ -172,6 +178,62 @@ std::string_view AuthenticationTypeName(AuthenticationType type) {
   return "UnknownAuthentication";
 }
 
+std::string_view ProtocolKey(MailProtocol protocol) {
+  switch (protocol) {
+    case MailProtocol::kImap4:
+      return "imap4";
+    case MailProtocol::kImap4s:
+      return "imap4s";
+    case MailProtocol::kSmtp:
+      return "smtp";
+    case MailProtocol::kSmtps:
+      return "smtps";
+    case MailProtocol::kPop3:
+      return "pop3";
+    case MailProtocol::kPop3s:
+      return "pop3s";
+  }
+  return "imap4";
+}
+
+MailFamily FamilyOf(MailProtocol protocol) {
+  switch (protocol) {
+    case MailProtocol::kSmtp:
+    case MailProtocol::kSmtps:
+      return MailFamily::kSmtp;
+    case MailProtocol::kPop3:
+    case MailProtocol::kPop3s:
+      return MailFamily::kPop3;
+    default:
+      return MailFamily::kImap;
+  }
+}
+
+bool UsesImplicitTls(MailProtocol protocol) {
+  return protocol == MailProtocol::kImap4s || protocol == MailProtocol::kSmtps ||
+         protocol == MailProtocol::kPop3s;
+}
+
+uint16_t DefaultUpstreamPort(MailProtocol protocol) {
+  switch (protocol) {
+    case MailProtocol::kImap4:
+      return 143;
+    case MailProtocol::kImap4s:
+      return 993;
+    case MailProtocol::kSmtp:
+      return 587;
+    case MailProtocol::kSmtps:
+      return 465;
+    case MailProtocol::kPop3:
+      return 110;
+    case MailProtocol::kPop3s:
+      return 995;
+  }
+  return 143;
+}
+
+uint16_t DefaultServicePort(MailProtocol protocol) { return DefaultUpstreamPort(protocol); }
+
 std::string_view Destination::Property(std::string_view key) const {
   auto it = properties.find(key);
   return it == properties.end() ? std::string_view() : std::string_view(it->second);
@@ -202,8 +264,7 @@ absl::StatusOr<Destination> ParseDestination(std::string_view json_object) {
   destination.protocol = *protocol;
 
   // Host, port and auth live under the protocol's own prefix ("mail.imap4s.host" for imap4s).
-  const bool tls = destination.protocol == MailProtocol::kImap4s;
-  const std::string prefix = tls ? "mail.imap4s." : "mail.imap4.";
+  const std::string prefix = absl::StrCat("mail.", AsAbsl(ProtocolKey(destination.protocol)), ".");
   const std::string host_key = prefix + "host";
   absl::StatusOr<std::string> host = Required(properties, host_key);
   if (!host.ok()) return host.status();
@@ -215,7 +276,7 @@ absl::StatusOr<Destination> ParseDestination(std::string_view json_object) {
     if (!parsed.ok()) return parsed.status();
     destination.port = *parsed;
   } else {
-    destination.port = tls ? 993 : 143;
+    destination.port = DefaultUpstreamPort(destination.protocol);
   }
 
   const std::string auth_key = prefix + "auth";

@@ -32,7 +32,21 @@ enum class AuthenticationType {
 std::string_view AuthenticationTypeName(AuthenticationType type);
 
 enum class ProxyType { kInternet, kOnPremise };
-enum class MailProtocol { kImap4, kImap4s };
+// mail.transport.protocol. The "s" variants speak TLS to the server from the first byte; the
+// client side is plain in every case.
+enum class MailProtocol { kImap4, kImap4s, kSmtp, kSmtps, kPop3, kPop3s };
+enum class MailFamily { kImap, kSmtp, kPop3 };
+
+// "imap4", "imap4s", "smtp", ...: the property value, and the middle of "mail.<key>.host".
+std::string_view ProtocolKey(MailProtocol protocol);
+MailFamily FamilyOf(MailProtocol protocol);
+bool UsesImplicitTls(MailProtocol protocol);
+// The mail server's port when the destination names none: 143, 993, 587, 465, 110, 995.
+uint16_t DefaultUpstreamPort(MailProtocol protocol);
+// The port SAP's Transparent Proxy gives the client Service of a destination of this protocol
+// unless the CR sets one: 143, 993, 587, 465, 110, 995 (the same numbers: clients of the
+// Service reach it as they would reach such a server, only in plain text).
+uint16_t DefaultServicePort(MailProtocol protocol);
 
 struct Destination {
   std::string name;                 // "Name"
@@ -41,7 +55,7 @@ struct Destination {
   ProxyType proxy_type = ProxyType::kInternet;
   MailProtocol protocol = MailProtocol::kImap4;  // "mail.transport.protocol"
   std::string host;                 // "mail.<protocol>.host"
-  uint16_t port = 0;                // "mail.<protocol>.port", default 143 / 993
+  uint16_t port = 0;                // "mail.<protocol>.port", DefaultUpstreamPort() if absent
   bool login_on_behalf = true;      // "mail.<protocol>.auth" ("true" default)
   std::string user;                 // "mail.user"
   Secret password;                  // "mail.password"

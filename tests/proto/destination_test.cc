@@ -133,6 +133,47 @@ TEST(DestinationTest, Imap4sWithoutItsHostNamesImap4sHost) {
                    "mail.imap4s.host");
 }
 
+// SAP's MAIL family: each protocol reads its own "mail.<protocol>." keys and has its default
+// port (SMTP submission 587, SMTPS 465, POP3 110, POP3S 995).
+TEST(DestinationTest, SmtpAndPop3ReadTheirOwnKeysWithTheirDefaultPorts) {
+  struct Case {
+    std::string_view key;
+    MailProtocol protocol;
+    MailFamily family;
+    bool implicit_tls;
+    uint16_t port;
+  };
+  for (const Case& c : {Case{"smtp", MailProtocol::kSmtp, MailFamily::kSmtp, false, 587},
+                        Case{"smtps", MailProtocol::kSmtps, MailFamily::kSmtp, true, 465},
+                        Case{"pop3", MailProtocol::kPop3, MailFamily::kPop3, false, 110},
+                        Case{"pop3s", MailProtocol::kPop3s, MailFamily::kPop3, true, 995},
+                        Case{"imap4", MailProtocol::kImap4, MailFamily::kImap, false, 143},
+                        Case{"imap4s", MailProtocol::kImap4s, MailFamily::kImap, true, 993}}) {
+    const std::string json = absl::StrCat(
+        R"({"Name":"d","Type":"MAIL","Authentication":"BasicAuthentication","mail.user":"u",)",
+        R"("mail.password":"p","mail.transport.protocol":")", AsAbsl(c.key), R"(","mail.)",
+        AsAbsl(c.key), R"(.host":"mail.example.org"})");
+    absl::StatusOr<Destination> destination = ParseDestination(json);
+    ASSERT_TRUE(destination.ok()) << c.key << ": " << destination.status();
+    EXPECT_EQ(destination->protocol, c.protocol) << c.key;
+    EXPECT_EQ(ProtocolKey(destination->protocol), c.key);
+    EXPECT_EQ(FamilyOf(c.protocol), c.family) << c.key;
+    EXPECT_EQ(UsesImplicitTls(c.protocol), c.implicit_tls) << c.key;
+    EXPECT_EQ(destination->host, "mail.example.org") << c.key;
+    EXPECT_EQ(destination->port, c.port) << c.key;
+    EXPECT_EQ(DefaultServicePort(c.protocol), c.port) << c.key;
+  }
+}
+
+TEST(DestinationTest, UnknownProtocolListsTheSixKnownOnes) {
+  absl::StatusOr<Destination> destination =
+      ParseDestination(R"({"Name":"d","Type":"MAIL","mail.transport.protocol":"nntp"})");
+  ASSERT_FALSE(destination.ok());
+  EXPECT_TRUE(absl::StrContains(destination.status().message(),
+                                "is not one of imap4, imap4s, smtp, smtps, pop3, pop3s"))
+      << destination.status();
+}
+
 TEST(DestinationTest, PortBoundaries) {
   for (std::string_view port : {"1", "65535", "00993"}) {
     absl::StatusOr<Destination> destination = ParseDestination(
@@ -161,7 +202,7 @@ TEST(DestinationTest, EachBadFieldIsNamed) {
                    "Authentication");
   ExpectFieldError(Replace(kBasicOnPremise, "\"OnPremise\"", "\"Intranet\""), "ProxyType");
   ExpectFieldError(Replace(kBasicOnPremise, "\"imap4\",\n  \"mail.imap4.host\"",
-                           "\"pop3\",\n  \"mail.imap4.host\""),
+                           "\"nntp\",\n  \"mail.imap4.host\""),
                    "mail.transport.protocol");
   ExpectFieldError(Replace(kBasicOnPremise, "\"mail.imap4.host\": \"imap4\",", ""),
                    "mail.imap4.host");
