@@ -6,6 +6,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "proto/json_quote.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
 
@@ -31,13 +32,17 @@ std::string LeaderElection::LeaseJson(std::string_view resource_version,
                                       std::string_view acquire_time, int64_t transitions) const {
   const std::string now = NowRfc3339Micro();
   return mailring::StrCat(
-      R"({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":")",
-      options_.lease_name, R"(","namespace":")", options_.namespace_name, "\"",
-      resource_version.empty() ? "" : mailring::StrCat(R"(,"resourceVersion":")", resource_version, "\""),
-      R"(},"spec":{"holderIdentity":")", options_.identity, R"(","leaseDurationSeconds":)",
-      absl::ToInt64Seconds(options_.lease_duration), R"(,"acquireTime":")",
-      acquire_time.empty() ? std::string_view(now) : acquire_time, R"(","renewTime":")", now,
-      R"(","leaseTransitions":)", transitions, "}}");
+      R"({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":)",
+      proto::JsonQuote(options_.lease_name), R"(,"namespace":)",
+      proto::JsonQuote(options_.namespace_name),
+      resource_version.empty()
+          ? std::string()
+          : mailring::StrCat(R"(,"resourceVersion":)", proto::JsonQuote(resource_version)),
+      R"(},"spec":{"holderIdentity":)", proto::JsonQuote(options_.identity),
+      R"(,"leaseDurationSeconds":)", absl::ToInt64Seconds(options_.lease_duration),
+      R"(,"acquireTime":)",
+      proto::JsonQuote(acquire_time.empty() ? std::string_view(now) : acquire_time),
+      R"(,"renewTime":)", proto::JsonQuote(now), R"(,"leaseTransitions":)", transitions, "}}");
 }
 
 void LeaderElection::SetLeader(bool leader) {

@@ -97,5 +97,15 @@ TEST_F(LeaderElectionTest, LeaderStepsDownWhenItCannotRenew) {
   EXPECT_FALSE(leader) << "stepped down after the renew deadline";
 }
 
+TEST_F(LeaderElectionTest, IdentityWithJsonSpecialCharactersStillWinsTheLease) {
+  // A pod name cannot hold these, but --identity can: the Lease body must stay valid JSON (the
+  // API server would refuse it and nobody would ever lead).
+  int changes = 0;
+  bool leader = false;
+  std::unique_ptr<LeaderElection> a = Candidate(R"(pod "a" \ 1)", &changes, &leader);
+  Run({a.get()}, 800);
+  EXPECT_TRUE(leader);
+}
+
 }  // namespace
 }  // namespace mailring::control
