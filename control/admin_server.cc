@@ -17,20 +17,35 @@ namespace {
 
 constexpr size_t kMaxRequestBytes = 8 * 1024;
 constexpr int kRequestTimeoutMs = 2000;
+constexpr int kResponseTimeoutMs = 2000;
 
+// Writes `bytes` within kResponseTimeoutMs: a scraper that stops reading costs the admin thread
+// at most that long, never a hang (the socket is non-blocking, each wait is a bounded poll).
 void SendAll(int fd, std::string_view bytes) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kResponseTimeoutMs);
   while (!bytes.empty()) {
-    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n <= 0) return;
-    bytes.remove_prefix(static_cast<size_t>(n));
+    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return;
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) != 1) return;
   }
 }
 
-std::string Response(int status, std::string_view reason, std::string_view content_type,
-                     std::string_view body) {
+// A response; for HEAD (RFC 9110 9.3.2) the same head without the body.
+std::string Response(bool head_only, int status, std::string_view reason,
+                     std::string_view content_type, std::string_view body) {
   return mailring::StrCat("HTTP/1.1 ", status, " ", reason, "\r\nContent-Type: ", content_type,
                           "\r\nContent-Length: ", body.size(),
-                          "\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n", body);
+                          "\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
+                          head_only ? std::string_view() : body);
 }
 
 }  // namespace
@@ -104,28 +119,30 @@ void AdminServer::Serve(int fd) {
   const size_t first_space = line.find(' ');
   const size_t second_space = line.find(' ', first_space + 1);
   if (first_space == std::string::npos || second_space == std::string::npos) {
-    SendAll(fd, Response(400, "Bad Request", "text/plain", "bad request\n"));
+    SendAll(fd, Response(false, 400, "Bad Request", "text/plain", "bad request\n"));
     return;
   }
   const std::string method = line.substr(0, first_space);
   std::string path = line.substr(first_space + 1, second_space - first_space - 1);
   path = path.substr(0, path.find('?'));
   if (method != "GET" && method != "HEAD") {
-    SendAll(fd, Response(405, "Method Not Allowed", "text/plain", "GET only\n"));
+    SendAll(fd, Response(false, 405, "Method Not Allowed", "text/plain", "GET or HEAD only\n"));
     return;
   }
+  const bool head_only = method == "HEAD";
   if (path == "/healthz" || path == "/livez") {
-    SendAll(fd, Response(200, "OK", "text/plain", "ok\n"));
+    SendAll(fd, Response(head_only, 200, "OK", "text/plain", "ok\n"));
   } else if (path == "/readyz") {
     const std::string why = handlers_.readiness ? handlers_.readiness() : std::string();
-    SendAll(fd, why.empty() ? Response(200, "OK", "text/plain", "ready\n")
-                            : Response(503, "Service Unavailable", "text/plain",
+    SendAll(fd, why.empty() ? Response(head_only, 200, "OK", "text/plain", "ready\n")
+                            : Response(head_only, 503, "Service Unavailable", "text/plain",
                                        mailring::StrCat("not ready: ", why, "\n")));
   } else if (path == "/metrics") {
-    SendAll(fd, Response(200, "OK", "text/plain; version=0.0.4",
+    SendAll(fd, Response(head_only, 200, "OK", "text/plain; version=0.0.4",
                          handlers_.metrics ? handlers_.metrics() : std::string()));
   } else {
-    SendAll(fd, Response(404, "Not Found", "text/plain", "try /healthz, /readyz, /metrics\n"));
+    SendAll(fd, Response(head_only, 404, "Not Found", "text/plain",
+                         "try /healthz, /readyz, /metrics\n"));
   }
 }
 

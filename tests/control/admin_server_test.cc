@@ -80,5 +80,43 @@ TEST(AdminServerTest, SilentClientDoesNotBlockTheServerForever) {
   server.Stop();
 }
 
+TEST(AdminServerTest, HeadAnswersTheHeadWithoutTheBody) {
+  AdminServer::Handlers handlers;
+  handlers.metrics = [] { return std::string("mailring_up 1\n"); };
+  AdminServer server(*core::SocketAddress::ParseNumeric("127.0.0.1:0", /*allow_any_port=*/true),
+                     handlers);
+  ASSERT_TRUE(server.Start().ok());
+  const std::string head = Get(server.port(), "HEAD /metrics HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("Content-Length: 14\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.substr(head.size() - 4), "\r\n\r\n") << "no body after the head: " << head;
+  server.Stop();
+}
+
+TEST(AdminServerTest, ScraperThatStopsReadingDoesNotStallTheServer) {
+  AdminServer::Handlers handlers;
+  handlers.metrics = [] { return std::string(32 << 20, 'x'); };  // far more than socket buffers
+  AdminServer server(*core::SocketAddress::ParseNumeric("127.0.0.1:0", /*allow_any_port=*/true),
+                     handlers);
+  ASSERT_TRUE(server.Start().ok());
+  const int stuck = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int small = 4096;
+  ::setsockopt(stuck, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(server.port());
+  ASSERT_EQ(::connect(stuck, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  const std::string request = "GET /metrics HTTP/1.1\r\n\r\n";
+  ASSERT_EQ(::send(stuck, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  // The stuck scraper never reads; the next request is served once the write gives up (2 s),
+  // where a blocking write would wait forever (Get's own 5 s receive timeout would fail it).
+  const std::string health = Get(server.port(), "GET /healthz HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(health.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << health.substr(0, 100);
+  ::close(stuck);
+  server.Stop();
+}
+
 }  // namespace
 }  // namespace mailring::control
