@@ -15,14 +15,13 @@
 #include <wolfssl/wolfcrypt/hash.h>
 
 #include "absl/strings/escaping.h"
-#include "core/client_auth.h"
 #include "core/completion.h"
+#include "core/dialog/mail_protocol.h"
 #include "core/log.h"
 #include "core/send_some.h"
 #include "core/tcp_options.h"
-#include "core/upstream_login.h"
 #include "core/worker.h"
-#include "proto/imap_line_assembler.h"
+#include "proto/absl_string_view.h"
 #include "proto/printable_text.h"
 #include "proto/socks5.h"
 
@@ -114,10 +113,14 @@ constexpr int64_t kExchangeFailureReuseMs = 5000;
 
 // Pre-relay state, allocated on connect and freed on entering the relay.
 struct Session::LoginState {
-  LoginState(const Route& route, size_t max_line_bytes)
-      : assembler(max_line_bytes), dialog(CredentialsFor(route)) {}
-  proto::ImapLineAssembler assembler;  // upstream bytes
-  UpstreamLogin dialog;
+  LoginState(const MailProtocol& protocol, const Route& route, size_t max_line_bytes)
+      : upstream_lines(protocol.NewLineReader(max_line_bytes)),
+        dialog(protocol.NewUpstreamLogin(CredentialsFor(route))) {}
+  std::unique_ptr<LineReader> upstream_lines;  // the server's lines, until the relay
+  std::unique_ptr<UpstreamLogin> dialog;
+  // The login is done; the client's dialog runs (SMTP, POP3: EHLO, CAPA, ... answered locally)
+  // and the server is not read again before the relay, which then delivers whatever it sent.
+  bool upstream_logged_in = false;
   bool relay_only = false;             // "mail.imap4.auth": "false": no login on the client's behalf
   bool upstream_recv_armed = false;
   bool tls_handshaking = false;
@@ -129,12 +132,11 @@ struct Session::LoginState {
   std::string credential_key;          // where this session's token is (or will be) cached
   proto::Secret used_token;            // the token offered upstream (to remember a rejection)
   int64_t token_requested_ms = -1;     // when we asked the control thread, -1: not yet
-  // Client authentication (refresh token / authorization code destinations).
-  std::unique_ptr<ClientAuth> client_auth;
-  std::unique_ptr<proto::ImapLineAssembler> client_assembler;
-  bool client_greeted = false;
+  // The client's side before the relay (core/dialog/client_dialog.h): set once greeted.
+  std::unique_ptr<ClientDialog> client_dialog;
+  std::unique_ptr<LineReader> client_lines;
   bool client_recv_armed = false;
-  std::string client_tag;              // the AUTHENTICATE being served
+  // Refresh-token / authorization-code destinations: what the client authenticated with.
   std::string client_user;             // user= from the client's XOAUTH2 response
   proto::Secret client_grant;          // the refresh token or code being exchanged
 };
@@ -143,6 +145,7 @@ Session::Session(Worker* worker, std::shared_ptr<const Route> route, int client_
     : worker_(worker),
       client_fd_(client_fd),
       route_(std::move(route)),
+      protocol_(&ForProtocol(route_->destination.protocol)),
       id_(id),
       started_ms_(worker->now_ms()),
       timer_(&Session::OnTimerFired, this) {
@@ -177,9 +180,11 @@ std::string_view Session::Action() const {
                                                            : "waiting for a Connectivity Proxy token";
     case Phase::kUpstreamGreeting:
     case Phase::kUpstreamLogin:
-      return login_ != nullptr ? login_->dialog.action() : "logging in upstream";
-    case Phase::kClientAuth:
-      return "waiting for the client to authenticate";
+      return login_ != nullptr ? login_->dialog->action() : "logging in upstream";
+    case Phase::kClientDialog:
+      return ClientAuthenticates(route_->destination.authentication)
+                 ? "waiting for the client to authenticate"
+                 : "waiting for the client's first command";
     case Phase::kRelay:
       return "relaying";
     case Phase::kClosing:
@@ -289,7 +294,7 @@ void Session::OnConnected(int result) {
     return;
   }
   phase_ = Phase::kUpstreamGreeting;
-  login_ = std::make_unique<LoginState>(*route_, worker_->options().max_line_bytes);
+  login_ = std::make_unique<LoginState>(*protocol_, *route_, worker_->options().max_line_bytes);
   login_->relay_only = relay_only;
   if (route_->via_connectivity_proxy) {
     // The Connectivity Proxy wants a JWT of the Connectivity service before anything else.
@@ -327,7 +332,7 @@ void Session::StartTlsHandshake(bool after_starttls) {
   login.tls_handshaking = true;
   login.starttls = after_starttls;
   // Bytes the server sent after its STARTTLS answer already belong to TLS.
-  const std::string early = login.assembler.TakePending();
+  const std::string early = login.upstream_lines->TakePending();
   if (!early.empty()) tls_->Feed(early);
   ContinueTlsHandshake();
 }
@@ -365,7 +370,7 @@ void Session::ContinueTlsHandshake() {
     return;
   }
   if (login.starttls) {
-    UpstreamLogin::Step step = login.dialog.OnTlsEstablished();
+    UpstreamLogin::Step step = login.dialog->OnTlsEstablished();
     if (!SendUpstream(step.send)) return;
   }
   // Records that arrived with the end of the handshake may already hold the greeting.
@@ -558,16 +563,16 @@ void Session::OnUpstreamReadable() {
 
 void Session::FeedUpstream(std::string_view bytes) {
   LoginState& login = *login_;
-  if (absl::Status status = login.assembler.Append(bytes); !status.ok()) {
+  if (absl::Status status = login.upstream_lines->Append(bytes); !status.ok()) {
     Close(mailring::StrCat("upstream sent a bad response while ", Action(), ": ", status.message()),
           mailring::StrCat("the mail server of destination ", route_->destination.name,
-                       " sent a response mailring cannot read"),
+                           " sent a response mailring cannot read"),
           true);
     return;
   }
-  while (std::optional<std::string_view> line = login.assembler.NextLine()) {
+  while (std::optional<std::string_view> line = login.upstream_lines->NextLine()) {
     if (phase_ == Phase::kUpstreamGreeting) phase_ = Phase::kUpstreamLogin;
-    UpstreamLogin::Step step = login.dialog.OnLine(*line);
+    UpstreamLogin::Step step = login.dialog->OnLine(*line);
     switch (step.outcome) {
       case UpstreamLogin::Outcome::kNeedMore:
         break;
@@ -582,15 +587,19 @@ void Session::FeedUpstream(std::string_view bytes) {
         if (phase_ == Phase::kClosing) return;
         break;
       case UpstreamLogin::Outcome::kFailed:
-        OnUpstreamLoginFailed(step.failure, login.dialog.can_retry());
+        OnUpstreamLoginFailed(step.failure, login.dialog->can_retry()
+                                                ? LoginFailure::kServerRefusedCredentials
+                                                : LoginFailure::kFatal);
         if (phase_ == Phase::kClosing) return;
         break;
       case UpstreamLogin::Outcome::kLoggedIn:
         worker_->mutable_counters().logins_ok.fetch_add(1, std::memory_order_relaxed);
-        if (login.client_auth != nullptr) {
-          AnswerClientAndRelay();
+        login.upstream_logged_in = true;
+        if (login.client_dialog != nullptr) {
+          // The client's AUTHENTICATE (refresh token, code) succeeded upstream.
+          HandleClientStep(login.client_dialog->Authenticated(login.dialog->capabilities()));
         } else {
-          GreetClientAndRelay();
+          GreetClient();
         }
         return;
     }
@@ -610,21 +619,11 @@ void Session::OnUpstreamWantsToken() {
     return;
   }
   // The client brings the grant: greet it (once) and read its AUTHENTICATE.
-  phase_ = Phase::kClientAuth;
-  worker_->timers().Schedule(
-      &timer_,
-      worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().client_auth_timeout));
-  if (!login.client_greeted) {
-    login.client_greeted = true;
-    login.client_auth = std::make_unique<ClientAuth>(
-        route_->destination.authentication == proto::AuthenticationType::kOAuth2RefreshToken
-            ? "refresh token"
-            : "authorization code");
-    login.client_assembler =
-        std::make_unique<proto::ImapLineAssembler>(worker_->options().max_line_bytes);
-    if (!SendToClientOrClose(login.client_auth->Greeting(route_->destination.name))) return;
+  if (login.client_dialog == nullptr) {
+    GreetClient();
+    return;
   }
-  ProcessClientLines();
+  EnterClientDialog();
 }
 
 void Session::LookUpToken() {
@@ -650,7 +649,7 @@ void Session::LookUpToken() {
     }
     return;
   }
-  const bool exchange = !for_proxy && login.client_auth != nullptr;
+  const bool exchange = !for_proxy && login.client_dialog != nullptr;
   if (credential != nullptr && !credential->failure.empty()) {
     // A failure the control thread published after our request, or (client credentials, whose
     // refresh the control thread drives itself) any failure while no token is valid.
@@ -667,7 +666,8 @@ void Session::LookUpToken() {
                                failure),
               true);
       } else if (exchange) {
-        OnUpstreamLoginFailed(mailring::StrCat("token service: ", failure), /*retryable=*/true);
+        OnUpstreamLoginFailed(mailring::StrCat("token service: ", failure),
+                              LoginFailure::kTokenServiceRefusedGrant);
       } else {
         Close(mailring::StrCat("no access token: ", failure),
               mailring::StrCat("no access token for destination ", route_->destination.name,
@@ -690,7 +690,7 @@ void Session::RequestToken() {
   request.worker = worker_->index();
   if (login.token_purpose == LoginState::TokenPurpose::kConnectivityProxy) {
     request.kind = CredentialRequest::Kind::kConnectivity;
-  } else if (login.client_auth == nullptr) {
+  } else if (login.client_dialog == nullptr) {
     request.kind = CredentialRequest::Kind::kClientCredentials;
   } else {
     request.kind =
@@ -713,21 +713,20 @@ void Session::OnCredentialsChanged() {
 void Session::UseToken(const proto::Secret& token) {
   LoginState& login = *login_;
   login.used_token = token;
-  if (phase_ == Phase::kClientAuth) phase_ = Phase::kUpstreamLogin;
-  UpstreamLogin::Step step = login.dialog.ProvideToken(token, login.client_user);
+  if (phase_ == Phase::kClientDialog) phase_ = Phase::kUpstreamLogin;
+  UpstreamLogin::Step step = login.dialog->ProvideToken(token, login.client_user);
   if (step.outcome == UpstreamLogin::Outcome::kFailed) {
-    OnUpstreamLoginFailed(step.failure, false);
+    OnUpstreamLoginFailed(step.failure, LoginFailure::kFatal);
     return;
   }
   SendUpstream(step.send);
 }
 
-void Session::OnUpstreamLoginFailed(std::string_view reason, bool retryable) {
+void Session::OnUpstreamLoginFailed(std::string_view reason, LoginFailure failure) {
   worker_->mutable_counters().logins_failed.fetch_add(1, std::memory_order_relaxed);
   LoginState& login = *login_;
-  const bool rejected_token = retryable && !login.credential_key.empty();
-  if (rejected_token && worker_->services().broker != nullptr &&
-      reason.rfind("token service:", 0) != 0) {
+  if (failure == LoginFailure::kServerRefusedCredentials && !login.credential_key.empty() &&
+      worker_->services().broker != nullptr) {
     // The server refused a token we took from the cache: nobody should use it again.
     if (!login.used_token.empty()) {
       worker_->RememberRejectedToken(login.credential_key, login.used_token);
@@ -739,27 +738,99 @@ void Session::OnUpstreamLoginFailed(std::string_view reason, bool retryable) {
     invalidate.worker = worker_->index();
     worker_->services().broker->Request(std::move(invalidate));
   }
-  if (login.client_auth == nullptr || !retryable) {
+  if (login.client_dialog == nullptr || failure == LoginFailure::kFatal) {
     Close(reason, reason, true);
     return;
   }
-  // The client authenticates itself: it gets a tagged NO and may try again.
+  // The client authenticates itself: it is told why and may try again.
   MAILRING_LOG(kWarning, LogPrefix(), " client authentication failed: ", reason);
-  login.dialog.PrepareRetry();
+  login.dialog->PrepareRetry();
   login.credential_key.clear();
   login.token_requested_ms = -1;
   login.client_grant = proto::Secret();
-  phase_ = Phase::kClientAuth;
-  ClientAuth::Step step = login.client_auth->Reject(login.client_tag, reason);
-  if (!SendToClientOrClose(step.reply)) return;
-  if (step.outcome == ClientAuth::Outcome::kReplyAndClose) {
+  phase_ = Phase::kClientDialog;
+  const ClientDialog::Step step = login.client_dialog->Rejected(reason);
+  if (step.outcome == ClientDialog::Outcome::kReplyAndClose) {
+    SendToClientOrClose(step.reply);
     Close("too many failed authentication attempts", {}, true);
     return;
   }
+  if (!SendToClientOrClose(step.reply)) return;
   ProcessClientLines();
 }
 
-// --- Client authentication ------------------------------------------------------------------
+// --- The client's dialog before the relay -----------------------------------------------------
+
+void Session::GreetClient() {
+  LoginState& login = *login_;
+  ClientDialogOptions options;
+  options.destination_name = route_->destination.name;
+  options.client_authenticates = ClientAuthenticates(route_->destination.authentication);
+  if (options.client_authenticates) {
+    options.credential_name =
+        route_->destination.authentication == proto::AuthenticationType::kOAuth2RefreshToken
+            ? "refresh token"
+            : "authorization code";
+  }
+  login.client_dialog = protocol_->NewClientDialog(std::move(options));
+  login.client_lines = protocol_->NewLineReader(worker_->options().max_line_bytes);
+  const ClientDialog::Step greeting = login.client_dialog->Greet(login.dialog->capabilities());
+  if (greeting.outcome == ClientDialog::Outcome::kRelay) {  // IMAP's PREAUTH
+    EnterRelayFromDialog(greeting.reply, greeting.forward);
+    return;
+  }
+  if (!SendToClientOrClose(greeting.reply)) return;
+  EnterClientDialog();
+}
+
+void Session::EnterClientDialog() {
+  phase_ = Phase::kClientDialog;
+  worker_->timers().Schedule(
+      &timer_,
+      worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().client_auth_timeout));
+  ProcessClientLines();
+}
+
+bool Session::HandleClientStep(ClientDialog::Step step) {
+  LoginState& login = *login_;
+  switch (step.outcome) {
+    case ClientDialog::Outcome::kNeedMore:
+      return true;
+    case ClientDialog::Outcome::kReply:
+      return SendToClientOrClose(step.reply);
+    case ClientDialog::Outcome::kReplyAndClose:
+      SendToClientOrClose(step.reply);
+      Close("client logged out or failed to authenticate", {}, false);
+      return false;
+    case ClientDialog::Outcome::kAuthenticate:
+      login.client_user = std::move(step.bearer.user);
+      login.client_grant = std::move(step.bearer.bearer_token);
+      login.credential_key = CredentialKey(route_->destination.name, route_->tenant,
+                                           SubjectOf(login.client_grant));
+      login.token_requested_ms = -1;
+      LookUpToken();
+      return false;
+    case ClientDialog::Outcome::kRelay:
+      EnterRelayFromDialog(step.reply, step.forward);
+      return false;
+  }
+  return false;
+}
+
+void Session::EnterRelayFromDialog(std::string_view reply, std::string_view forward) {
+  LoginState& login = *login_;
+  // What the server sent after its last login line belongs to the client, after mailring's
+  // reply; what the client sent after the line that started the relay goes to the server.
+  const std::string to_client = mailring::StrCat(reply, login.upstream_lines->TakePending());
+  const std::string to_upstream = mailring::StrCat(
+      forward, login.client_lines != nullptr ? login.client_lines->TakePending() : std::string());
+  login_.reset();
+  if (!to_client.empty() && !SendToClientOrClose(to_client)) return;
+  if (!to_upstream.empty() && !SendUpstream(to_upstream)) return;
+  MAILRING_LOG(kDebug, LogPrefix(), " logged in upstream after ", worker_->now_ms() - started_ms_,
+               " ms, relaying");
+  StartRelay();
+}
 
 bool Session::SendToClientOrClose(std::string_view bytes) {
   if (const int error = SendNow(client_fd_, bytes); error != 0) {
@@ -817,8 +888,8 @@ void Session::OnClientPreRelayReadable() {
 }
 
 void Session::FeedClient(std::string_view bytes) {
-  if (absl::Status status = login_->client_assembler->Append(bytes); !status.ok()) {
-    SendNow(client_fd_, mailring::StrCat("* BYE [CLIENTBUG] ", status.message(), "\r\n"));
+  if (absl::Status status = login_->client_lines->Append(bytes); !status.ok()) {
+    SendNow(client_fd_, protocol_->FailureLine(proto::AsStd(status.message())));
     Close(mailring::StrCat("client sent an unreadable command: ", status.message()), {}, true);
     return;
   }
@@ -827,74 +898,20 @@ void Session::FeedClient(std::string_view bytes) {
 
 void Session::ProcessClientLines() {
   LoginState& login = *login_;
-  // While an AUTHENTICATE is being served (exchange or upstream login under way), further
-  // client lines wait in the assembler: after success they are the relay's first bytes.
-  if (phase_ != Phase::kClientAuth || waiting_for_credentials_) return;
-  while (std::optional<std::string_view> line = login.client_assembler->NextLine()) {
+  // While an authentication is being served (exchange or upstream login under way), further
+  // client lines wait in the reader: after success they are the relay's first bytes.
+  if (phase_ != Phase::kClientDialog || waiting_for_credentials_) return;
+  while (std::optional<std::string_view> line = login.client_lines->NextLine()) {
     worker_->timers().Schedule(
         &timer_,
         worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().client_auth_timeout));
-    ClientAuth::Step step = login.client_auth->OnLine(*line);
-    switch (step.outcome) {
-      case ClientAuth::Outcome::kNeedMore:
-        break;
-      case ClientAuth::Outcome::kReply:
-        if (!SendToClientOrClose(step.reply)) return;
-        break;
-      case ClientAuth::Outcome::kReplyAndClose:
-        SendToClientOrClose(step.reply);
-        Close("client logged out or failed to authenticate", {}, false);
-        return;
-      case ClientAuth::Outcome::kAuthenticate:
-        login.client_tag = std::move(step.tag);
-        login.client_user = std::move(step.bearer.user);
-        login.client_grant = std::move(step.bearer.bearer_token);
-        login.credential_key = CredentialKey(route_->destination.name, route_->tenant,
-                                             SubjectOf(login.client_grant));
-        login.token_requested_ms = -1;
-        LookUpToken();
-        return;
-    }
+    if (!HandleClientStep(login.client_dialog->OnLine(*line))) return;
   }
-  if (login.client_assembler->AwaitingLiteralContinuation()) {
-    if (!SendToClientOrClose("+ go ahead\r\n")) return;
-  }
-  ArmClientRecv();
-}
-
-void Session::AnswerClientAndRelay() {
-  LoginState& login = *login_;
-  // The client's AUTHENTICATE succeeded: answer it under its own tag with the server's
-  // capabilities, then hand over anything either side sent meanwhile and relay.
-  std::string answer = mailring::StrCat(
-      login.client_tag, " OK [CAPABILITY ",
-      login.dialog.capabilities().ForPreauthenticatedClient(),
-      "] logged in to destination ", route_->destination.name, "\r\n",
-      login.assembler.TakePending());
-  std::string to_upstream = login.client_assembler->TakePending();
-  login_.reset();
-  if (!SendToClientOrClose(answer)) return;
-  if (!to_upstream.empty() && !SendUpstream(to_upstream)) return;
-  MAILRING_LOG(kDebug, LogPrefix(), " client authenticated, logged in upstream after ",
-               worker_->now_ms() - started_ms_, " ms, relaying");
-  StartRelay();
-}
-
-void Session::GreetClientAndRelay() {
-  // Anything the server sent after its tagged login response belongs to the client, after the
-  // greeting.
-  std::string greeting = mailring::StrCat(
-      "* PREAUTH [CAPABILITY ", login_->dialog.capabilities().ForPreauthenticatedClient(),
-      "] mailring: logged in to destination ", route_->destination.name, "\r\n",
-      login_->assembler.TakePending());
-  login_.reset();
-  if (const int error = SendNow(client_fd_, greeting); error != 0) {
-    Close(mailring::StrCat("greeting the client failed: ", ErrnoText(error)), {}, false);
+  if (login.client_lines->AwaitingLiteralContinuation() &&
+      !SendToClientOrClose(login.client_dialog->LiteralContinuation())) {
     return;
   }
-  MAILRING_LOG(kDebug, LogPrefix(), " logged in upstream after ",
-               worker_->now_ms() - started_ms_, " ms, relaying");
-  StartRelay();
+  ArmClientRecv();
 }
 
 void Session::StartRelay() {
@@ -1038,9 +1055,9 @@ void Session::OnTimer() {
     case Phase::kProxyHandshake:
     case Phase::kUpstreamGreeting:
     case Phase::kUpstreamLogin:
-    case Phase::kClientAuth: {
+    case Phase::kClientDialog: {
       const absl::Duration limit =
-          phase_ == Phase::kClientAuth ? options.client_auth_timeout : options.login_timeout;
+          phase_ == Phase::kClientDialog ? options.client_auth_timeout : options.login_timeout;
       const std::string why = mailring::StrCat("timed out after ", absl::FormatDuration(limit),
                                                " while ", Action());
       Close(why, mailring::StrCat("destination ", route_->destination.name, ": ", why), true);
@@ -1095,8 +1112,7 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
     // Mid-relay (shutdown) the client may be inside a server response; a BYE then is still the
     // most useful thing it can read before the connection closes.
     // Reasons may quote a peer (server, token or Destination service): never a line break.
-    SendNow(client_fd_, mailring::StrCat("* BYE [UNAVAILABLE] ",
-                                         proto::PrintableText(client_reason), "\r\n"));
+    SendNow(client_fd_, protocol_->FailureLine(client_reason));
   }
   // Requests hold references to the files: cancel them; the fds are closed in the destructor,
   // once the last completion has arrived (close(2) then sends the FINs). Every request we

@@ -1,4 +1,6 @@
-// Session: one proxied IMAP connection, client leg and upstream leg, owned by one worker.
+// Session: one proxied mail connection (IMAP, SMTP or POP3), client leg and upstream leg, owned
+// by one worker. What differs per protocol lives in core/dialog/ (MailProtocol); the phases,
+// transports, relay and credential path here are shared.
 //
 // A session moves through its phases in order and never back:
 //
@@ -7,17 +9,19 @@
 //                      Proxy, authenticated with a Connectivity service JWT (proto/socks5.h)
 //   kUpstreamGreeting  waiting for the server's first line (recv from the provided buffers);
 //                      for imap4s after the TLS handshake (core/tls_client.h)
-//   kUpstreamLogin     CAPABILITY, then AUTHENTICATE PLAIN / LOGIN with the destination's
-//                      password, or AUTHENTICATE XOAUTH2 / OAUTHBEARER with an access token
-//                      (core/upstream_login.h); then the client is greeted "* PREAUTH"
-//   kClientAuth        (OAuth2RefreshToken / OAuth2AuthorizationCode only) the client is
-//                      greeted "* OK", authenticates to mailring with XOAUTH2 carrying its
-//                      refresh token or code (core/client_auth.h); mailring exchanges it for an
-//                      access token, logs in upstream and answers under the client's tag
+//   kUpstreamLogin     the protocol's login dialog (core/dialog/upstream_login.h): capabilities,
+//                      [STARTTLS], then the destination's password or an access token
+//                      (XOAUTH2 / OAUTHBEARER); then the client is greeted
+//                      (core/dialog/client_dialog.h): IMAP "* PREAUTH" relays at once
+//   kClientDialog      SMTP and POP3 (EHLO, CAPA, USER/PASS answered locally until the first
+//                      command the server must answer), and OAuth2RefreshToken /
+//                      OAuth2AuthorizationCode destinations of every protocol: the client
+//                      authenticates to mailring with XOAUTH2 carrying its refresh token or
+//                      code; mailring exchanges it for an access token and logs in upstream
 //   kRelay             bytes both ways through core/relay_leg.h; never parsed again
 //   kClosing           cancels outstanding requests, frees itself when the last completes
 //
-// A route with "mail.imap4.auth": "false" goes from kConnecting straight to kRelay: the client
+// A route with "mail.<protocol>.auth": "false" goes from kConnecting straight to kRelay: the client
 // sees the server's own greeting and logs in itself.
 //
 // Access tokens come from the CredentialCache (one atomic load). When the cache has none yet,
@@ -25,7 +29,8 @@
 // the worker calls OnCredentialsChanged() when the control thread published something. A
 // session copies the token it uses: it holds no pointer into the cache across iterations.
 //
-// Every failure before the relay reaches the client as "* BYE [UNAVAILABLE] <reason>" and the
+// Every failure before the relay reaches the client as the protocol's failure line ("* BYE
+// [UNAVAILABLE] <reason>", "421 4.3.0 <reason>", "-ERR <reason>") and the
 // log as one line naming the session, route, destination and the action under way (nginx's
 // log->action). Reasons never contain credentials.
 //
@@ -40,6 +45,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/dialog/client_dialog.h"
 #include "core/relay_leg.h"
 #include "core/route.h"
 #include "core/timer_wheel.h"
@@ -51,6 +57,7 @@ struct io_uring_cqe;
 
 namespace mailring::core {
 
+class MailProtocol;
 class Worker;
 
 class alignas(16) Session {
@@ -60,7 +67,7 @@ class alignas(16) Session {
     kProxyHandshake,
     kUpstreamGreeting,
     kUpstreamLogin,
-    kClientAuth,
+    kClientDialog,
     kRelay,
     kClosing,
   };
@@ -107,22 +114,31 @@ class alignas(16) Session {
   void OnUpstreamBytes(std::string_view raw);
   bool SendUpstream(std::string_view plaintext);  // through TLS when on; false: closed
   void FeedUpstream(std::string_view bytes);
-  void GreetClientAndRelay();
 
   // Tokens (OAuth2 destinations).
   void OnUpstreamWantsToken();
   void LookUpToken();
   void RequestToken();
   void UseToken(const proto::Secret& token);
-  void OnUpstreamLoginFailed(std::string_view reason, bool retryable);
+  enum class LoginFailure : uint8_t {
+    kFatal,                     // the session ends
+    kServerRefusedCredentials,  // the token is bad; a client that authenticates may retry
+    kTokenServiceRefusedGrant,  // the client's refresh token or code; it may retry
+  };
+  void OnUpstreamLoginFailed(std::string_view reason, LoginFailure failure);
 
-  // Client authentication (refresh token / authorization code).
+  // The client's dialog before the relay (core/dialog/client_dialog.h).
+  void GreetClient();
+  void EnterClientDialog();
+  // Carries out one step of the dialog; false when the caller must stop reading client lines
+  // (the session closed, relays, or waits for a token).
+  bool HandleClientStep(ClientDialog::Step step);
+  void EnterRelayFromDialog(std::string_view reply, std::string_view forward);
   void ArmClientRecv();
   void OnClientRecv(const io_uring_cqe& cqe);
   void OnClientPreRelayReadable();
   void FeedClient(std::string_view bytes);
   void ProcessClientLines();
-  void AnswerClientAndRelay();
   bool SendToClientOrClose(std::string_view bytes);
 
   void StartRelay();
@@ -130,7 +146,7 @@ class alignas(16) Session {
   void OnRelayRecv(int leg, const io_uring_cqe& cqe);
   void ArmPoll(int fd, uint32_t events, uint8_t op);
 
-  // Ends the session. `client_reason` non-empty: the client gets "* BYE [UNAVAILABLE] ...".
+  // Ends the session. `client_reason` non-empty: the client gets the protocol's failure line.
   void Close(std::string_view log_reason, std::string_view client_reason, bool failure);
   void MaybeFree();
 
@@ -148,6 +164,7 @@ class alignas(16) Session {
   RelayLeg legs_[2];  // [0] client → upstream, [1] upstream → client
   // --- the rest ---
   std::shared_ptr<const Route> route_;  // kept alive while the session runs (routes change)
+  const MailProtocol* protocol_;        // the route's family; lives for the process
   uint64_t id_;
   int64_t started_ms_;
   TimerWheel::Entry timer_;

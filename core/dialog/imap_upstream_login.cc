@@ -1,4 +1,4 @@
-#include "core/upstream_login.h"
+#include "core/dialog/imap_upstream_login.h"
 
 #include <utility>
 
@@ -25,10 +25,10 @@ std::string Quote(const proto::ImapResponse& response) {
 
 }  // namespace
 
-UpstreamLogin::UpstreamLogin(UpstreamCredentials credentials)
+ImapUpstreamLogin::ImapUpstreamLogin(UpstreamCredentials credentials)
     : credentials_(std::move(credentials)) {}
 
-std::string_view UpstreamLogin::action() const {
+std::string_view ImapUpstreamLogin::action() const {
   switch (state_) {
     case State::kGreeting:
       return "reading the upstream greeting";
@@ -56,20 +56,20 @@ std::string_view UpstreamLogin::action() const {
   return "";
 }
 
-UpstreamLogin::Step UpstreamLogin::Fail(std::string reason, bool retryable) {
+UpstreamLogin::Step ImapUpstreamLogin::Fail(std::string reason, bool retryable) {
   state_ = State::kFailed;
   retryable_ = retryable;
   return Step{Outcome::kFailed, {}, std::move(reason)};
 }
 
-void UpstreamLogin::PrepareRetry() {
+void ImapUpstreamLogin::PrepareRetry() {
   if (!retryable_) return;
   retryable_ = false;
   bearer_error_.clear();
   state_ = State::kAwaitingToken;
 }
 
-UpstreamLogin::Step UpstreamLogin::BeforeLogin() {
+UpstreamLogin::Step ImapUpstreamLogin::BeforeLogin() {
   if (credentials_.starttls == UpstreamCredentials::StartTls::kNever || tls_established_) {
     return StartLogin();
   }
@@ -85,7 +85,7 @@ UpstreamLogin::Step UpstreamLogin::BeforeLogin() {
   return StartLogin();
 }
 
-UpstreamLogin::Step UpstreamLogin::OnTlsEstablished() {
+UpstreamLogin::Step ImapUpstreamLogin::OnTlsEstablished() {
   tls_established_ = true;
   capabilities_ = proto::CapabilitySet();
   capabilities_fresh_ = false;
@@ -94,7 +94,7 @@ UpstreamLogin::Step UpstreamLogin::OnTlsEstablished() {
               {}};
 }
 
-UpstreamLogin::Step UpstreamLogin::StartLogin() {
+UpstreamLogin::Step ImapUpstreamLogin::StartLogin() {
   capabilities_fresh_ = false;
   if (credentials_.kind == UpstreamCredentials::Kind::kBearerToken) {
     state_ = State::kAwaitingToken;
@@ -120,7 +120,7 @@ UpstreamLogin::Step UpstreamLogin::StartLogin() {
   return Step{Outcome::kSend, login_segments_[0], {}};
 }
 
-UpstreamLogin::Step UpstreamLogin::ProvideToken(const proto::Secret& token,
+UpstreamLogin::Step ImapUpstreamLogin::ProvideToken(const proto::Secret& token,
                                                 std::string_view fallback_user) {
   if (state_ != State::kAwaitingToken) return Fail("internal: access token provided too early");
   const std::string_view user =
@@ -150,7 +150,7 @@ UpstreamLogin::Step UpstreamLogin::ProvideToken(const proto::Secret& token,
               mailring::StrCat(kLoginTag, " AUTHENTICATE ", bearer_mechanism_, "\r\n"), {}};
 }
 
-UpstreamLogin::Step UpstreamLogin::OnLine(std::string_view line) {
+UpstreamLogin::Step ImapUpstreamLogin::OnLine(std::string_view line) {
   const std::optional<proto::ImapResponse> parsed = proto::ParseImapResponse(line);
   if (!parsed.has_value()) {
     return Fail(mailring::StrCat("upstream sent a malformed response while ", action()));

@@ -1,4 +1,4 @@
-// UpstreamLogin: the IMAP conversation mailring holds with the mail server before relaying,
+// ImapUpstreamLogin: the IMAP conversation mailring holds with the mail server before relaying,
 // as a pure state machine (lines in, bytes to send out), so it is tested without sockets.
 //
 //   greeting ─► [CAPABILITY] ─► login ─► [CAPABILITY, when the login response carried none] ─► done
@@ -28,57 +28,40 @@
 #include <string_view>
 #include <vector>
 
+#include "core/dialog/upstream_login.h"
 #include "proto/imap_capabilities.h"
 #include "proto/secret.h"
 
 namespace mailring::core {
 
-struct UpstreamCredentials {
-  enum class Kind : uint8_t { kPassword, kBearerToken };
-  // STARTTLS before the login: never, when the server offers it, or required (no credentials
-  // are ever sent in clear then).
-  enum class StartTls : uint8_t { kNever, kIfOffered, kRequired };
-  Kind kind = Kind::kPassword;
-  StartTls starttls = StartTls::kNever;
-  std::string user;
-  proto::Secret password;  // kPassword
-  std::string host;        // the server's name and port, for OAUTHBEARER's host/port fields
-  uint16_t port = 0;
-};
-
-class UpstreamLogin {
+class ImapUpstreamLogin final : public UpstreamLogin {
  public:
-  enum class Outcome : uint8_t { kNeedMore, kSend, kNeedToken, kStartTls, kLoggedIn, kFailed };
-  struct Step {
-    Outcome outcome = Outcome::kNeedMore;
-    std::string send;     // kSend: bytes for the server
-    std::string failure;  // kFailed: why, for the client and the log
-  };
+  explicit ImapUpstreamLogin(UpstreamCredentials credentials);
 
-  explicit UpstreamLogin(UpstreamCredentials credentials);
-
-  Step OnLine(std::string_view line);
+  Step OnLine(std::string_view line) override;
 
   // Bearer logins: the access token, and the user to log in as when the destination names
   // none. Returns the next step (kSend, or kFailed when the server offers no bearer mechanism).
   // Valid once OnLine() returned kNeedToken.
-  Step ProvideToken(const proto::Secret& token, std::string_view fallback_user = {});
+  Step ProvideToken(const proto::Secret& token, std::string_view fallback_user) override;
 
   // After kStartTls: the session completed the TLS handshake. Capabilities are asked again
   // (RFC 9051: those from before TLS must be forgotten); returns that step.
-  Step OnTlsEstablished();
+  Step OnTlsEstablished() override;
 
   // True after a kFailed in which the server refused the credentials but the connection is
   // still usable (a tagged NO to the login): PrepareRetry() then waits for another token.
-  bool can_retry() const { return retryable_; }
-  void PrepareRetry();
+  bool can_retry() const override { return retryable_; }
+  void PrepareRetry() override;
 
   // What the conversation is doing, for log lines and BYE reasons ("reading the upstream
   // greeting", "authenticating upstream with AUTHENTICATE XOAUTH2", ...).
-  std::string_view action() const;
+  std::string_view action() const override;
 
-  // The capabilities after login (valid once OnLine returned kLoggedIn).
-  const proto::CapabilitySet& capabilities() const { return capabilities_; }
+  // The capabilities after login (valid once OnLine returned kLoggedIn): the atoms, and the set
+  // for IMAP's own filtering (CapabilitySet::ForPreauthenticatedClient()).
+  const std::vector<std::string>& capabilities() const override { return capabilities_.atoms(); }
+  const proto::CapabilitySet& capability_set() const { return capabilities_; }
 
  private:
   enum class State : uint8_t {

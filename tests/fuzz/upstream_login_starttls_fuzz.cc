@@ -23,12 +23,13 @@
 #include <string>
 #include <string_view>
 
-#include "core/upstream_login.h"
+#include "core/dialog/imap_upstream_login.h"
 #include "proto/secret.h"
 
 namespace {
 
 using mailring::core::UpstreamCredentials;
+using mailring::core::ImapUpstreamLogin;
 using mailring::core::UpstreamLogin;
 using Outcome = UpstreamLogin::Outcome;
 
@@ -80,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!bearer) credentials.password = mailring::proto::Secret(std::string(kPassword));
   credentials.host = "imap.example.org";
   credentials.port = 143;
-  UpstreamLogin login(std::move(credentials));
+  ImapUpstreamLogin login(std::move(credentials));
 
   bool tls = false;
   bool starttls_sent = false;
@@ -126,7 +127,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case Outcome::kNeedToken:
           Check(bearer);
           if (required || starttls_sent) Check(tls);
-          step = login.ProvideToken(mailring::proto::Secret(std::string(kToken)));
+          step = login.ProvideToken(mailring::proto::Secret(std::string(kToken)), "");
           Check(step.outcome == Outcome::kSend || step.outcome == Outcome::kFailed);
           continue;
         case Outcome::kLoggedIn:
@@ -137,7 +138,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           if (login.can_retry()) {
             // A rejected bearer token: the session may try another one (bounded by the loop).
             login.PrepareRetry();
-            step = login.ProvideToken(mailring::proto::Secret(std::string(kToken)));
+            step = login.ProvideToken(mailring::proto::Secret(std::string(kToken)), "");
             continue;
           }
           return false;

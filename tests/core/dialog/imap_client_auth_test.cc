@@ -1,4 +1,4 @@
-#include "core/client_auth.h"
+#include "core/dialog/imap_client_auth.h"
 
 #include <string>
 

@@ -1,4 +1,4 @@
-#include "core/upstream_login.h"
+#include "core/dialog/imap_upstream_login.h"
 
 #include <string>
 
@@ -26,7 +26,7 @@ UpstreamCredentials Bearer(std::string user) {
 }
 
 TEST(UpstreamLoginTest, GreetingWithCapabilitiesGoesStraightToAuthenticatePlain) {
-  UpstreamLogin login(Password("alice", "secret"));
+  ImapUpstreamLogin login(Password("alice", "secret"));
   UpstreamLogin::Step step =
       login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN LITERAL+] Dovecot ready.");
   ASSERT_EQ(step.outcome, Outcome::kSend);
@@ -34,11 +34,11 @@ TEST(UpstreamLoginTest, GreetingWithCapabilitiesGoesStraightToAuthenticatePlain)
   EXPECT_EQ(step.send, "M2 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n");
   step = login.OnLine("M2 OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in");
   EXPECT_EQ(step.outcome, Outcome::kLoggedIn);
-  EXPECT_EQ(login.capabilities().ForPreauthenticatedClient(), "IMAP4rev1 IDLE MOVE");
+  EXPECT_EQ(login.capability_set().ForPreauthenticatedClient(), "IMAP4rev1 IDLE MOVE");
 }
 
 TEST(UpstreamLoginTest, GreetingWithoutCapabilitiesAsksForThem) {
-  UpstreamLogin login(Password("alice", "secret"));
+  ImapUpstreamLogin login(Password("alice", "secret"));
   UpstreamLogin::Step step = login.OnLine("* OK ready");
   ASSERT_EQ(step.outcome, Outcome::kSend);
   EXPECT_EQ(step.send, "M1 CAPABILITY\r\n");
@@ -50,18 +50,18 @@ TEST(UpstreamLoginTest, GreetingWithoutCapabilitiesAsksForThem) {
 }
 
 TEST(UpstreamLoginTest, LoginResponseWithoutCapabilitiesAsksAgainAfterLogin) {
-  UpstreamLogin login(Password("alice", "secret"));
+  ImapUpstreamLogin login(Password("alice", "secret"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 STARTTLS] ready");
   UpstreamLogin::Step step = login.OnLine("M2 OK Logged in");
   ASSERT_EQ(step.outcome, Outcome::kSend);
   EXPECT_EQ(step.send, "M3 CAPABILITY\r\n");
   login.OnLine("* CAPABILITY IMAP4rev1 IDLE");
   EXPECT_EQ(login.OnLine("M3 OK done").outcome, Outcome::kLoggedIn);
-  EXPECT_EQ(login.capabilities().ForPreauthenticatedClient(), "IMAP4rev1 IDLE");
+  EXPECT_EQ(login.capability_set().ForPreauthenticatedClient(), "IMAP4rev1 IDLE");
 }
 
 TEST(UpstreamLoginTest, SynchronizingLiteralWaitsForContinuation) {
-  UpstreamLogin login(Password("carol", "pa\xc3\xa9ss"));  // 8-bit: needs a literal
+  ImapUpstreamLogin login(Password("carol", "pa\xc3\xa9ss"));  // 8-bit: needs a literal
   UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1] ready");
   ASSERT_EQ(step.outcome, Outcome::kSend);
   EXPECT_EQ(step.send, "M2 LOGIN carol {6}\r\n");
@@ -72,14 +72,14 @@ TEST(UpstreamLoginTest, SynchronizingLiteralWaitsForContinuation) {
 }
 
 TEST(UpstreamLoginTest, NonSynchronizingLiteralWithLiteralPlus) {
-  UpstreamLogin login(Password("carol", "pa\xc3\xa9ss"));
+  ImapUpstreamLogin login(Password("carol", "pa\xc3\xa9ss"));
   UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1 LITERAL+] ready");
   ASSERT_EQ(step.outcome, Outcome::kSend);
   EXPECT_EQ(step.send, "M2 LOGIN carol {6+}\r\npa\xc3\xa9ss\r\n");
 }
 
 TEST(UpstreamLoginTest, RejectedLoginQuotesServerButNeverThePassword) {
-  UpstreamLogin login(Password("alice", "hunter2"));
+  ImapUpstreamLogin login(Password("alice", "hunter2"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
   UpstreamLogin::Step step =
       login.OnLine("M2 NO [AUTHENTICATIONFAILED] Authentication failed.");
@@ -90,27 +90,27 @@ TEST(UpstreamLoginTest, RejectedLoginQuotesServerButNeverThePassword) {
 }
 
 TEST(UpstreamLoginTest, LoginDisabledWithoutPlainFails) {
-  UpstreamLogin login(Password("alice", "secret"));
+  ImapUpstreamLogin login(Password("alice", "secret"));
   UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED] ready");
   ASSERT_EQ(step.outcome, Outcome::kFailed);
   EXPECT_NE(step.failure.find("LOGINDISABLED"), std::string::npos);
 }
 
 TEST(UpstreamLoginTest, ByeGreetingFailsWithServerText) {
-  UpstreamLogin login(Password("alice", "secret"));
+  ImapUpstreamLogin login(Password("alice", "secret"));
   UpstreamLogin::Step step = login.OnLine("* BYE Too many connections");
   ASSERT_EQ(step.outcome, Outcome::kFailed);
   EXPECT_NE(step.failure.find("Too many connections"), std::string::npos);
 }
 
 TEST(UpstreamLoginTest, PreauthGreetingNeedsNoLogin) {
-  UpstreamLogin login(Password("alice", "secret"));
+  ImapUpstreamLogin login(Password("alice", "secret"));
   EXPECT_EQ(login.OnLine("* PREAUTH [CAPABILITY IMAP4rev1 IDLE] hi").outcome,
             Outcome::kLoggedIn);
 }
 
 TEST(UpstreamLoginTest, UnexpectedChallengeIsCancelled) {
-  UpstreamLogin login(Password("alice", "secret"));
+  ImapUpstreamLogin login(Password("alice", "secret"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
   UpstreamLogin::Step step = login.OnLine("+ ");
   ASSERT_EQ(step.outcome, Outcome::kSend);
@@ -119,7 +119,7 @@ TEST(UpstreamLoginTest, UnexpectedChallengeIsCancelled) {
 }
 
 TEST(UpstreamLoginTest, ControlCharactersInServerTextAreNeutralised) {
-  UpstreamLogin login(Password("alice", "secret"));
+  ImapUpstreamLogin login(Password("alice", "secret"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
   UpstreamLogin::Step step = login.OnLine(std::string("M2 NO bad\x1b[31m"));
   ASSERT_EQ(step.outcome, Outcome::kFailed);
@@ -127,17 +127,17 @@ TEST(UpstreamLoginTest, ControlCharactersInServerTextAreNeutralised) {
 }
 
 TEST(UpstreamLoginTest, MalformedLineFails) {
-  UpstreamLogin login(Password("alice", "secret"));
+  ImapUpstreamLogin login(Password("alice", "secret"));
   EXPECT_EQ(login.OnLine("").outcome, Outcome::kFailed);
 }
 
 TEST(UpstreamLoginTest, BearerLoginWaitsForTokenThenUsesXoauth2WithSaslIr) {
-  UpstreamLogin login(Bearer("alice"));
+  ImapUpstreamLogin login(Bearer("alice"));
   UpstreamLogin::Step step =
       login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] ready");
   ASSERT_EQ(step.outcome, Outcome::kNeedToken);
   EXPECT_EQ(login.action(), "waiting for an access token");
-  step = login.ProvideToken(proto::Secret("tok"));
+  step = login.ProvideToken(proto::Secret("tok"), "");
   ASSERT_EQ(step.outcome, Outcome::kSend);
   // base64("user=alice\x01auth=Bearer tok\x01\x01")
   EXPECT_EQ(step.send, "M2 AUTHENTICATE XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==\r\n");
@@ -146,10 +146,10 @@ TEST(UpstreamLoginTest, BearerLoginWaitsForTokenThenUsesXoauth2WithSaslIr) {
 }
 
 TEST(UpstreamLoginTest, BearerWithoutSaslIrSendsResponseAfterContinuation) {
-  UpstreamLogin login(Bearer("alice"));
+  ImapUpstreamLogin login(Bearer("alice"));
   ASSERT_EQ(login.OnLine("* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] ready").outcome,
             Outcome::kNeedToken);
-  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"));
+  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"), "");
   EXPECT_EQ(step.send, "M2 AUTHENTICATE XOAUTH2\r\n");
   step = login.OnLine("+ ");
   ASSERT_EQ(step.outcome, Outcome::kSend);
@@ -157,25 +157,25 @@ TEST(UpstreamLoginTest, BearerWithoutSaslIrSendsResponseAfterContinuation) {
 }
 
 TEST(UpstreamLoginTest, OauthBearerWhenXoauth2IsNotOffered) {
-  UpstreamLogin login(Bearer("alice"));
+  ImapUpstreamLogin login(Bearer("alice"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER] ready");
-  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"));
+  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"), "");
   ASSERT_EQ(step.outcome, Outcome::kSend);
   EXPECT_EQ(step.send.rfind("M2 AUTHENTICATE OAUTHBEARER ", 0), 0u) << step.send;
 }
 
 TEST(UpstreamLoginTest, NoBearerMechanismFails) {
-  UpstreamLogin login(Bearer("alice"));
+  ImapUpstreamLogin login(Bearer("alice"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
-  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"));
+  UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"), "");
   ASSERT_EQ(step.outcome, Outcome::kFailed);
   EXPECT_NE(step.failure.find("XOAUTH2"), std::string::npos);
 }
 
 TEST(UpstreamLoginTest, RejectedTokenAnswersErrorChallengeWithEmptyLineAndCanRetry) {
-  UpstreamLogin login(Bearer("alice"));
+  ImapUpstreamLogin login(Bearer("alice"));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready");
-  login.ProvideToken(proto::Secret("expired-token"));
+  login.ProvideToken(proto::Secret("expired-token"), "");
   // base64({"status":"401","schemes":"bearer"})
   UpstreamLogin::Step step = login.OnLine("+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=");
   ASSERT_EQ(step.outcome, Outcome::kSend);
@@ -186,12 +186,12 @@ TEST(UpstreamLoginTest, RejectedTokenAnswersErrorChallengeWithEmptyLineAndCanRet
   EXPECT_EQ(step.failure.find("expired-token"), std::string::npos);
   ASSERT_TRUE(login.can_retry());
   login.PrepareRetry();
-  step = login.ProvideToken(proto::Secret("fresh"));
+  step = login.ProvideToken(proto::Secret("fresh"), "");
   EXPECT_EQ(step.outcome, Outcome::kSend);
 }
 
 TEST(UpstreamLoginTest, ClientUserIsUsedWhenTheDestinationNamesNone) {
-  UpstreamLogin login(Bearer(""));
+  ImapUpstreamLogin login(Bearer(""));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready");
   UpstreamLogin::Step step = login.ProvideToken(proto::Secret("tok"), "alice");
   EXPECT_EQ(step.send, "M2 AUTHENTICATE XOAUTH2 dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sBAQ==\r\n");
@@ -204,7 +204,7 @@ UpstreamCredentials WithStartTls(UpstreamCredentials credentials,
 }
 
 TEST(UpstreamLoginTest, StartTlsComesFirstAndCapabilitiesAreAskedAgain) {
-  UpstreamLogin login(
+  ImapUpstreamLogin login(
       WithStartTls(Password("alice", "secret"), UpstreamCredentials::StartTls::kRequired));
   UpstreamLogin::Step step =
       login.OnLine("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready");
@@ -222,7 +222,7 @@ TEST(UpstreamLoginTest, StartTlsComesFirstAndCapabilitiesAreAskedAgain) {
 }
 
 TEST(UpstreamLoginTest, RequiredStartTlsNotOfferedFailsWithoutSendingCredentials) {
-  UpstreamLogin login(
+  ImapUpstreamLogin login(
       WithStartTls(Password("alice", "secret"), UpstreamCredentials::StartTls::kRequired));
   UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready");
   ASSERT_EQ(step.outcome, Outcome::kFailed);
@@ -231,7 +231,7 @@ TEST(UpstreamLoginTest, RequiredStartTlsNotOfferedFailsWithoutSendingCredentials
 }
 
 TEST(UpstreamLoginTest, OpportunisticStartTlsFallsBackToPlainWhenNotOffered) {
-  UpstreamLogin login(
+  ImapUpstreamLogin login(
       WithStartTls(Password("alice", "secret"), UpstreamCredentials::StartTls::kIfOffered));
   UpstreamLogin::Step step = login.OnLine("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready");
   ASSERT_EQ(step.outcome, Outcome::kSend);
@@ -239,7 +239,7 @@ TEST(UpstreamLoginTest, OpportunisticStartTlsFallsBackToPlainWhenNotOffered) {
 }
 
 TEST(UpstreamLoginTest, RefusedStartTlsFails) {
-  UpstreamLogin login(
+  ImapUpstreamLogin login(
       WithStartTls(Password("alice", "secret"), UpstreamCredentials::StartTls::kIfOffered));
   login.OnLine("* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] ready");
   UpstreamLogin::Step step = login.OnLine("M0 NO no TLS today");
