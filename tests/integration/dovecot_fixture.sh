@@ -15,6 +15,14 @@
 #                                       the start waits for both. CERT and KEY are copied into
 #                                       DIR/tls (readable by the Dovecot user). Without --tls:
 #                                       `ssl = no`, plaintext only, no STARTTLS capability.
+#                                       More protocols (each option names its port):
+#                                       --pop3 PORT, --pop3s PORT (needs --tls): POP3 (STLS
+#                                       offered with --tls) and POP3S.
+#                                       --submission PORT SINK_PORT, --submissions PORT (needs
+#                                       --tls): Dovecot's SMTP submission service (STARTTLS
+#                                       offered with --tls), relaying what it accepts to a sink
+#                                       on 127.0.0.1:SINK_PORT (smtp_sink.py, started here) that
+#                                       stores message N as DIR/sink/N.eml and DIR/sink/N.env.
 #   dovecot_fixture.sh stop DIR         stop that Dovecot (idempotent; fine if never started)
 #
 # Everything lives in DIR (config, sockets, state, logs, Maildirs): nothing outside it is read or
@@ -54,7 +62,8 @@ die() {
 }
 
 usage() {
-  echo "usage: $0 start DIR PORT [--oauth2-introspection URL] [--tls CERT KEY IMAPS_PORT] | stop DIR" >&2
+  echo "usage: $0 start DIR PORT [--oauth2-introspection URL] [--tls CERT KEY IMAPS_PORT]" \
+    "[--pop3 PORT] [--pop3s PORT] [--submission PORT SINK_PORT] [--submissions PORT] | stop DIR" >&2
   exit 2
 }
 
@@ -135,6 +144,50 @@ make_maildir() {
 
 write_config() {
   local dir=$1 port=$2 user=$3 uid=$4 gid=$5 introspection_url=$6 imaps_port=$7
+  local protocols="imap" more_services=""
+  if [[ -n $pop3_port ]]; then
+    protocols+=" pop3"
+    more_services+="
+service pop3-login {
+  chroot =
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = $pop3_port
+  }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = ${pop3s_port:-0}
+    ssl = yes
+  }
+  service_count = 0
+  process_min_avail = 1
+}
+protocol pop3 {
+  pop3_uidl_format = %08Xu%08Xv
+}"
+  fi
+  if [[ -n $submission_port ]]; then
+    protocols+=" submission"
+    more_services+="
+hostname = mailring-fixture.test
+submission_relay_host = 127.0.0.1
+submission_relay_port = $sink_port
+submission_relay_ssl = no
+service submission-login {
+  chroot =
+  inet_listener submission {
+    address = 127.0.0.1
+    port = $submission_port
+  }
+  inet_listener submissions {
+    address = 127.0.0.1
+    port = ${submissions_port:-0}
+    ssl = yes
+  }
+  service_count = 0
+  process_min_avail = 1
+}"
+  fi
   local mechanisms="plain login" oauth2_passdb="" penalty_listener=""
   local ssl_settings="ssl = no" imaps_listener="port = 0"
   if [[ -n $imaps_port ]]; then
@@ -185,7 +238,7 @@ log_path = $dir/dovecot.log
 info_log_path = $dir/dovecot.log
 debug_log_path = $dir/dovecot.log
 
-protocols = imap
+protocols = $protocols
 listen = 127.0.0.1
 $ssl_settings
 disable_plaintext_auth = no
@@ -240,6 +293,7 @@ service imap-login {
 service imap {
   process_limit = 1000
 }
+$more_services
 service anvil {
   chroot =
   $penalty_listener
@@ -330,12 +384,26 @@ start() {
     die "dovecot failed to start (config: $dir/dovecot.conf)"
   fi
 
+  if [[ -n $submission_port ]]; then
+    command -v python3 >/dev/null || die "--submission needs python3 for the SMTP sink"
+    mkdir -p "$dir/sink"
+    nohup python3 "$(dirname "${BASH_SOURCE[0]}")/smtp_sink.py" "$sink_port" "$dir/sink" \
+      >"$dir/run/sink.log" 2>&1 </dev/null &
+    echo $! >"$dir/run/sink.pid"
+  fi
+
+  local wait_ports=("$port" $imaps_port $pop3_port $pop3s_port $submission_port $submissions_port
+    $sink_port)
+  all_open() {
+    local p
+    for p in "${wait_ports[@]}"; do port_open "$p" || return 1; done
+  }
   local deadline=$((SECONDS + kStartTimeoutSeconds))
-  until port_open "$port" && { [[ -z $imaps_port ]] || port_open "$imaps_port"; }; do
+  until all_open; do
     if ((SECONDS >= deadline)); then
       [[ -f $dir/dovecot.log ]] && tail -n 20 "$dir/dovecot.log" >&2
       stop "$dir"
-      die "dovecot did not accept on 127.0.0.1:$port ${imaps_port:+and $imaps_port }within ${kStartTimeoutSeconds}s"
+      die "dovecot did not accept on 127.0.0.1 ports ${wait_ports[*]} within ${kStartTimeoutSeconds}s"
     fi
     sleep 0.1
   done
@@ -344,6 +412,10 @@ start() {
 stop() {
   local dir=$1
   [[ -d $dir ]] || return 0
+  if [[ -f $dir/run/sink.pid ]]; then
+    kill -TERM "$(cat "$dir/run/sink.pid")" 2>/dev/null || true
+    rm -f "$dir/run/sink.pid"
+  fi
   local pidfile=$dir/run/master.pid
   [[ -f $pidfile ]] || return 0
   local pid
@@ -367,6 +439,8 @@ case $1 in
   start)
     [[ $# -ge 3 ]] || usage
     start_dir=$2 start_port=$3 introspection="" cert="" key="" imaps=""
+    # Read by write_config and start (bash's dynamic scope).
+    pop3_port="" pop3s_port="" submission_port="" submissions_port="" sink_port=""
     shift 3
     while [[ $# -gt 0 ]]; do
       case $1 in
@@ -382,9 +456,28 @@ case $1 in
           [[ -n $imaps ]] || usage
           shift 4
           ;;
+        --pop3 | --pop3s | --submissions)
+          [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage
+          case $1 in
+            --pop3) pop3_port=$2 ;;
+            --pop3s) pop3s_port=$2 ;;
+            --submissions) submissions_port=$2 ;;
+          esac
+          shift 2
+          ;;
+        --submission)
+          [[ $# -ge 3 && $2 =~ ^[0-9]+$ && $3 =~ ^[0-9]+$ ]] || usage
+          submission_port=$2 sink_port=$3
+          shift 3
+          ;;
         *) usage ;;
       esac
     done
+    if [[ -z $imaps && (-n $pop3s_port || -n $submissions_port) ]]; then
+      die "--pop3s and --submissions need --tls"
+    fi
+    [[ -z $pop3s_port || -n $pop3_port ]] || die "--pop3s needs --pop3"
+    [[ -z $submissions_port || -n $submission_port ]] || die "--submissions needs --submission"
     start "$start_dir" "$start_port" "$introspection" "$cert" "$key" "$imaps"
     ;;
   stop)

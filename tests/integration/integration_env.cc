@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/numbers.h"
@@ -206,17 +207,40 @@ absl::StatusOr<TestCa> MakeTestCa(const std::string& dir, const std::vector<std:
 absl::StatusOr<std::unique_ptr<DovecotServer>> DovecotServer::Start(
     const DovecotOptions& options) {
   std::unique_ptr<DovecotServer> server(new DovecotServer());
-  server->port_ = PickFreeLoopbackPort();
+  std::set<uint16_t> taken;
+  const auto pick = [&taken] {
+    uint16_t port = 0;
+    do {
+      port = PickFreeLoopbackPort();
+    } while (!taken.insert(port).second);
+    return port;
+  };
+  server->port_ = pick();
   std::string extra_options =
       options.oauth2_introspection_url.empty()
           ? ""
           : absl::StrCat(" --oauth2-introspection ", ShellQuote(options.oauth2_introspection_url));
-  if (!options.tls_cert.empty() && !options.tls_key.empty()) {
-    do {
-      server->imaps_port_ = PickFreeLoopbackPort();
-    } while (server->imaps_port_ == server->port_);
+  const bool tls = !options.tls_cert.empty() && !options.tls_key.empty();
+  if (tls) {
+    server->imaps_port_ = pick();
     absl::StrAppend(&extra_options, " --tls ", ShellQuote(options.tls_cert), " ",
                     ShellQuote(options.tls_key), " ", server->imaps_port_);
+  }
+  if (options.pop3) {
+    server->pop3_port_ = pick();
+    absl::StrAppend(&extra_options, " --pop3 ", server->pop3_port_);
+    if (tls) {
+      server->pop3s_port_ = pick();
+      absl::StrAppend(&extra_options, " --pop3s ", server->pop3s_port_);
+    }
+  }
+  if (options.submission) {
+    server->submission_port_ = pick();
+    absl::StrAppend(&extra_options, " --submission ", server->submission_port_, " ", pick());
+    if (tls) {
+      server->submissions_port_ = pick();
+      absl::StrAppend(&extra_options, " --submissions ", server->submissions_port_);
+    }
   }
   std::string command =
       absl::StrCat(ShellQuote(FixtureScript()), " start ", ShellQuote(server->dir()), " ",
@@ -237,6 +261,16 @@ absl::StatusOr<std::unique_ptr<DovecotServer>> DovecotServer::Start(
     return absl::InternalError("fixture wrote an unreadable big.size");
   }
   return server;
+}
+
+absl::StatusOr<std::string> DovecotServer::SinkMessage(int n, absl::Duration wait) const {
+  const std::string path = absl::StrCat(dir(), "/sink/", n, ".eml");
+  const absl::Time deadline = absl::Now() + wait;
+  while (true) {
+    absl::StatusOr<std::string> message = ReadFile(path);
+    if (message.ok() || absl::Now() >= deadline) return message;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
 }
 
 std::string DovecotServer::Log() const {

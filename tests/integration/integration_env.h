@@ -71,6 +71,11 @@ struct DovecotOptions {
   // no STARTTLS capability.
   std::string tls_cert;
   std::string tls_key;
+  // Also POP3 (pop3_port(); with TLS also POP3S on pop3s_port()) and the SMTP submission
+  // service (submission_port(); with TLS also submissions_port()), which relays what it accepts
+  // to a sink whose messages SinkMessage() reads.
+  bool pop3 = false;
+  bool submission = false;
 };
 
 // A Dovecot started by dovecot_fixture.sh in its own temp dir; stopped on destruction.
@@ -79,13 +84,23 @@ class DovecotServer {
   static absl::StatusOr<std::unique_ptr<DovecotServer>> Start(const DovecotOptions& options);
   static absl::StatusOr<std::unique_ptr<DovecotServer>> Start(
       const std::string& oauth2_introspection_url = "") {
-    return Start(DovecotOptions{oauth2_introspection_url, "", ""});
+    DovecotOptions options;
+    options.oauth2_introspection_url = oauth2_introspection_url;
+    return Start(options);
   }
   ~DovecotServer();
 
   uint16_t port() const { return port_; }
   // The IMAPS port (TLS from the first byte); 0 without TLS.
   uint16_t imaps_port() const { return imaps_port_; }
+  // The other protocols' ports (DovecotOptions::pop3, ::submission); 0 when not started.
+  uint16_t pop3_port() const { return pop3_port_; }
+  uint16_t pop3s_port() const { return pop3s_port_; }
+  uint16_t submission_port() const { return submission_port_; }
+  uint16_t submissions_port() const { return submissions_port_; }
+  // Message `n` (from 1) the submission service relayed to the sink; NotFound until it arrived
+  // (waits up to `wait` for it).
+  absl::StatusOr<std::string> SinkMessage(int n, absl::Duration wait) const;
   const std::string& dir() const { return dir_.path(); }
   // Dovecot's log so far (DIR/dovecot.log).
   std::string Log() const;
@@ -104,6 +119,10 @@ class DovecotServer {
   TempDir dir_;
   uint16_t port_ = 0;
   uint16_t imaps_port_ = 0;
+  uint16_t pop3_port_ = 0;
+  uint16_t pop3s_port_ = 0;
+  uint16_t submission_port_ = 0;
+  uint16_t submissions_port_ = 0;
   std::string big_sha256_;
   size_t big_size_ = 0;
 };
