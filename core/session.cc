@@ -121,14 +121,11 @@ struct Session::LoginState {
   // The login is done; the client's dialog runs (SMTP, POP3: EHLO, CAPA, ... answered locally)
   // and the server is not read again before the relay, which then delivers whatever it sent.
   bool upstream_logged_in = false;
-  bool relay_only = false;             // "mail.imap4.auth": "false": no login on the client's behalf
   bool upstream_recv_armed = false;
   bool tls_handshaking = false;
   bool starttls = false;               // the handshake was started by STARTTLS
   std::unique_ptr<proto::Socks5Client> socks;  // until the Connectivity Proxy connected
   std::string socks_input;
-  enum class TokenPurpose : uint8_t { kUpstreamLogin, kConnectivityProxy };
-  TokenPurpose token_purpose = TokenPurpose::kUpstreamLogin;
   std::string credential_key;          // where this session's token is (or will be) cached
   proto::Secret used_token;            // the token offered upstream (to remember a rejection)
   int64_t token_requested_ms = -1;     // when we asked the control thread, -1: not yet
@@ -157,15 +154,21 @@ Session::Session(Worker* worker, std::shared_ptr<const Route> route, int client_
 Session::~Session() {
   WorkerCounters& counters = worker_->mutable_counters();
   counters.sessions_open.fetch_sub(1, std::memory_order_relaxed);
-  counters.bytes_client_to_upstream.fetch_add(
-      tls_relay_ ? tls_relay_->bytes_to_upstream() : legs_[kToUpstream].bytes_relayed(),
-      std::memory_order_relaxed);
-  counters.bytes_upstream_to_client.fetch_add(
-      tls_relay_ ? tls_relay_->bytes_to_client() : legs_[kToClient].bytes_relayed(),
-      std::memory_order_relaxed);
+  counters.bytes_client_to_upstream.fetch_add(BytesRelayed(kToUpstream), std::memory_order_relaxed);
+  counters.bytes_upstream_to_client.fetch_add(BytesRelayed(kToClient), std::memory_order_relaxed);
   if (client_fd_ >= 0) ::close(client_fd_);
   if (upstream_fd_ >= 0) ::close(upstream_fd_);
 }
+
+uint64_t Session::BytesRelayed(int leg) const {
+  // A TLS session's legs carry ciphertext on one side: its relay counts the plaintext.
+  if (tls_relay_ != nullptr) {
+    return leg == kToUpstream ? tls_relay_->bytes_to_upstream() : tls_relay_->bytes_to_client();
+  }
+  return legs_[leg].bytes_relayed();
+}
+
+bool Session::RelayOnly() const { return !route_->destination.login_on_behalf; }
 
 std::string Session::LogPrefix() const {
   return mailring::StrCat("session=w", worker_->index(), ":", id_, " ", route_->log_label);
@@ -286,8 +289,7 @@ void Session::OnConnected(int result) {
           true);
     return;
   }
-  const bool relay_only = !route_->destination.login_on_behalf;
-  if (relay_only && !route_->via_connectivity_proxy && route_->tls == Route::Tls::kNone) {
+  if (RelayOnly() && !route_->via_connectivity_proxy && route_->tls == Route::Tls::kNone) {
     // Pure relay: the client reads the server's own greeting and logs in itself.
     MAILRING_LOG(kDebug, LogPrefix(), " connected, relaying without login");
     StartRelay();
@@ -295,11 +297,9 @@ void Session::OnConnected(int result) {
   }
   phase_ = Phase::kUpstreamGreeting;
   login_ = std::make_unique<LoginState>(*protocol_, *route_, worker_->options().max_line_bytes);
-  login_->relay_only = relay_only;
   if (route_->via_connectivity_proxy) {
     // The Connectivity Proxy wants a JWT of the Connectivity service before anything else.
     phase_ = Phase::kProxyHandshake;
-    login_->token_purpose = LoginState::TokenPurpose::kConnectivityProxy;
     login_->credential_key = CredentialKey(kConnectivityCredential, route_->tenant);
     LookUpToken();
     return;
@@ -365,7 +365,7 @@ void Session::ContinueTlsHandshake() {
   login.tls_handshaking = false;
   MAILRING_LOG(kDebug, LogPrefix(), " TLS established with upstream (", tls_->protocol_version(),
                ", ", tls_->cipher_suite(), ")");
-  if (login.relay_only) {
+  if (RelayOnly()) {
     StartRelay();  // the server's greeting, if already here, waits inside TlsClient
     return;
   }
@@ -406,7 +406,6 @@ void Session::StartProxyHandshake(const proto::Secret& jwt) {
   login.socks = std::make_unique<proto::Socks5Client>(
       jwt.Reveal(), route_->destination.cloud_connector_location_id, route_->destination.host,
       route_->destination.port);
-  login.token_purpose = LoginState::TokenPurpose::kUpstreamLogin;
   login.credential_key.clear();
   login.token_requested_ms = -1;
   if (const int error = SendNow(upstream_fd_, login.socks->Start()); error != 0) {
@@ -449,7 +448,7 @@ void Session::OnUpstreamBytes(std::string_view raw) {
           std::string rest = std::move(login.socks_input);
           login.socks.reset();
           login.socks_input.clear();
-          if (login.relay_only && route_->tls == Route::Tls::kNone) {
+          if (RelayOnly() && route_->tls == Route::Tls::kNone) {
             // Relay only: whatever the server already sent goes to the client first.
             if (!rest.empty() && !SendToClientOrClose(rest)) return;
             StartRelay();
@@ -636,7 +635,8 @@ void Session::LookUpToken() {
   }
   const int64_t now = worker_->now_ms();
   const Credential* credential = cache->Find(worker_->index(), login.credential_key);
-  const bool for_proxy = login.token_purpose == LoginState::TokenPurpose::kConnectivityProxy;
+  // The only token wanted in the proxy handshake is the Connectivity Proxy's.
+  const bool for_proxy = phase_ == Phase::kProxyHandshake;
   // A token the server just rejected may still be in the cache until the control thread has
   // dropped it: never offer it again (the worker remembers it until the entry changes).
   if (credential != nullptr && credential->UsableAt(now) &&
@@ -688,7 +688,7 @@ void Session::RequestToken() {
   request.route = route_;
   request.key = login.credential_key;
   request.worker = worker_->index();
-  if (login.token_purpose == LoginState::TokenPurpose::kConnectivityProxy) {
+  if (phase_ == Phase::kProxyHandshake) {
     request.kind = CredentialRequest::Kind::kConnectivity;
   } else if (login.client_dialog == nullptr) {
     request.kind = CredentialRequest::Kind::kClientCredentials;
@@ -1094,8 +1094,8 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
     MAILRING_LOG(kWarning, LogPrefix(), " failed: ", log_reason);
   } else {
     MAILRING_LOG(kInfo, LogPrefix(), " closed: ", log_reason, " (", worker_->now_ms() - started_ms_,
-                 " ms, client→upstream ", legs_[kToUpstream].bytes_relayed(),
-                 " B, upstream→client ", legs_[kToClient].bytes_relayed(), " B)");
+                 " ms, client→upstream ", BytesRelayed(kToUpstream), " B, upstream→client ",
+                 BytesRelayed(kToClient), " B)");
   }
   phase_ = Phase::kClosing;
   worker_->timers().Cancel(&timer_);

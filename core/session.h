@@ -150,6 +150,10 @@ class alignas(16) Session {
   void Close(std::string_view log_reason, std::string_view client_reason, bool failure);
   void MaybeFree();
 
+  // Plaintext bytes relayed in one direction ([0] client → upstream, [1] upstream → client).
+  uint64_t BytesRelayed(int leg) const;
+  // "mail.<protocol>.auth": "false": the client logs in itself; mailring only relays.
+  bool RelayOnly() const;
   std::string LogPrefix() const;
   std::string_view Action() const;
 

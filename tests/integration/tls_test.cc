@@ -284,6 +284,11 @@ TEST_F(TlsTest, LogoutOverTlsEndsTheSession) {
   MR_ASSERT_OK(session.client->ExpectClosed());
   // The upstream leg is gone too.
   EXPECT_EQ(WaitForOpenConnectionsTo(dovecot->imaps_port(), 0, absl::Seconds(5)), 0);
+  // The close line counts the plaintext relayed over the TLS leg: "L LOGOUT\r\n" is 10 bytes.
+  const std::string log = MailringLog();
+  // (The readiness probe's own session closes with 0 B both ways.)
+  EXPECT_TRUE(absl::StrContains(log, "client→upstream 10 B, upstream→client ")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "client→upstream 10 B, upstream→client 0 B")) << log;
 }
 
 TEST_F(TlsTest, ClientHangUpClosesTheTlsLeg) {
