@@ -242,16 +242,16 @@ void Session::OnCompletion(uint8_t op, const io_uring_cqe& cqe) {
     case Op::kConnectTimeout:
       return;  // the connect's own completion reports the outcome (-ECANCELED on timeout)
     case Op::kUpstreamRecv:
-      OnUpstreamRecv(cqe);
+      OnPreRelayRecv(Side::kUpstream, cqe.res, cqe.flags);
       return;
     case Op::kUpstreamReadable:
-      OnUpstreamReadable();
+      OnPreRelayReadable(Side::kUpstream);
       return;
     case Op::kClientRecv:
-      OnClientRecv(cqe);
+      OnPreRelayRecv(Side::kClient, cqe.res, cqe.flags);
       return;
     case Op::kClientPreRelayReadable:
-      OnClientPreRelayReadable();
+      OnPreRelayReadable(Side::kClient);
       return;
     case Op::kClientReadable:
     case Op::kUpstreamWritable:
@@ -313,7 +313,7 @@ void Session::BeginUpstreamProtocol() {
     StartTlsHandshake(/*after_starttls=*/false);
     return;
   }
-  ArmUpstreamRecv();
+  ArmPreRelayRecv(Side::kUpstream);
 }
 
 void Session::StartTlsHandshake(bool after_starttls) {
@@ -359,7 +359,7 @@ void Session::ContinueTlsHandshake() {
     return;
   }
   if (result == TlsClient::Result::kWantInput) {
-    ArmUpstreamRecv();
+    ArmPreRelayRecv(Side::kUpstream);
     return;
   }
   login.tls_handshaking = false;
@@ -413,7 +413,7 @@ void Session::StartProxyHandshake(const proto::Secret& jwt) {
           "the Connectivity Proxy stopped answering", true);
     return;
   }
-  ArmUpstreamRecv();
+  ArmPreRelayRecv(Side::kUpstream);
 }
 
 // Raw bytes from the upstream socket, before the relay: the Connectivity Proxy's SOCKS5
@@ -427,7 +427,7 @@ void Session::OnUpstreamBytes(std::string_view raw) {
       login.socks_input.erase(0, step.consumed);
       switch (step.outcome) {
         case proto::Socks5Client::Outcome::kNeedMore:
-          ArmUpstreamRecv();
+          ArmPreRelayRecv(Side::kUpstream);
           return;
         case proto::Socks5Client::Outcome::kSend:
           if (const int error = SendNow(upstream_fd_, step.send); error != 0) {
@@ -460,7 +460,7 @@ void Session::OnUpstreamBytes(std::string_view raw) {
             return;
           }
           if (rest.empty()) {
-            ArmUpstreamRecv();
+            ArmPreRelayRecv(Side::kUpstream);
             return;
           }
           FeedUpstream(rest);
@@ -489,7 +489,7 @@ void Session::OnUpstreamBytes(std::string_view raw) {
       return;
     }
     if (plaintext.empty()) {
-      ArmUpstreamRecv();
+      ArmPreRelayRecv(Side::kUpstream);
       return;
     }
     FeedUpstream(plaintext);
@@ -504,60 +504,86 @@ void Session::StartTlsHandshakeWith(std::string_view early) {
   if (!early.empty()) OnUpstreamBytes(early);
 }
 
-void Session::ArmUpstreamRecv() {
-  if (login_->upstream_recv_armed) return;
-  login_->upstream_recv_armed = true;
+// --- Reading a peer before the relay --------------------------------------------------------
+// One reader per side: a recv into the worker's provided buffers, copied out and recycled at
+// once (the ring is shared by every session of the worker), or, when the ring is empty, a poll
+// and a recv into the stack. Bytes go to OnUpstreamBytes() or FeedClient().
+
+void Session::ArmPreRelayRecv(Side side) {
+  bool& armed = side == Side::kUpstream ? login_->upstream_recv_armed : login_->client_recv_armed;
+  if (armed) return;
+  armed = true;
   io_uring_sqe* sqe = worker_->GetSqe();
-  io_uring_prep_recv(sqe, upstream_fd_, nullptr, worker_->buffers().buffer_bytes(), 0);
+  io_uring_prep_recv(sqe, FdOf(side), nullptr, worker_->buffers().buffer_bytes(), 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = worker_->buffers().group_id();
-  io_uring_sqe_set_data64(sqe, Tag(this, Op::kUpstreamRecv));
+  io_uring_sqe_set_data64(sqe, Tag(this, side == Side::kUpstream ? Op::kUpstreamRecv
+                                                                  : Op::kClientRecv));
   ++pending_ops_;
 }
 
-void Session::OnUpstreamRecv(const io_uring_cqe& cqe) {
-  login_->upstream_recv_armed = false;
-  if (cqe.res == -ENOBUFS) {
+void Session::OnPreRelayRecv(Side side, int result, uint32_t cqe_flags) {
+  bool& armed = side == Side::kUpstream ? login_->upstream_recv_armed : login_->client_recv_armed;
+  armed = false;
+  if (result == -ENOBUFS) {
     worker_->mutable_counters().recv_ring_empty.fetch_add(1, std::memory_order_relaxed);
-    // Every provided buffer is in use: wait for readability and read into the stack instead.
-    login_->upstream_recv_armed = true;
-    ArmPoll(upstream_fd_, POLLIN, static_cast<uint8_t>(Op::kUpstreamReadable));
+    armed = true;
+    ArmPoll(FdOf(side), POLLIN,
+            static_cast<uint8_t>(side == Side::kUpstream ? Op::kUpstreamReadable
+                                                         : Op::kClientPreRelayReadable));
     return;
   }
-  if (cqe.res <= 0) {
-    const std::string why = cqe.res == 0 ? "upstream closed the connection"
-                                         : mailring::StrCat("upstream read failed: ",
-                                                        ErrnoText(-cqe.res));
-    Close(mailring::StrCat(why, " while ", Action()),
-          mailring::StrCat("the mail server of destination ", route_->destination.name,
-                       " closed the connection while mailring was ", Action()),
-          true);
+  if (result <= 0) {
+    OnPreRelayEof(side, result == 0 ? 0 : -result);
     return;
   }
-  const auto buffer_id = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-  // Copy out and recycle at once: the buffer ring is shared by every session of the worker.
-  const std::string bytes(worker_->buffers().Buffer(buffer_id), static_cast<size_t>(cqe.res));
+  const auto buffer_id = static_cast<uint16_t>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+  const std::string bytes(worker_->buffers().Buffer(buffer_id), static_cast<size_t>(result));
   worker_->buffers().Recycle(buffer_id);
-  OnUpstreamBytes(bytes);
+  OnPreRelayBytes(side, bytes);
 }
 
-void Session::OnUpstreamReadable() {
-  login_->upstream_recv_armed = false;
+void Session::OnPreRelayReadable(Side side) {
+  bool& armed = side == Side::kUpstream ? login_->upstream_recv_armed : login_->client_recv_armed;
+  armed = false;
   char buffer[16 * 1024];
-  const ssize_t n = ::recv(upstream_fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
+  const ssize_t n = ::recv(FdOf(side), buffer, sizeof(buffer), MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-    login_->upstream_recv_armed = true;
-    ArmPoll(upstream_fd_, POLLIN, static_cast<uint8_t>(Op::kUpstreamReadable));
+    armed = true;
+    ArmPoll(FdOf(side), POLLIN,
+            static_cast<uint8_t>(side == Side::kUpstream ? Op::kUpstreamReadable
+                                                         : Op::kClientPreRelayReadable));
     return;
   }
   if (n <= 0) {
-    Close(mailring::StrCat("upstream closed the connection while ", Action()),
-          mailring::StrCat("the mail server of destination ", route_->destination.name,
-                       " closed the connection while mailring was ", Action()),
-          true);
+    OnPreRelayEof(side, n == 0 ? 0 : errno);
     return;
   }
-  OnUpstreamBytes(std::string_view(buffer, static_cast<size_t>(n)));
+  OnPreRelayBytes(side, std::string_view(buffer, static_cast<size_t>(n)));
+}
+
+void Session::OnPreRelayBytes(Side side, std::string_view bytes) {
+  if (side == Side::kUpstream) {
+    OnUpstreamBytes(bytes);
+  } else {
+    FeedClient(bytes);
+  }
+}
+
+void Session::OnPreRelayEof(Side side, int error) {
+  if (side == Side::kClient) {
+    Close(error == 0 ? mailring::StrCat("client closed the connection while ", Action())
+                     : mailring::StrCat("client read failed: ", ErrnoText(error)),
+          {}, false);
+    return;
+  }
+  const std::string why = error == 0
+                              ? std::string("upstream closed the connection")
+                              : mailring::StrCat("upstream read failed: ", ErrnoText(error));
+  Close(mailring::StrCat(why, " while ", Action()),
+        mailring::StrCat("the mail server of destination ", route_->destination.name,
+                         " closed the connection while mailring was ", Action()),
+        true);
 }
 
 void Session::FeedUpstream(std::string_view bytes) {
@@ -605,7 +631,7 @@ void Session::FeedUpstream(std::string_view bytes) {
   }
   // Keep reading while the login waits for a token or the client: a server that gives up
   // (BYE, close) is noticed at once.
-  ArmUpstreamRecv();
+  ArmPreRelayRecv(Side::kUpstream);
 }
 
 // --- Tokens -------------------------------------------------------------------------------
@@ -840,53 +866,6 @@ bool Session::SendToClientOrClose(std::string_view bytes) {
   return true;
 }
 
-void Session::ArmClientRecv() {
-  if (login_->client_recv_armed) return;
-  login_->client_recv_armed = true;
-  io_uring_sqe* sqe = worker_->GetSqe();
-  io_uring_prep_recv(sqe, client_fd_, nullptr, worker_->buffers().buffer_bytes(), 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = worker_->buffers().group_id();
-  io_uring_sqe_set_data64(sqe, Tag(this, Op::kClientRecv));
-  ++pending_ops_;
-}
-
-void Session::OnClientRecv(const io_uring_cqe& cqe) {
-  login_->client_recv_armed = false;
-  if (cqe.res == -ENOBUFS) {
-    worker_->mutable_counters().recv_ring_empty.fetch_add(1, std::memory_order_relaxed);
-    login_->client_recv_armed = true;
-    ArmPoll(client_fd_, POLLIN, static_cast<uint8_t>(Op::kClientPreRelayReadable));
-    return;
-  }
-  if (cqe.res <= 0) {
-    Close(cqe.res == 0 ? "client closed the connection before authenticating"
-                       : mailring::StrCat("client read failed: ", ErrnoText(-cqe.res)),
-          {}, false);
-    return;
-  }
-  const auto buffer_id = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-  const std::string bytes(worker_->buffers().Buffer(buffer_id), static_cast<size_t>(cqe.res));
-  worker_->buffers().Recycle(buffer_id);
-  FeedClient(bytes);
-}
-
-void Session::OnClientPreRelayReadable() {
-  login_->client_recv_armed = false;
-  char buffer[16 * 1024];
-  const ssize_t n = ::recv(client_fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-    login_->client_recv_armed = true;
-    ArmPoll(client_fd_, POLLIN, static_cast<uint8_t>(Op::kClientPreRelayReadable));
-    return;
-  }
-  if (n <= 0) {
-    Close("client closed the connection before authenticating", {}, false);
-    return;
-  }
-  FeedClient(std::string_view(buffer, static_cast<size_t>(n)));
-}
-
 void Session::FeedClient(std::string_view bytes) {
   if (absl::Status status = login_->client_lines->Append(bytes); !status.ok()) {
     SendNow(client_fd_, protocol_->FailureLine(proto::AsStd(status.message())));
@@ -911,7 +890,7 @@ void Session::ProcessClientLines() {
       !SendToClientOrClose(login.client_dialog->LiteralContinuation())) {
     return;
   }
-  ArmClientRecv();
+  ArmPreRelayRecv(Side::kClient);
 }
 
 void Session::StartRelay() {

@@ -103,9 +103,14 @@ class alignas(16) Session {
 
   void SubmitConnect();
   void OnConnected(int result);
-  void ArmUpstreamRecv();
-  void OnUpstreamRecv(const io_uring_cqe& cqe);
-  void OnUpstreamReadable();
+  // Reading a peer before the relay: one reader per side.
+  enum class Side : uint8_t { kClient, kUpstream };
+  int FdOf(Side side) const { return side == Side::kClient ? client_fd_ : upstream_fd_; }
+  void ArmPreRelayRecv(Side side);
+  void OnPreRelayRecv(Side side, int result, uint32_t cqe_flags);
+  void OnPreRelayReadable(Side side);
+  void OnPreRelayBytes(Side side, std::string_view bytes);
+  void OnPreRelayEof(Side side, int error);  // error 0: orderly close
   void BeginUpstreamProtocol();
   void StartTlsHandshake(bool after_starttls);
   void StartTlsHandshakeWith(std::string_view early);
@@ -134,9 +139,6 @@ class alignas(16) Session {
   // (the session closed, relays, or waits for a token).
   bool HandleClientStep(ClientDialog::Step step);
   void EnterRelayFromDialog(std::string_view reply, std::string_view forward);
-  void ArmClientRecv();
-  void OnClientRecv(const io_uring_cqe& cqe);
-  void OnClientPreRelayReadable();
   void FeedClient(std::string_view bytes);
   void ProcessClientLines();
   bool SendToClientOrClose(std::string_view bytes);
