@@ -1,6 +1,7 @@
 #include "core/dialog/mail_protocol.h"
 
 #include "core/dialog/imap_protocol.h"
+#include "core/dialog/pop3_protocol.h"
 
 namespace mailring::core {
 
@@ -8,6 +9,8 @@ const MailProtocol& ForProtocol(proto::MailProtocol protocol) {
   switch (proto::FamilyOf(protocol)) {
     case proto::MailFamily::kImap:
       return ImapProtocol();
+    case proto::MailFamily::kPop3:
+      return Pop3Protocol();
     default:
       // Routes of other families are refused before a session starts (CheckServable).
       return ImapProtocol();

@@ -56,6 +56,26 @@ TEST(StandaloneRoutesTest, AuthFalseMeansPureRelayWithoutCredentials) {
   EXPECT_FALSE((*table)[0]->destination.login_on_behalf);
 }
 
+TEST(StandaloneRoutesTest, Pop3sSpeaksTlsFromTheFirstByteOnItsDefaultPort) {
+  absl::StatusOr<core::RouteTable> table = ParseStandaloneRoutes(File(Route(
+      "127.0.0.1:1110", R"("Name": "p", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.user": "alice", "mail.password": "pw", "mail.transport.protocol": "pop3s",
+      "mail.pop3s.host": "127.0.0.1")")));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ((*table)[0]->tls, core::Route::Tls::kImplicit);
+  EXPECT_EQ((*table)[0]->upstream.ToString(), "127.0.0.1:995");
+}
+
+TEST(StandaloneRoutesTest, Pop3StarttlsRequiredIsReadFromItsOwnKeys) {
+  absl::StatusOr<core::RouteTable> table = ParseStandaloneRoutes(File(Route(
+      "127.0.0.1:1110", R"("Name": "p", "Type": "MAIL", "Authentication": "BasicAuthentication",
+      "mail.user": "alice", "mail.password": "pw", "mail.transport.protocol": "pop3",
+      "mail.pop3.host": "127.0.0.1", "mail.pop3.starttls.required": "true")")));
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ((*table)[0]->tls, core::Route::Tls::kStartTlsRequired);
+  EXPECT_EQ((*table)[0]->upstream.ToString(), "127.0.0.1:110");
+}
+
 TEST(StandaloneRoutesTest, ErrorsNameRouteAndField) {
   EXPECT_NE(ErrorOf("{").find("not valid JSON"), std::string::npos);
   EXPECT_NE(ErrorOf(R"({"routes": []})").find("empty"), std::string::npos);

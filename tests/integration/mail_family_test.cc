@@ -126,7 +126,7 @@ Destination MailDestination(const std::string& protocol, uint16_t port,
 }
 
 // One Dovecot with TLS, POP3 and submission for the suite.
-class SmtpPop3Test : public MailringTest {
+class MailFamilyTest : public MailringTest {
  protected:
   static void SetUpTestSuite() {
     skip_reason_.clear();
@@ -213,73 +213,13 @@ class SmtpPop3Test : public MailringTest {
   static std::string setup_error_;
 };
 
-DovecotServer* SmtpPop3Test::dovecot_ = nullptr;
-TempDir* SmtpPop3Test::ca_dir_ = nullptr;
-TestCa SmtpPop3Test::ca_;
-std::string SmtpPop3Test::skip_reason_;
-std::string SmtpPop3Test::setup_error_;
+DovecotServer* MailFamilyTest::dovecot_ = nullptr;
+TempDir* MailFamilyTest::ca_dir_ = nullptr;
+TestCa MailFamilyTest::ca_;
+std::string MailFamilyTest::skip_reason_;
+std::string MailFamilyTest::setup_error_;
 
-TEST_F(SmtpPop3Test, SmtpClientsEhloIsAnsweredWithoutAuthAndItsMailIsDelivered) {
-  MR_ASSERT_OK(Start(MailDestination("smtp", dovecot_->submission_port())));
-  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
-  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
-  EXPECT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting;
-  EXPECT_TRUE(absl::StrContains(greeting, "ESMTP")) << greeting;
-  MR_ASSERT_OK_AND_ASSIGN(std::string ehlo, client->Smtp("EHLO app.example"));
-  EXPECT_TRUE(absl::StartsWith(ehlo, "250")) << ehlo;
-  EXPECT_TRUE(absl::StrContains(ehlo, "8BITMIME")) << "the server's extensions: " << ehlo;
-  EXPECT_FALSE(absl::StrContains(ehlo, "AUTH")) << ehlo;
-  EXPECT_FALSE(absl::StrContains(ehlo, "STARTTLS")) << ehlo;
-  SendMessage(*client, "sent through mailring with EHLO first");
-  MR_ASSERT_OK_AND_ASSIGN(std::string quit, client->Smtp("QUIT"));
-  EXPECT_TRUE(absl::StartsWith(quit, "221")) << quit;
-  ExpectDelivered("sent through mailring with EHLO first");
-  EXPECT_FALSE(absl::StrContains(MailringLog(), kPassword)) << "password in mailring's log";
-}
-
-TEST_F(SmtpPop3Test, SmtpClientMaySendMailFromRightAfterTheGreeting) {
-  // SAP's own snippet: no EHLO at all.
-  MR_ASSERT_OK(Start(MailDestination("smtp", dovecot_->submission_port())));
-  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
-  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
-  ASSERT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting;
-  SendMessage(*client, "sent with MAIL FROM first");
-  ExpectDelivered("sent with MAIL FROM first");
-}
-
-TEST_F(SmtpPop3Test, SmtpUpgradesWithStarttlsWhenTheDestinationRequiresIt) {
-  Destination destination = MailDestination("smtp", dovecot_->submission_port());
-  destination["mail.smtp.starttls.required"] = "true";
-  MR_ASSERT_OK(Start(destination));
-  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
-  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
-  ASSERT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting << "\n" << MailringLog();
-  SendMessage(*client, "sent over STARTTLS upstream");
-  ExpectDelivered("sent over STARTTLS upstream");
-  EXPECT_TRUE(absl::StrContains(MailringLog(), "TLS established")) << MailringLog();
-}
-
-TEST_F(SmtpPop3Test, SmtpsSpeaksTlsFromTheFirstByte) {
-  MR_ASSERT_OK(Start(MailDestination("smtps", dovecot_->submissions_port())));
-  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
-  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
-  ASSERT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting << "\n" << MailringLog();
-  MR_ASSERT_OK_AND_ASSIGN(std::string ehlo, client->Smtp("EHLO app.example"));
-  EXPECT_TRUE(absl::StartsWith(ehlo, "250")) << ehlo;
-  SendMessage(*client, "sent over smtps");
-  ExpectDelivered("sent over smtps");
-}
-
-TEST_F(SmtpPop3Test, SmtpRefusedLoginReachesTheClientAsA421) {
-  MR_ASSERT_OK(Start(MailDestination("smtp", dovecot_->submission_port(), "wrong")));
-  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
-  MR_ASSERT_OK_AND_ASSIGN(std::string reply, client->ReadSmtpReply());
-  EXPECT_TRUE(absl::StartsWith(reply, "421 4.")) << reply;
-  EXPECT_GT(reply.size(), 10u) << "a reason follows the code: " << reply;
-  EXPECT_FALSE(client->ReadLine().ok()) << "closed after the 421";
-}
-
-TEST_F(SmtpPop3Test, Pop3ClientsLoginIsAnsweredLocallyAndMessagesAreRelayed) {
+TEST_F(MailFamilyTest, Pop3ClientsLoginIsAnsweredLocallyAndMessagesAreRelayed) {
   MR_ASSERT_OK(Start(MailDestination("pop3", dovecot_->pop3_port())));
   MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
   MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadLine());
@@ -307,7 +247,7 @@ TEST_F(SmtpPop3Test, Pop3ClientsLoginIsAnsweredLocallyAndMessagesAreRelayed) {
   EXPECT_FALSE(absl::StrContains(MailringLog(), kPassword)) << "password in mailring's log";
 }
 
-TEST_F(SmtpPop3Test, Pop3sRetrievesTheTwentyMebibyteMessageByteIdentical) {
+TEST_F(MailFamilyTest, Pop3sRetrievesTheTwentyMebibyteMessageByteIdentical) {
   // SAP's snippet goes straight to the transaction commands.
   MR_ASSERT_OK(Start(MailDestination("pop3s", dovecot_->pop3s_port())));
   MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
@@ -326,7 +266,7 @@ TEST_F(SmtpPop3Test, Pop3sRetrievesTheTwentyMebibyteMessageByteIdentical) {
   EXPECT_TRUE(message == expected) << "the 20 MiB message differs after the relay";
 }
 
-TEST_F(SmtpPop3Test, Pop3UpgradesWithStlsWhenTheDestinationRequiresIt) {
+TEST_F(MailFamilyTest, Pop3UpgradesWithStlsWhenTheDestinationRequiresIt) {
   Destination destination = MailDestination("pop3", dovecot_->pop3_port());
   destination["mail.pop3.starttls.required"] = "true";
   MR_ASSERT_OK(Start(destination));
@@ -338,7 +278,7 @@ TEST_F(SmtpPop3Test, Pop3UpgradesWithStlsWhenTheDestinationRequiresIt) {
   EXPECT_TRUE(absl::StrContains(MailringLog(), "TLS established")) << MailringLog();
 }
 
-TEST_F(SmtpPop3Test, Pop3RefusedLoginReachesTheClientAsErr) {
+TEST_F(MailFamilyTest, Pop3RefusedLoginReachesTheClientAsErr) {
   MR_ASSERT_OK(Start(MailDestination("pop3", dovecot_->pop3_port(), "wrong")));
   MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
   MR_ASSERT_OK_AND_ASSIGN(std::string reply, client->ReadLine());
