@@ -74,11 +74,6 @@ absl::Status CheckServable(const proto::Destination& destination, const RouteOpt
     return absl::InvalidArgumentError(mailring::StrCat(
         "field \"Type\": \"", destination.type, "\" is not served by mailring (only MAIL)"));
   }
-  if (proto::FamilyOf(destination.protocol) == proto::MailFamily::kSmtp) {
-    return absl::InvalidArgumentError(mailring::StrCat(
-        "field \"mail.transport.protocol\": \"", proto::ProtocolKey(destination.protocol),
-        "\" is not served by this build of mailring yet (imap4, imap4s, pop3, pop3s)"));
-  }
   if (destination.proxy_type == proto::ProxyType::kOnPremise) {
     if (!options.connectivity_proxy.has_value()) {
       return absl::InvalidArgumentError(

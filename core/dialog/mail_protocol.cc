@@ -2,6 +2,7 @@
 
 #include "core/dialog/imap_protocol.h"
 #include "core/dialog/pop3_protocol.h"
+#include "core/dialog/smtp_protocol.h"
 
 namespace mailring::core {
 
@@ -11,10 +12,10 @@ const MailProtocol& ForProtocol(proto::MailProtocol protocol) {
       return ImapProtocol();
     case proto::MailFamily::kPop3:
       return Pop3Protocol();
-    default:
-      // Routes of other families are refused before a session starts (CheckServable).
-      return ImapProtocol();
+    case proto::MailFamily::kSmtp:
+      return SmtpProtocol();
   }
+  return ImapProtocol();  // not reached: every family is handled above
 }
 
 }  // namespace mailring::core

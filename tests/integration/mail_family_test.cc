@@ -219,6 +219,66 @@ TestCa MailFamilyTest::ca_;
 std::string MailFamilyTest::skip_reason_;
 std::string MailFamilyTest::setup_error_;
 
+TEST_F(MailFamilyTest, SmtpClientsEhloIsAnsweredWithoutAuthAndItsMailIsDelivered) {
+  MR_ASSERT_OK(Start(MailDestination("smtp", dovecot_->submission_port())));
+  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
+  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
+  EXPECT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting;
+  EXPECT_TRUE(absl::StrContains(greeting, "ESMTP")) << greeting;
+  MR_ASSERT_OK_AND_ASSIGN(std::string ehlo, client->Smtp("EHLO app.example"));
+  EXPECT_TRUE(absl::StartsWith(ehlo, "250")) << ehlo;
+  EXPECT_TRUE(absl::StrContains(ehlo, "8BITMIME")) << "the server's extensions: " << ehlo;
+  EXPECT_FALSE(absl::StrContains(ehlo, "AUTH")) << ehlo;
+  EXPECT_FALSE(absl::StrContains(ehlo, "STARTTLS")) << ehlo;
+  SendMessage(*client, "sent through mailring with EHLO first");
+  MR_ASSERT_OK_AND_ASSIGN(std::string quit, client->Smtp("QUIT"));
+  EXPECT_TRUE(absl::StartsWith(quit, "221")) << quit;
+  ExpectDelivered("sent through mailring with EHLO first");
+  EXPECT_FALSE(absl::StrContains(MailringLog(), kPassword)) << "password in mailring's log";
+}
+
+TEST_F(MailFamilyTest, SmtpClientMaySendMailFromRightAfterTheGreeting) {
+  // SAP's own snippet: no EHLO at all.
+  MR_ASSERT_OK(Start(MailDestination("smtp", dovecot_->submission_port())));
+  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
+  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
+  ASSERT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting;
+  SendMessage(*client, "sent with MAIL FROM first");
+  ExpectDelivered("sent with MAIL FROM first");
+}
+
+TEST_F(MailFamilyTest, SmtpUpgradesWithStarttlsWhenTheDestinationRequiresIt) {
+  Destination destination = MailDestination("smtp", dovecot_->submission_port());
+  destination["mail.smtp.starttls.required"] = "true";
+  MR_ASSERT_OK(Start(destination));
+  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
+  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
+  ASSERT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting << "\n" << MailringLog();
+  SendMessage(*client, "sent over STARTTLS upstream");
+  ExpectDelivered("sent over STARTTLS upstream");
+  EXPECT_TRUE(absl::StrContains(MailringLog(), "TLS established")) << MailringLog();
+}
+
+TEST_F(MailFamilyTest, SmtpsSpeaksTlsFromTheFirstByte) {
+  MR_ASSERT_OK(Start(MailDestination("smtps", dovecot_->submissions_port())));
+  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
+  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
+  ASSERT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting << "\n" << MailringLog();
+  MR_ASSERT_OK_AND_ASSIGN(std::string ehlo, client->Smtp("EHLO app.example"));
+  EXPECT_TRUE(absl::StartsWith(ehlo, "250")) << ehlo;
+  SendMessage(*client, "sent over smtps");
+  ExpectDelivered("sent over smtps");
+}
+
+TEST_F(MailFamilyTest, SmtpRefusedLoginReachesTheClientAsA421) {
+  MR_ASSERT_OK(Start(MailDestination("smtp", dovecot_->submission_port(), "wrong")));
+  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
+  MR_ASSERT_OK_AND_ASSIGN(std::string reply, client->ReadSmtpReply());
+  EXPECT_TRUE(absl::StartsWith(reply, "421 4.")) << reply;
+  EXPECT_GT(reply.size(), 10u) << "a reason follows the code: " << reply;
+  EXPECT_FALSE(client->ReadLine().ok()) << "closed after the 421";
+}
+
 TEST_F(MailFamilyTest, Pop3ClientsLoginIsAnsweredLocallyAndMessagesAreRelayed) {
   MR_ASSERT_OK(Start(MailDestination("pop3", dovecot_->pop3_port())));
   MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
