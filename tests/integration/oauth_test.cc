@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/oauth_server.h"
+#include "tests/integration/line_test_client.h"
 #include "tests/integration/mailring_test.h"
 
 namespace mailring::integration {
@@ -66,8 +67,11 @@ class OAuthTest : public MailringTest {
       setup_error_ = absl::StrCat("starting the fake OAuth server: ", status.ToString());
       return;
     }
-    absl::StatusOr<std::unique_ptr<DovecotServer>> server =
-        DovecotServer::Start(fake_->IntrospectionUrl());
+    DovecotOptions options;
+    options.oauth2_introspection_url = fake_->IntrospectionUrl();
+    options.pop3 = true;  // the mail family's OAuth cases at the end
+    options.submission = true;
+    absl::StatusOr<std::unique_ptr<DovecotServer>> server = DovecotServer::Start(options);
     if (!server.ok()) {
       setup_error_ = server.status().ToString();
       return;
@@ -133,6 +137,19 @@ class OAuthTest : public MailringTest {
             {"tokenServiceURLType", "Dedicated"},
             {"clientId", kClientId},
             {"clientSecret", client_secret_}};
+  }
+
+  // The same destination speaking `protocol` ("smtp", "pop3") to Dovecot's service for it.
+  Destination OAuthMailDestination(const std::string& type, const std::string& protocol) {
+    Destination destination = OAuthDestination(type);
+    for (const char* key : {"mail.imap4.host", "mail.imap4.port", "mail.imap4.auth"}) {
+      destination.erase(key);
+    }
+    const uint16_t port = protocol == "smtp" ? dovecot().submission_port() : dovecot().pop3_port();
+    destination["mail.transport.protocol"] = protocol;
+    destination[absl::StrCat("mail.", protocol, ".host")] = "127.0.0.1";
+    destination[absl::StrCat("mail.", protocol, ".port")] = absl::StrCat(port);
+    return destination;
   }
 
   // A refresh token (or code) registered at the fake for alice, remembered for the log check.
@@ -691,6 +708,59 @@ TEST_F(OAuthTest, AuthorizationCodeIsExchangedOnceAndRenewedWithItsRefreshToken)
   EXPECT_EQ(fake().authorization_code_grants(), 1);
   EXPECT_EQ(fake().refresh_token_grants(), 1);
   EXPECT_EQ(fake().failed_token_requests(), 0) << "the used code was sent again";
+}
+
+// --- SMTP and POP3: the same credential path -------------------------------------------------
+
+TEST_F(OAuthTest, SmtpClientCredentialsSendsMailWithXoauth2Upstream) {
+  MR_ASSERT_OK(StartMailring({OAuthMailDestination("OAuth2ClientCredentials", "smtp")}));
+  MR_ASSERT_OK_AND_ASSIGN(auto client, LineClient::Connect(listen_ports_[0]));
+  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
+  ASSERT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting << "\n" << MailringLog();
+  MR_ASSERT_OK_AND_ASSIGN(std::string mail, client->Smtp("MAIL FROM:<alice@example.org>"));
+  EXPECT_TRUE(absl::StartsWith(mail, "250")) << mail;
+  MR_ASSERT_OK_AND_ASSIGN(std::string rcpt, client->Smtp("RCPT TO:<bob@example.org>"));
+  EXPECT_TRUE(absl::StartsWith(rcpt, "250")) << rcpt;
+  MR_ASSERT_OK_AND_ASSIGN(std::string data, client->Smtp("DATA"));
+  ASSERT_TRUE(absl::StartsWith(data, "354")) << data;
+  MR_ASSERT_OK_AND_ASSIGN(std::string done,
+                          client->Smtp("Subject: oauth\r\n\r\nsent with a client-credentials token\r\n."));
+  EXPECT_TRUE(absl::StartsWith(done, "250")) << done;
+  MR_ASSERT_OK_AND_ASSIGN(std::string message, dovecot().SinkMessage(1, absl::Seconds(10)));
+  EXPECT_TRUE(absl::StrContains(message, "sent with a client-credentials token"));
+  EXPECT_GE(fake().introspections(), 1);
+}
+
+TEST_F(OAuthTest, Pop3RefreshTokenClientAuthenticatesThenReadsMail) {
+  MR_ASSERT_OK(StartMailring({OAuthMailDestination("OAuth2RefreshToken", "pop3")}));
+  const std::string refresh = NewRefreshToken();
+  MR_ASSERT_OK_AND_ASSIGN(auto client, LineClient::Connect(listen_ports_[0]));
+  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadLine());
+  ASSERT_TRUE(absl::StartsWith(greeting, "+OK")) << greeting;
+  MR_ASSERT_OK_AND_ASSIGN(std::string early, client->Pop3("STAT"));
+  EXPECT_TRUE(absl::StartsWith(early, "-ERR [AUTH] ")) << early;
+  MR_ASSERT_OK_AND_ASSIGN(std::string bad, client->Pop3("AUTH XOAUTH2 " + XOAuth2("alice", "nope")));
+  EXPECT_TRUE(absl::StartsWith(bad, "-ERR [AUTH] ")) << "an unknown refresh token: " << bad;
+  MR_ASSERT_OK_AND_ASSIGN(std::string auth,
+                          client->Pop3("AUTH XOAUTH2 " + XOAuth2("alice", refresh)));
+  ASSERT_TRUE(absl::StartsWith(auth, "+OK")) << auth << "\n" << MailringLog();
+  MR_ASSERT_OK_AND_ASSIGN(std::string stat, client->Pop3("STAT"));
+  EXPECT_TRUE(absl::StartsWith(stat, "+OK 4 ")) << stat;
+}
+
+TEST_F(OAuthTest, SmtpRefreshTokenClientAuthenticatesWithXoauth2) {
+  MR_ASSERT_OK(StartMailring({OAuthMailDestination("OAuth2RefreshToken", "smtp")}));
+  const std::string refresh = NewRefreshToken();
+  MR_ASSERT_OK_AND_ASSIGN(auto client, LineClient::Connect(listen_ports_[0]));
+  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadSmtpReply());
+  ASSERT_TRUE(absl::StartsWith(greeting, "220 ")) << greeting;
+  MR_ASSERT_OK_AND_ASSIGN(std::string ehlo, client->Smtp("EHLO app"));
+  EXPECT_TRUE(absl::StrContains(ehlo, "AUTH XOAUTH2")) << ehlo;
+  MR_ASSERT_OK_AND_ASSIGN(std::string auth,
+                          client->Smtp("AUTH XOAUTH2 " + XOAuth2("alice", refresh)));
+  ASSERT_TRUE(absl::StartsWith(auth, "235 ")) << auth << "\n" << MailringLog();
+  MR_ASSERT_OK_AND_ASSIGN(std::string mail, client->Smtp("MAIL FROM:<alice@example.org>"));
+  EXPECT_TRUE(absl::StartsWith(mail, "250")) << mail;
 }
 
 }  // namespace
