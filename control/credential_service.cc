@@ -207,13 +207,11 @@ void CredentialService::StartFetch(Grant& grant, int64_t now_ms) {
     Publish(grant, std::move(failed));
     return;
   }
-  // The Connectivity service key's token URL is per landscape; a tenant's tokens come from the
-  // tenant's subdomain (the "Common" rule).
+  // The Connectivity service key's url names the provider's subdomain; a tenant's tokens come
+  // from the tenant's (the service-key rule, not the destination's tokenServiceURLType rule).
   absl::StatusOr<std::string> url =
       connectivity
-          ? proto::ResolveTokenServiceUrl(options_.connectivity->token_url,
-                                          route.tenant.empty() ? "Dedicated" : "Common",
-                                          route.tenant)
+          ? proto::SubscriberUrlOfServiceKey(options_.connectivity->token_url, route.tenant)
           : proto::ResolveTokenServiceUrl(destination.token_service_url,
                                           destination.Property("tokenServiceURLType"),
                                           route.tenant);

@@ -275,8 +275,7 @@ struct DestinationServiceClient::Impl {
 
     const ServiceKey& service_key = instances.at(instance);
     absl::StatusOr<std::string> url =
-        tenant.empty() ? absl::StatusOr<std::string>(service_key.token_url)
-                       : proto::ResolveTokenServiceUrl(service_key.token_url, "Common", tenant);
+        proto::SubscriberUrlOfServiceKey(service_key.token_url, tenant);
     if (!url.ok()) {
       slot.in_flight = true;  // until the posted answer runs: later askers queue behind it
       const absl::Status error = absl::InvalidArgumentError(

@@ -280,64 +280,103 @@ absl::StatusOr<TokenResponse> ParseTokenResponse(int http_status, std::string_vi
   return response;
 }
 
-absl::StatusOr<std::string> ResolveTokenServiceUrl(std::string_view url, std::string_view url_type,
-                                                   std::string_view tenant) {
+namespace {
+
+// Where the host of an http(s) URL starts and ends, after validating the URL.
+struct HostSpan {
+  size_t begin = 0;  // offset of the host in the URL
+  size_t size = 0;   // without the port
+};
+
+absl::StatusOr<HostSpan> FindHost(std::string_view url, std::string_view what) {
   // scheme "://" [userinfo "@"] host [":" port] [path-abempty] ["?" query] ["#" fragment]
   const size_t scheme_end = url.find("://");
   const std::string_view scheme =
       scheme_end == std::string_view::npos ? std::string_view() : url.substr(0, scheme_end);
   if (!absl::EqualsIgnoreCase(AsAbsl(scheme), "http") &&
       !absl::EqualsIgnoreCase(AsAbsl(scheme), "https")) {
-    return absl::InvalidArgumentError("tokenServiceURL is not an http:// or https:// URL");
+    return absl::InvalidArgumentError(StrCat(what, " is not an http:// or https:// URL"));
   }
   const size_t authority_begin = scheme_end + 3;
   const size_t authority_end = std::min(url.find_first_of("/?#", authority_begin), url.size());
   const std::string_view authority = url.substr(authority_begin, authority_end - authority_begin);
   const size_t at = authority.rfind('@');
   const size_t host_begin = at == std::string_view::npos ? 0 : at + 1;
-  std::string_view host_and_port = authority.substr(host_begin);
+  const std::string_view host_and_port = authority.substr(host_begin);
   if (host_and_port.empty() || host_and_port.front() == ':') {
-    return absl::InvalidArgumentError("tokenServiceURL has no host");
+    return absl::InvalidArgumentError(StrCat(what, " has no host"));
   }
   for (char c : url) {
     const unsigned char u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u >= 0x7f) {
-      return absl::InvalidArgumentError("tokenServiceURL has spaces or control characters");
+      return absl::InvalidArgumentError(StrCat(what, " has spaces or control characters"));
     }
   }
+  HostSpan span;
+  span.begin = authority_begin + host_begin;
+  span.size = host_and_port.front() == '[' ? host_and_port.find(']') + 1
+                                           : std::min(host_and_port.find(':'),
+                                                      host_and_port.size());
+  return span;
+}
 
-  if (url_type.empty() || absl::EqualsIgnoreCase(AsAbsl(url_type), "Dedicated") || tenant.empty()) {
-    if (!url_type.empty() && !absl::EqualsIgnoreCase(AsAbsl(url_type), "Dedicated") &&
-        !absl::EqualsIgnoreCase(AsAbsl(url_type), "Common")) {
-      return absl::InvalidArgumentError("tokenServiceURLType is not one of Dedicated, Common");
-    }
-    return std::string(url);
+absl::Status CheckNamedHost(std::string_view host, std::string_view what) {
+  bool numeric = true;
+  for (char c : host) {
+    numeric = numeric && (absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.');
   }
-  if (!absl::EqualsIgnoreCase(AsAbsl(url_type), "Common")) {
+  if (host.front() == '[' || numeric) {
+    return absl::InvalidArgumentError(StrCat(what, " needs a host name, not an IP address"));
+  }
+  return absl::OkStatus();
+}
+
+constexpr std::string_view kTenantPlaceholder = "{tenant}";
+
+}  // namespace
+
+absl::StatusOr<std::string> ResolveTokenServiceUrl(std::string_view url, std::string_view url_type,
+                                                   std::string_view tenant) {
+  constexpr std::string_view kWhat = "tokenServiceURL";
+  absl::StatusOr<HostSpan> host = FindHost(url, kWhat);
+  if (!host.ok()) return host.status();
+  const bool common = absl::EqualsIgnoreCase(AsAbsl(url_type), "Common");
+  if (!common && !url_type.empty() && !absl::EqualsIgnoreCase(AsAbsl(url_type), "Dedicated")) {
     return absl::InvalidArgumentError("tokenServiceURLType is not one of Dedicated, Common");
   }
-  if (!IsDnsLabel(tenant)) {
-    return absl::InvalidArgumentError("tenant subdomain is not a DNS label");
+  if (!common || tenant.empty()) return std::string(url);
+  if (!IsDnsLabel(tenant)) return absl::InvalidArgumentError("tenant subdomain is not a DNS label");
+  if (url.find(kTenantPlaceholder) != std::string_view::npos) {
+    std::string resolved(url);
+    for (size_t at = resolved.find(kTenantPlaceholder); at != std::string::npos;
+         at = resolved.find(kTenantPlaceholder, at + tenant.size())) {
+      resolved.replace(at, kTenantPlaceholder.size(), tenant);
+    }
+    return resolved;
   }
-  if (host_and_port.front() == '[') {
+  const std::string_view host_name = url.substr(host->begin, host->size);
+  if (absl::Status named = CheckNamedHost(host_name, "tokenServiceURLType Common");
+      !named.ok()) {
+    return named;
+  }
+  return StrCat(url.substr(0, host->begin), tenant, ".", url.substr(host->begin));
+}
+
+absl::StatusOr<std::string> SubscriberUrlOfServiceKey(std::string_view url,
+                                                      std::string_view tenant) {
+  constexpr std::string_view kWhat = "the service key's url";
+  absl::StatusOr<HostSpan> host = FindHost(url, kWhat);
+  if (!host.ok()) return host.status();
+  if (tenant.empty()) return std::string(url);
+  if (!IsDnsLabel(tenant)) return absl::InvalidArgumentError("tenant subdomain is not a DNS label");
+  const std::string_view host_name = url.substr(host->begin, host->size);
+  if (absl::Status named = CheckNamedHost(host_name, kWhat); !named.ok()) return named;
+  const size_t first_dot = host_name.find('.');
+  if (first_dot == std::string_view::npos || first_dot == 0 || first_dot + 1 == host_name.size()) {
     return absl::InvalidArgumentError(
-        "tokenServiceURLType Common needs a host name in tokenServiceURL, not an IP address");
+        StrCat(kWhat, " needs a host whose first label is the provider's subdomain"));
   }
-  const std::string_view host = host_and_port.substr(0, host_and_port.find(':'));
-  const size_t first_dot = host.find('.');
-  if (first_dot == std::string_view::npos || first_dot == 0 || first_dot + 1 == host.size()) {
-    return absl::InvalidArgumentError(
-        "tokenServiceURLType Common needs a tokenServiceURL host with a subdomain to replace");
-  }
-  bool numeric = true;
-  for (char c : host)
-    numeric = numeric && (absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.');
-  if (numeric) {
-    return absl::InvalidArgumentError(
-        "tokenServiceURLType Common needs a host name in tokenServiceURL, not an IP address");
-  }
-  const size_t label_begin = authority_begin + host_begin;
-  return StrCat(url.substr(0, label_begin), tenant, url.substr(label_begin + first_dot));
+  return StrCat(url.substr(0, host->begin), tenant, url.substr(host->begin + first_dot));
 }
 
 }  // namespace mailring::proto

@@ -58,12 +58,22 @@ struct TokenResponse {
 // Unavailable for 5xx and 429, InvalidArgument for a 200 whose body is not the expected JSON.
 absl::StatusOr<TokenResponse> ParseTokenResponse(int http_status, std::string_view body);
 
-// tokenServiceURLType "Dedicated" (or empty, or no tenant): the URL as is. "Common" with a
-// tenant subdomain: the tenant becomes the first DNS label of the URL's host
-// ("https://provider.auth.example.com/oauth/token", tenant "t1" →
-// "https://t1.auth.example.com/oauth/token"). InvalidArgument for a URL that is not http(s).
+// A destination's tokenServiceURL for a tenant (SAP's tokenServiceURLType). "Dedicated" (or empty,
+// or no tenant): the URL as is. "Common" with a tenant subdomain: the "{tenant}" placeholder is
+// replaced by the subdomain; without a placeholder the subdomain is prepended to the host as a
+// new first label ("https://authentication.eu10.hana.ondemand.com/oauth/token", "t1" →
+// "https://t1.authentication.eu10.hana.ondemand.com/oauth/token"). InvalidArgument for a URL
+// that is not http(s), or Common on an IP address.
 absl::StatusOr<std::string> ResolveTokenServiceUrl(std::string_view url,
                                                    std::string_view url_type,
                                                    std::string_view tenant);
+
+// A service key's `url` (Destination or Connectivity service) for a subscriber tenant. Its first
+// host label is the provider's subdomain, which the tenant's replaces
+// ("https://provider.authentication.eu10.hana.ondemand.com", "t1" →
+// "https://t1.authentication.eu10.hana.ondemand.com"), as SAP's security library does. No
+// tenant: the URL as is.
+absl::StatusOr<std::string> SubscriberUrlOfServiceKey(std::string_view url,
+                                                      std::string_view tenant);
 
 }  // namespace mailring::proto

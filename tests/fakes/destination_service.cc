@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
@@ -273,16 +274,17 @@ PostResult PostForm(const std::string& url, const std::string& body) {
   return result;
 }
 
-// tokenServiceURLType Common: the tenant replaces the first DNS label of the host.
+// tokenServiceURLType Common, as SAP's Destination service applies it: the "{tenant}"
+// placeholder becomes the tenant's subdomain; without one the subdomain is prepended to the host.
 std::string TenantTokenUrl(const std::string& url, const std::string& type,
                            const std::string& tenant) {
   if (tenant.empty() || !absl::EqualsIgnoreCase(type, "Common")) return url;
-  const size_t host_begin = url.find("://");
-  if (host_begin == std::string::npos) return url;
-  const size_t dot = url.find('.', host_begin + 3);
-  const size_t end = url.find_first_of(":/", host_begin + 3);
-  if (dot == std::string::npos || (end != std::string::npos && dot > end)) return url;
-  return absl::StrCat(url.substr(0, host_begin + 3), tenant, url.substr(dot));
+  if (url.find("{tenant}") != std::string::npos) {
+    return absl::StrReplaceAll(url, {{"{tenant}", tenant}});
+  }
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return url;
+  return absl::StrCat(url.substr(0, scheme_end + 3), tenant, ".", url.substr(scheme_end + 3));
 }
 
 }  // namespace
@@ -673,13 +675,20 @@ std::string FakeDestinationService::AuthTokenJson(const std::string& destination
                       JsonQuote("Bearer " + access_token), R"(},"expires_in":")", reported, "\"}");
 }
 
+namespace {
+constexpr char kUaaDomain[] = "authentication.localhost";
+}  // namespace
+
 std::string FakeDestinationService::ServiceKeyJson() const {
   absl::MutexLock lock(&mutex_);
   return absl::StrCat(
       R"({"clientid":)", JsonQuote(client_id_), R"(,"clientsecret":)", JsonQuote(client_secret_),
+      // Shaped like SAP's: url = https://<provider subdomain>.<uaadomain> (here on loopback:
+      // curl resolves every *.localhost name to 127.0.0.1), uri = the service's own base.
       R"(,"url":)",
-      JsonQuote(absl::StrCat("http://", provider_subdomain_, ".localhost:", token_port_.load())),
-      R"(,"uri":)", JsonQuote(absl::StrCat("http://127.0.0.1:", api_port_.load())),
+      JsonQuote(absl::StrCat("http://", provider_subdomain_, ".", kUaaDomain, ":",
+                             token_port_.load())),
+      R"(,"uaadomain":)", JsonQuote(kUaaDomain), R"(,"uri":)", JsonQuote(absl::StrCat("http://127.0.0.1:", api_port_.load())),
       R"(,"identityzone":)", JsonQuote(provider_subdomain_), R"(,"instanceid":)",
       JsonQuote(instance_id_), "}");
 }

@@ -25,7 +25,7 @@
 //                 X-refresh-token, for OAuth2AuthorizationCode with X-code (+ X-redirect-uri,
 //                 else the destination's redirectUri): in TokenMode::kExchange the fake posts the
 //                 grant to the destination's tokenServiceURL (per tenant when
-//                 tokenServiceURLType is Common; http:// to localhost, *.localhost or an IPv4
+//                 tokenServiceURLType is Common: placeholder or prepended label; http:// to localhost, *.localhost or an IPv4
 //                 literal only), in kMint it invents a token. A failed exchange, or a missing
 //                 X-refresh-token / X-code, gives an entry with "error" and no "value", as SAP
 //                 does. No authTokens for other types.

@@ -216,14 +216,38 @@ TEST(TokenServiceUrlTest, DedicatedOrEmptyTypeKeepsTheUrl) {
             "http://127.0.0.1:8080/token");
 }
 
-TEST(TokenServiceUrlTest, CommonReplacesTheFirstHostLabelWithTheTenant) {
-  EXPECT_EQ(
-      *ResolveTokenServiceUrl("https://provider.auth.example.com/oauth/token", "Common", "t1"),
-      "https://t1.auth.example.com/oauth/token");
-  EXPECT_EQ(*ResolveTokenServiceUrl("HTTPS://provider.auth.example.com:8443", "common", "t-2"),
+TEST(TokenServiceUrlTest, CommonPrependsTheTenantAsANewFirstLabel) {
+  EXPECT_EQ(*ResolveTokenServiceUrl("https://authentication.eu10.hana.ondemand.com/oauth/token",
+                                    "Common", "tenant1"),
+            "https://tenant1.authentication.eu10.hana.ondemand.com/oauth/token");
+  EXPECT_EQ(*ResolveTokenServiceUrl("HTTPS://auth.example.com:8443", "common", "t-2"),
             "HTTPS://t-2.auth.example.com:8443");
-  EXPECT_EQ(*ResolveTokenServiceUrl("https://u:p@provider.example.com/x?h=a.b", "Common", "t1"),
+  EXPECT_EQ(*ResolveTokenServiceUrl("https://u:p@example.com/x?h=a.b", "Common", "t1"),
             "https://u:p@t1.example.com/x?h=a.b");
+  EXPECT_EQ(*ResolveTokenServiceUrl("https://localhost/token", "Common", "t1"),
+            "https://t1.localhost/token");
+}
+
+TEST(TokenServiceUrlTest, CommonReplacesTheTenantPlaceholder) {
+  EXPECT_EQ(*ResolveTokenServiceUrl("https://{tenant}.auth.example.com/oauth/token", "Common",
+                                    "t1"),
+            "https://t1.auth.example.com/oauth/token");
+  EXPECT_EQ(*ResolveTokenServiceUrl("https://auth.example.com/{tenant}/token?z={tenant}",
+                                    "Common", "t1"),
+            "https://auth.example.com/t1/token?z=t1");
+}
+
+TEST(ServiceKeyUrlTest, SubscriberReplacesTheProvidersSubdomain) {
+  EXPECT_EQ(*SubscriberUrlOfServiceKey(
+                "https://provider.authentication.eu10.hana.ondemand.com", "tenant1"),
+            "https://tenant1.authentication.eu10.hana.ondemand.com");
+  EXPECT_EQ(*SubscriberUrlOfServiceKey("https://provider.auth.example.com/oauth/token", ""),
+            "https://provider.auth.example.com/oauth/token")
+      << "the provider itself: as is";
+  absl::StatusOr<std::string> single = SubscriberUrlOfServiceKey("https://localhost/t", "t1");
+  EXPECT_FALSE(single.ok()) << "no subdomain to replace";
+  EXPECT_FALSE(SubscriberUrlOfServiceKey("https://10.0.0.1/t", "t1").ok());
+  EXPECT_FALSE(SubscriberUrlOfServiceKey("https://a.example.com", "bad.tenant").ok());
 }
 
 void ExpectUrlError(std::string_view url, std::string_view type, std::string_view tenant,
@@ -241,8 +265,7 @@ TEST(TokenServiceUrlTest, RejectsUrlsThatAreNotHttp) {
   ExpectUrlError("https://h.example.com/a b", "", "", "spaces");
 }
 
-TEST(TokenServiceUrlTest, RejectsCommonWithoutAReplaceableLabel) {
-  ExpectUrlError("https://localhost/token", "Common", "t1", "subdomain");
+TEST(TokenServiceUrlTest, RejectsCommonOnAnAddress) {
   ExpectUrlError("https://10.0.0.1/token", "Common", "t1", "IP address");
   ExpectUrlError("https://[::1]:8443/token", "Common", "t1", "IP address");
   ExpectUrlError("https://a.example.com/token", "Common", "bad.tenant", "DNS label");
