@@ -51,8 +51,44 @@ struct ClusterControl::Pass {
   std::vector<TenantStatus> tenants;
   bool available = true;
   std::string reason = "ConfigurationSuccessful";
-  std::string message;
+  std::string message;  // the first failure's (tenant: ...) when not available
+  std::vector<std::string> failed_tenants;
 };
+
+namespace {
+
+// The Service port of a CR for a destination: spec.service.port, else the protocol's default
+// (SAP: IMAP 143, IMAPS 993, SMTP 587, SMTPS 465, POP3 110, POP3S 995).
+int ServicePortFor(const DestinationCr& cr, proto::MailProtocol protocol) {
+  return cr.port != 0 ? cr.port : proto::DefaultServicePort(protocol);
+}
+
+std::string PortNameFor(proto::MailProtocol protocol) {
+  switch (proto::FamilyOf(protocol)) {
+    case proto::MailFamily::kSmtp:
+      return "smtp";
+    case proto::MailFamily::kPop3:
+      return "pop3";
+    case proto::MailFamily::kImap:
+      break;
+  }
+  return "imap";
+}
+
+// SAP's condition messages: "Technical connectivity is configured. …" / "… is not configured. …".
+std::string ConfiguredMessage(const std::vector<TenantStatus>& tenants) {
+  std::string names;
+  for (const TenantStatus& tenant : tenants) {
+    mailring::StrAppend(&names, names.empty() ? "" : ", ", "\"", tenant.service_name, "\"");
+  }
+  return tenants.size() == 1
+             ? mailring::StrCat("Technical connectivity is configured. Kubernetes service with "
+                                "name ", names, " is created.")
+             : mailring::StrCat("Technical connectivity is configured. Kubernetes services with "
+                                "names ", names, " are created.");
+}
+
+}  // namespace
 
 ClusterControl::ClusterControl(HttpClient* http, KubeConfig kube_config,
                                std::map<std::string, ServiceKey> instances,
@@ -320,11 +356,12 @@ void ClusterControl::ReconcileTenant(std::shared_ptr<Pass> pass) {
                           : "ConfigurationError-ReferencedDestination-TypeNotSupported");
       return;
     }
-    EnsureServices(pass, tenant);
+    EnsureServices(pass, tenant, found->destination.protocol);
   });
 }
 
-void ClusterControl::EnsureServices(std::shared_ptr<Pass> pass, const std::string& tenant) {
+void ClusterControl::EnsureServices(std::shared_ptr<Pass> pass, const std::string& tenant,
+                                    proto::MailProtocol protocol) {
   const DestinationCr& cr = pass->cr;
   ManagedServiceSpec spec;
   spec.name = ManagedServiceName(cr.namespace_name, cr.name, tenant);
@@ -335,7 +372,8 @@ void ClusterControl::EnsureServices(std::shared_ptr<Pass> pass, const std::strin
   spec.tenant = tenant;
   spec.destination_name = cr.destination_name;
   spec.instance = cr.instance;
-  spec.port = cr.port;
+  spec.port = ServicePortFor(cr, protocol);
+  spec.port_name = PortNameFor(protocol);
   const std::string client_name = *ClientServiceName(cr, tenant);
   auto it = allocated_.find(spec.name);
   const bool exists = managed_.contains(spec.name);
@@ -380,7 +418,7 @@ void ClusterControl::EnsureServices(std::shared_ptr<Pass> pass, const std::strin
                                 mailring::StrCat("a Service named ", client_name, " exists in ",
                                                  spec.cr_namespace,
                                                  " and is not managed by mailring")},
-                   "ServiceCreationFailed");
+                   "ConfigurationError-K8sResourceWithNameAlreadyPresent");
         return;
       }
       if (existing->port == spec.port) {
@@ -389,8 +427,8 @@ void ClusterControl::EnsureServices(std::shared_ptr<Pass> pass, const std::strin
       }
       kube_.MergePatch(mailring::StrCat("/api/v1/namespaces/", spec.cr_namespace, "/services/",
                                         client_name),
-                       mailring::StrCat(R"({"spec":{"ports":[{"name":"imap","protocol":"TCP","port":)",
-                                        spec.port, "}]}}"),
+                       mailring::StrCat(R"({"spec":{"ports":[{"name":")", spec.port_name,
+                                        R"(","protocol":"TCP","port":)", spec.port, "}]}}"),
                        [this, pass, tenant, client_name](absl::StatusOr<KubeResponse> patched) {
                          if (IsSuccess(patched)) {
                            TenantDone(pass, TenantStatus{tenant, client_name, "Available", ""},
@@ -415,8 +453,9 @@ void ClusterControl::EnsureServices(std::shared_ptr<Pass> pass, const std::strin
     // The CR's port changed: replace the managed Service, keeping its targetPort.
     kube_.MergePatch(
         mailring::StrCat(managed_path, "/", spec.name),
-        mailring::StrCat(R"({"spec":{"ports":[{"name":"imap","protocol":"TCP","port":)", spec.port,
-                         R"(,"targetPort":)", spec.target_port, "}]}}"),
+        mailring::StrCat(R"({"spec":{"ports":[{"name":")", spec.port_name,
+                         R"(","protocol":"TCP","port":)", spec.port, R"(,"targetPort":)",
+                         spec.target_port, "}]}}"),
         [this, pass, tenant, client_name, ensure_client](absl::StatusOr<KubeResponse> patched) {
           if (IsSuccess(patched)) {
             ensure_client();
@@ -448,12 +487,15 @@ void ClusterControl::EnsureServices(std::shared_ptr<Pass> pass, const std::strin
 
 void ClusterControl::TenantDone(std::shared_ptr<Pass> pass, TenantStatus status,
                                 std::string_view reason) {
-  if (status.status != "Available" && pass->available) {
-    pass->available = false;
-    pass->reason = std::string(reason);
-    pass->message = status.name.empty() ? status.message
-                                        : mailring::StrCat("tenant ", status.name, ": ",
-                                                           status.message);
+  if (status.status != "Available") {
+    if (pass->available) {
+      pass->available = false;
+      pass->reason = std::string(reason);
+      pass->message = status.name.empty() ? status.message
+                                          : mailring::StrCat("tenant ", status.name, ": ",
+                                                             status.message);
+    }
+    if (!status.name.empty()) pass->failed_tenants.push_back(status.name);
   }
   pass->tenants.push_back(std::move(status));
   ReconcileTenant(pass);
@@ -462,10 +504,21 @@ void ClusterControl::TenantDone(std::shared_ptr<Pass> pass, TenantStatus status,
 void ClusterControl::Finish(std::shared_ptr<Pass> pass) {
   DestinationCr& cr = pass->cr;
   if (pass->available) {
-    pass->message = mailring::StrCat(pass->tenants.size(), pass->tenants.size() == 1 ? " Service" : " Services",
-                                     " ready on port ", cr.port);
+    pass->message = ConfiguredMessage(pass->tenants);
   } else {
     ++reconcile_errors_;
+    if (!pass->failed_tenants.empty() &&
+        pass->reason != "ConfigurationError-MultitenancyAnnotation-Invalid") {
+      // SAP reports a multitenant CR's failure for the tenants, not for one cause.
+      std::string list;
+      for (const std::string& tenant : pass->failed_tenants) {
+        mailring::StrAppend(&list, list.empty() ? "" : ", ", "\"", tenant, "\"");
+      }
+      pass->reason = "FailedToApplyConfiguration";
+      pass->message = mailring::StrCat("Configuration failed for tenants: [", list, "] (",
+                                       pass->message, ")");
+    }
+    pass->message = mailring::StrCat("Technical connectivity is not configured. ", pass->message);
   }
   // Status writes go with the resourceVersion last seen; on 409 the newest version comes
   // through the watch and the CR is reconciled again.

@@ -30,6 +30,7 @@
 #include "control/leader_election.h"
 #include "control/standalone_routes.h"
 #include "core/route.h"
+#include "proto/destination.h"
 
 namespace mailring::control {
 
@@ -69,7 +70,8 @@ class ClusterControl {
   void BuildRoutes();
   void ReconcileNext(int64_t now_ms);
   void ReconcileTenant(std::shared_ptr<Pass> pass);
-  void EnsureServices(std::shared_ptr<Pass> pass, const std::string& tenant);
+  void EnsureServices(std::shared_ptr<Pass> pass, const std::string& tenant,
+                      proto::MailProtocol protocol);
   void TenantDone(std::shared_ptr<Pass> pass, TenantStatus status, std::string_view reason);
   void Finish(std::shared_ptr<Pass> pass);
   void Finalize(std::shared_ptr<Pass> pass);

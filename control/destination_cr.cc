@@ -144,8 +144,8 @@ std::string ManagedServiceJson(const ManagedServiceSpec& spec) {
       JsonQuote(Annotation("destination")), ":", JsonQuote(spec.destination_name), ",",
       JsonQuote(Annotation("instance")), ":", JsonQuote(spec.instance),
       R"(}},"spec":{"selector":{"app.kubernetes.io/name":"mailring"},)",
-      R"("internalTrafficPolicy":"Local","ports":[{"name":"imap","protocol":"TCP","port":)",
-      spec.port, R"(,"targetPort":)", spec.target_port, "}]}}");
+      R"("internalTrafficPolicy":"Local","ports":[{"name":)", JsonQuote(spec.port_name),
+      R"(,"protocol":"TCP","port":)", spec.port, R"(,"targetPort":)", spec.target_port, "}]}}");
 }
 
 std::string ClientServiceJson(const ManagedServiceSpec& spec, std::string_view client_name,
@@ -159,7 +159,8 @@ std::string ClientServiceJson(const ManagedServiceSpec& spec, std::string_view c
       JsonQuote(Annotation("tenant")), ":", JsonQuote(spec.tenant),
       R"(}},"spec":{"type":"ExternalName","externalName":)",
       JsonQuote(mailring::StrCat(spec.name, ".", spec.mailring_namespace, ".svc.", cluster_domain)),
-      R"(,"ports":[{"name":"imap","protocol":"TCP","port":)", spec.port, "}]}}");
+      R"(,"ports":[{"name":)", JsonQuote(spec.port_name), R"(,"protocol":"TCP","port":)",
+      spec.port, "}]}}");
 }
 
 absl::StatusOr<ManagedService> ParseManagedService(std::string_view json) {
@@ -203,7 +204,9 @@ std::string StatusJson(const DestinationCr& cr, bool available, std::string_view
   std::string tenant_list;
   for (const TenantStatus& tenant : tenants) {
     if (!tenant_list.empty()) tenant_list += ",";
-    mailring::StrAppend(&tenant_list, R"({"name":)", JsonQuote(tenant.name), R"(,"serviceName":)",
+    // tenantSubdomain is what SAP's CRD types each entry as (tooling reads it); the rest is ours.
+    mailring::StrAppend(&tenant_list, R"({"tenantSubdomain":)", JsonQuote(tenant.name),
+                        R"(,"name":)", JsonQuote(tenant.name), R"(,"serviceName":)",
                         JsonQuote(tenant.service_name), R"(,"status":)", JsonQuote(tenant.status),
                         R"(,"message":)", JsonQuote(tenant.message), "}");
   }

@@ -4,11 +4,12 @@
 //
 //   metadata.name/namespace/uid/generation/resourceVersion/deletionTimestamp/finalizers
 //   metadata.annotations["transparent-proxy.connectivity.api.sap/tenant-subdomains"]: JSON array
-//   spec.destinationRef.name, spec.destinationServiceInstanceName, spec.service.port (143)
+//   spec.destinationRef.name, spec.destinationServiceInstanceName, spec.service.port (absent:
+//   the default port of the destination's protocol, proto::DefaultServicePort())
 //
 // For every (CR, tenant) two Services:
 //  - the managed Service, in mailring's namespace: selects the DaemonSet's pods,
-//    internalTrafficPolicy Local, port = the CR's port, targetPort = a port from the leader's
+//    internalTrafficPolicy Local, port = the CR's port (or its protocol's), targetPort = a port from the leader's
 //    range; labelled app.kubernetes.io/managed-by=mailring and annotated with the CR's identity.
 //    Every pod builds its route table from these: they are the record of port allocation.
 //  - the client Service, named after the CR (or <cr>-<tenant>) in the CR's namespace: an
@@ -42,7 +43,7 @@ struct DestinationCr {
   std::vector<std::string> finalizers;
   std::string destination_name;   // spec.destinationRef.name
   std::string instance;           // spec.destinationServiceInstanceName ("" → default)
-  int port = 143;                 // spec.service.port
+  int port = 0;                   // spec.service.port; 0: not set (the protocol's default)
   // The tenant annotation: absent → one tenant "" (single-tenant); a valid JSON array of DNS
   // labels → those; anything else → tenants_error says why (the CR gets
   // ConfigurationError-MultitenancyAnnotation-Invalid, nothing is guessed).
@@ -73,6 +74,7 @@ struct ManagedServiceSpec {
   std::string destination_name;
   std::string instance;
   int port = 143;
+  std::string port_name = "imap";  // the protocol family: imap, smtp, pop3
   int target_port = 0;
 };
 
@@ -97,7 +99,7 @@ struct ManagedService {
 absl::StatusOr<ManagedService> ParseManagedService(std::string_view json);
 
 struct TenantStatus {
-  std::string name;
+  std::string name;  // the tenant's subdomain ("" for a single-tenant CR)
   std::string service_name;
   std::string status;   // "Available" / "Error"
   std::string message;

@@ -31,11 +31,11 @@ TEST(DestinationCrTest, ParsesSpecAndMetadata) {
   EXPECT_TRUE(cr->tenants_error.empty());
 }
 
-TEST(DestinationCrTest, DefaultPortIs143AndDeletionIsSeen) {
+TEST(DestinationCrTest, AbsentPortIsLeftToTheProtocolAndDeletionIsSeen) {
   absl::StatusOr<DestinationCr> cr = ParseDestinationCr(R"({"metadata":{"name":"a","namespace":"b",
     "deletionTimestamp":"2026-11-26T00:00:00Z"},"spec":{"destinationRef":{"name":"d"}}})");
   ASSERT_TRUE(cr.ok());
-  EXPECT_EQ(cr->port, 143);
+  EXPECT_EQ(cr->port, 0) << "the destination's protocol decides (143, 993, 587, ...)";
   EXPECT_TRUE(cr->deleting);
 }
 
@@ -151,6 +151,10 @@ TEST(DestinationCrTest, StatusCarriesConditionAndTenants) {
   ASSERT_EQ(root.at_pointer("/status/tenants/0/serviceName").get_string().get(tenant),
             simdjson::SUCCESS);
   EXPECT_EQ(tenant, "example-imap-t1");
+  ASSERT_EQ(root.at_pointer("/status/tenants/0/tenantSubdomain").get_string().get(tenant),
+            simdjson::SUCCESS)
+      << "SAP's CRD types each entry as {tenantSubdomain}";
+  EXPECT_EQ(tenant, "t1");
   std::string_view rv;
   ASSERT_EQ(root.at_pointer("/metadata/resourceVersion").get_string().get(rv), simdjson::SUCCESS);
   EXPECT_EQ(rv, "42") << "status writes are optimistic: 409 on a stale version";
