@@ -46,6 +46,9 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10), "Upstream TCP connect timeout");
 ABSL_FLAG(absl::Duration, login_timeout, absl::Seconds(30),
           "From accept until the client is greeted (connect, upstream greeting and login)");
+ABSL_FLAG(bool, tls_aes_ni, true,
+          "TLS records (AES-GCM) on the CPU's AES-NI through libcrypto; false: wolfSSL's software "
+          "AES, several times the CPU per GB");
 ABSL_FLAG(std::string, ca_file, "",
           "Extra PEM CA bundle trusted for upstream TLS and https token services, besides the "
           "system store");
@@ -282,6 +285,7 @@ int main(int argc, char** argv) {
   options.login_timeout = absl::GetFlag(FLAGS_login_timeout);
   options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   options.ca_file = absl::GetFlag(FLAGS_ca_file);
+  options.tls_aes_ni = absl::GetFlag(FLAGS_tls_aes_ni);
   for (const auto& [name, value] :
        {std::pair{"--connect-timeout", options.connect_timeout},
         std::pair{"--login-timeout", options.login_timeout},

@@ -37,6 +37,9 @@ struct WorkerOptions {
   uint32_t ring_entries = 1024;
   // Extra PEM CA bundle for upstream TLS, trusted next to the system store.
   std::string ca_file;
+  // AES-GCM TLS records on AES-NI through libcrypto (core/tls/aes_gcm_device.h) where the CPU
+  // has it; false: wolfSSL's software AES (for comparison, or to rule the device out).
+  bool tls_aes_ni = true;
   // TCP keepalive on both legs: idle seconds before probing, interval, probes.
   int keepalive_idle_s = 60;
   int keepalive_interval_s = 15;
