@@ -219,7 +219,7 @@ TEST(Xoauth2Test, RejectsEarlyEndAndMalformedFields) {
       "user=u\x01"
       "user=v\x01"
       "auth=Bearer SECRETTOKEN\x01\x01",
-      "repeated");
+      "appears twice");
 }
 
 TEST(Xoauth2Test, RejectsTokenWithSpacesOrControlBytes) {
@@ -330,6 +330,51 @@ TEST(OauthBearerTest, RejectsMissingAuthAndFinalSeparators) {
       "n,a=u,\x01"
       "auth=Bearer SECRETTOKEN\x01",
       "missing final");
+}
+
+// Regression (issue 15, defect 3): a repeated key used to come back verbatim in
+// `field "<key>" repeated`, so a client got its 125-letter key echoed in a NO line. The crash input
+// is kept as tests/fuzz/seeds/sasl/repeated_long_key.
+TEST(SaslErrorTextTest, RepeatedLongKeyIsNeitherQuotedNorLong) {
+  const std::string key(125, 'K');
+  const std::string fields = "user=u\x01" + key + "=a\x01" + key + "=b\x01" +
+                             "auth=Bearer SECRETTOKEN\x01\x01";
+  for (const absl::Status& status :
+       {DecodeXoauth2(fields).status(), DecodeOauthBearer("n,," "\x01" + fields).status()}) {
+    ASSERT_FALSE(status.ok());
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(status.message(), "appears twice")) << status;
+    EXPECT_FALSE(absl::StrContains(status.message(), "KKKK")) << status;
+    EXPECT_LE(status.message().size(), 120u) << status;
+  }
+}
+
+// The fuzz target's rule, on hand-made worst cases for every error path that sees client bytes:
+// each text is at most 120 characters and carries none of the input's distinctive bytes.
+TEST(SaslErrorTextTest, EveryErrorIsShortAndQuotesNoInput) {
+  const std::string long_word(300, 'Q');
+  const std::string inputs[] = {
+      long_word,
+      "user=" + long_word + "\x01" + long_word + "\x01\x01",
+      "user=" + long_word + "\x01" + "=" + long_word + "\x01\x01",
+      "user=" + long_word + "\x01" + long_word + "9=x\x01\x01",
+      "user=" + long_word + "\x01" + "auth=Basic " + long_word + "\x01\x01",
+      "user=" + long_word + "\x01" + "auth=Bearer " + long_word + " " + long_word + "\x01\x01",
+      "user=" + long_word + "\r\n\x01" + "auth=Bearer QQ\x01\x01",
+      "n,a=" + long_word + "\x01\x01",
+      "y,a=" + long_word + "=QQ," + "\x01" + "auth=Bearer QQ\x01\x01",
+      "p=" + long_word + ",," + "\x01" + "auth=Bearer QQ\x01\x01",
+  };
+  for (const std::string& input : inputs) {
+    EXPECT_FALSE(DecodeXoauth2(input).ok() && DecodeOauthBearer(input).ok()) << input;
+    for (const absl::Status& status :
+         {DecodeXoauth2(input).status(), DecodeOauthBearer(input).status(),
+          Base64DecodeStrict(input).status()}) {
+      if (status.ok()) continue;  // "QQQ..." is valid base64
+      EXPECT_LE(status.message().size(), 120u) << status;
+      EXPECT_FALSE(absl::StrContains(status.message(), "QQ")) << status;
+    }
+  }
 }
 
 }  // namespace
