@@ -269,6 +269,20 @@ void CredentialService::StartFetch(Grant& grant, int64_t now_ms) {
   http_request.headers = std::move(encoded.headers);
   http_request.body = std::move(encoded.body);
   http_request.timeout = options_.http_timeout;
+  if (!connectivity) {
+    // The destination's own limits (SAP: tokenServiceURL.ConnectionTimeoutInSeconds, 0-60, and
+    // .SocketReadTimeoutInSeconds, 0-600, 10 each by default). 0 is "no limit of its own": the
+    // range's upper end then, so that no token request waits without bound.
+    const int connect_s = destination.token_service_connect_timeout_seconds > 0
+                              ? destination.token_service_connect_timeout_seconds
+                              : proto::kMaxTokenServiceConnectTimeoutSeconds;
+    const int read_s = destination.token_service_read_timeout_seconds > 0
+                           ? destination.token_service_read_timeout_seconds
+                           : proto::kMaxTokenServiceReadTimeoutSeconds;
+    http_request.connect_timeout = absl::Seconds(connect_s);
+    http_request.idle_timeout = absl::Seconds(read_s);
+    http_request.timeout = absl::Seconds(connect_s + read_s);
+  }
   http_request.ca_file = options_.ca_file;
   grant.in_flight = true;
   if (!IsRefreshed(grant.kind)) counters_.exchanges.fetch_add(1, std::memory_order_relaxed);

@@ -26,6 +26,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "core/clock.h"
 #include "proto/str_cat.h"
 
 namespace mailring::control {
@@ -91,6 +92,11 @@ struct Transfer {
   long stream_status = 0;  // streams: the status, read at the first body bytes
   absl::Status early_error;
   char error_buffer[CURL_ERROR_SIZE] = {};
+  // HttpRequest::idle_timeout: the longest silence after the connection is up (0: none).
+  int64_t idle_timeout_ms = 0;
+  int64_t quiet_since_ms = -1;  // since when the server sent nothing (-1: not connected yet)
+  curl_off_t received = 0;
+  bool idle_timed_out = false;
   HttpClient::DataCallback on_data;  // streams only
   HttpClient::Callback done;
 
@@ -127,6 +133,27 @@ struct HttpClient::Impl {
   std::map<std::pair<Clock::time_point, RequestId>, std::function<void()>> timers;
   absl::flat_hash_map<RequestId, Clock::time_point> timer_due;
 
+  // Aborts a transfer whose server has been silent for longer than its idle timeout.
+  static int OnProgress(void* user, curl_off_t /*dltotal*/, curl_off_t dlnow,
+                        curl_off_t /*ultotal*/, curl_off_t /*ulnow*/) {
+    Transfer* transfer = static_cast<Transfer*>(user);
+    const int64_t now = core::MonotonicMs();
+    if (transfer->quiet_since_ms < 0) {
+      curl_off_t connected_us = 0;
+      curl_easy_getinfo(transfer->easy, CURLINFO_CONNECT_TIME_T, &connected_us);
+      if (connected_us > 0) transfer->quiet_since_ms = now;
+      return 0;
+    }
+    if (dlnow != transfer->received) {
+      transfer->received = dlnow;
+      transfer->quiet_since_ms = now;
+      return 0;
+    }
+    if (now - transfer->quiet_since_ms < transfer->idle_timeout_ms) return 0;
+    transfer->idle_timed_out = true;
+    return 1;  // CURLE_ABORTED_BY_CALLBACK
+  }
+
   static size_t OnBody(char* data, size_t size, size_t count, void* user) {
     Transfer* transfer = static_cast<Transfer*>(user);
     const size_t bytes = size * count;
@@ -162,6 +189,18 @@ struct HttpClient::Impl {
     set(curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L));
     set(curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1)));
     set(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, TransferTimeoutMillis(request.timeout)));
+    if (request.connect_timeout > absl::ZeroDuration()) {
+      set(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                           TransferTimeoutMillis(request.connect_timeout)));
+    }
+    if (request.idle_timeout > absl::ZeroDuration()) {
+      // curl's LOW_SPEED_* averages over several seconds (a 1 s limit trips after ~7 s); the
+      // progress callback, called at least once a second, keeps the silence exact to a second.
+      transfer.idle_timeout_ms = absl::ToInt64Milliseconds(request.idle_timeout);
+      set(curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L));
+      set(curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &Impl::OnProgress));
+      set(curl_easy_setopt(easy, CURLOPT_XFERINFODATA, &transfer));
+    }
     set(curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Impl::OnBody));
     set(curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer));
     if (!request.ca_file.empty()) {
@@ -226,6 +265,10 @@ struct HttpClient::Impl {
       // Streams' 2xx bodies went to on_data; response_body holds only other statuses' bodies.
       response.body = std::move(transfer.response_body);
       return response;
+    }
+    if (transfer.idle_timed_out) {
+      return absl::DeadlineExceededError(
+          StrCat(what, "no answer within ", transfer.idle_timeout_ms / 1000.0, " s (read timeout)"));
     }
     if (transfer.response_too_large) {
       return absl::UnavailableError(

@@ -32,7 +32,12 @@ struct HttpRequest {
   std::string url;
   std::vector<std::string> headers;  // "Name: value"
   std::string body;
-  absl::Duration timeout = absl::Seconds(10);
+  absl::Duration timeout = absl::Seconds(10);  // the whole transfer
+  // Optional, zero: none of their own (the whole-transfer timeout still bounds them). connect:
+  // TCP and TLS set-up; idle: the longest time without a byte from the server while waiting
+  // (a socket read timeout, as SAP's SocketReadTimeoutInSeconds means it).
+  absl::Duration connect_timeout = absl::ZeroDuration();
+  absl::Duration idle_timeout = absl::ZeroDuration();
   std::string ca_file;                    // extra CA bundle for https, optional
   std::string client_certificate_file;    // PEM client certificate for https, optional
   std::string client_key_file;            // its PEM private key

@@ -46,6 +46,10 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10), "Upstream TCP connect timeout");
 ABSL_FLAG(absl::Duration, login_timeout, absl::Seconds(30),
           "From accept until the client is greeted (connect, upstream greeting and login)");
+ABSL_FLAG(absl::Duration, client_auth_timeout, absl::Minutes(2),
+          "How long a client may take, once greeted, before the relay starts: to authenticate "
+          "(refresh-token / authorization-code destinations), or to send its first SMTP/POP3 "
+          "command; each line it sends restarts the clock");
 ABSL_FLAG(bool, tls_aes_ni, true,
           "TLS records (AES-GCM) on the CPU's AES-NI through libcrypto; false: wolfSSL's software "
           "AES, several times the CPU per GB");
@@ -284,11 +288,13 @@ int main(int argc, char** argv) {
   options.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   options.login_timeout = absl::GetFlag(FLAGS_login_timeout);
   options.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
+  options.client_auth_timeout = absl::GetFlag(FLAGS_client_auth_timeout);
   options.ca_file = absl::GetFlag(FLAGS_ca_file);
   options.tls_aes_ni = absl::GetFlag(FLAGS_tls_aes_ni);
   for (const auto& [name, value] :
        {std::pair{"--connect-timeout", options.connect_timeout},
         std::pair{"--login-timeout", options.login_timeout},
+        std::pair{"--client-auth-timeout", options.client_auth_timeout},
         std::pair{"--idle-timeout", options.idle_timeout},
         std::pair{"--drain-timeout", absl::GetFlag(FLAGS_drain_timeout) + absl::Milliseconds(1)}}) {
     if (value <= absl::ZeroDuration()) {

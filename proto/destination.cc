@@ -40,11 +40,16 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return absl::EqualsIgnoreCase(AsAbsl(a), AsAbsl(b));
 }
 
+// At most kMaxEchoedBytes characters *after* escaping (a byte may take four: "\\x01"), then
+// "..." when cut, so that no error text grows with its input.
 std::string Escaped(std::string_view text) {
-  if (text.size() > kMaxEchoedBytes) {
-    return absl::StrCat(absl::CHexEscape(AsAbsl(text.substr(0, kMaxEchoedBytes))), "...");
+  std::string escaped;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const std::string one = absl::CHexEscape(AsAbsl(text.substr(i, 1)));
+    if (escaped.size() + one.size() > kMaxEchoedBytes) return absl::StrCat(escaped, "...");
+    escaped += one;
   }
-  return absl::CHexEscape(AsAbsl(text));
+  return escaped;
 }
 
 // `field "<key>": <problem>`.
@@ -136,6 +141,26 @@ absl::StatusOr<uint16_t> ParsePort(std::string_view key, std::string_view value)
     return FieldValueError(key, value, "is not a port number (1-65535)");
   }
   return static_cast<uint16_t>(port);
+}
+
+// Whole seconds, digits only, within [0, max]; absent means `default_seconds`.
+absl::StatusOr<int> ParseSeconds(const Properties& properties, std::string_view key, int max,
+                                 int default_seconds) {
+  const std::string* value = properties.Find(key);
+  if (value == nullptr) return default_seconds;
+  int seconds = 0;
+  bool ok = !value->empty() && value->size() <= 4;
+  for (char c : *value) {
+    if (!ok) break;
+    ok = absl::ascii_isdigit(static_cast<unsigned char>(c));
+    seconds = seconds * 10 + (c - '0');
+  }
+  if (!ok || seconds > max) {
+    // Echoed although the key says "token": these values are numbers, never secrets.
+    return FieldError(key, absl::StrCat("\"", Escaped(*value),
+                                        "\" is not a whole number of seconds from 0 to ", max));
+  }
+  return seconds;
 }
 
 absl::StatusOr<bool> ParseBool(std::string_view key, std::string_view value) {
@@ -292,6 +317,17 @@ absl::StatusOr<Destination> ParseDestination(std::string_view json_object) {
   destination.client_id = properties.Get("clientId");
   destination.client_secret = Secret(properties.Get("clientSecret"));
   destination.cloud_connector_location_id = properties.Get("CloudConnectorLocationId");
+
+  absl::StatusOr<int> connect_timeout =
+      ParseSeconds(properties, "tokenServiceURL.ConnectionTimeoutInSeconds",
+                   kMaxTokenServiceConnectTimeoutSeconds, kDefaultTokenServiceTimeoutSeconds);
+  if (!connect_timeout.ok()) return connect_timeout.status();
+  destination.token_service_connect_timeout_seconds = *connect_timeout;
+  absl::StatusOr<int> read_timeout =
+      ParseSeconds(properties, "tokenServiceURL.SocketReadTimeoutInSeconds",
+                   kMaxTokenServiceReadTimeoutSeconds, kDefaultTokenServiceTimeoutSeconds);
+  if (!read_timeout.ok()) return read_timeout.status();
+  destination.token_service_read_timeout_seconds = *read_timeout;
   return destination;
 }
 

@@ -48,6 +48,10 @@ uint16_t DefaultUpstreamPort(MailProtocol protocol);
 // Service reach it as they would reach such a server, only in plain text).
 uint16_t DefaultServicePort(MailProtocol protocol);
 
+inline constexpr int kDefaultTokenServiceTimeoutSeconds = 10;
+inline constexpr int kMaxTokenServiceConnectTimeoutSeconds = 60;
+inline constexpr int kMaxTokenServiceReadTimeoutSeconds = 600;
+
 struct Destination {
   std::string name;                 // "Name"
   std::string type;                 // "Type", "MAIL" for everything mailring serves
@@ -63,6 +67,12 @@ struct Destination {
   std::string client_id;            // "clientId"
   Secret client_secret;             // "clientSecret"
   std::string cloud_connector_location_id;  // "CloudConnectorLocationId"
+  // "tokenServiceURL.ConnectionTimeoutInSeconds" (0-60) and
+  // "tokenServiceURL.SocketReadTimeoutInSeconds" (0-600), 10 when absent. 0 means "no limit of
+  // its own": the HTTP client then uses the range's upper end, so that no token request waits
+  // without bound (see control/credential_service.cc).
+  int token_service_connect_timeout_seconds = kDefaultTokenServiceTimeoutSeconds;
+  int token_service_read_timeout_seconds = kDefaultTokenServiceTimeoutSeconds;
   std::map<std::string, std::string, std::less<>> properties;  // every property, verbatim
 
   // The property or "" when absent. Do not use for secrets in anything that is logged.

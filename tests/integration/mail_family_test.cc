@@ -87,8 +87,9 @@ class MailFamilyTest : public MailringTest {
     MailringTest::TearDown();
   }
 
-  absl::Status Start(const Destination& destination) {
-    return StartMailring({destination}, {"--ca-file=" + ca_.ca_pem()});
+  absl::Status Start(const Destination& destination, std::vector<std::string> flags = {}) {
+    flags.push_back("--ca-file=" + ca_.ca_pem());
+    return StartMailring({destination}, flags);
   }
   absl::StatusOr<std::unique_ptr<LineClient>> Connect() {
     return LineClient::Connect(listen_ports_[0]);
@@ -259,6 +260,18 @@ TEST_F(MailFamilyTest, Pop3RefusedLoginReachesTheClientAsErr) {
   MR_ASSERT_OK_AND_ASSIGN(std::string reply, client->ReadLine());
   EXPECT_TRUE(absl::StartsWith(reply, "-ERR ")) << reply;
   EXPECT_GT(reply.size(), 6u) << "a reason follows: " << reply;
+  EXPECT_FALSE(client->ReadLine().ok()) << "closed after the -ERR";
+}
+
+TEST_F(MailFamilyTest, SilentPop3ClientIsToldWhyWhenItsTimeRunsOut) {
+  MR_ASSERT_OK(Start(MailDestination("pop3", dovecot_->pop3_port()),
+                     {"--client-auth-timeout=1s"}));
+  MR_ASSERT_OK_AND_ASSIGN(auto client, Connect());
+  MR_ASSERT_OK_AND_ASSIGN(std::string greeting, client->ReadLine());
+  ASSERT_TRUE(absl::StartsWith(greeting, "+OK")) << greeting;
+  MR_ASSERT_OK_AND_ASSIGN(std::string bye, client->ReadLine());
+  EXPECT_TRUE(absl::StartsWith(bye, "-ERR ")) << bye;
+  EXPECT_TRUE(absl::StrContains(bye, "timed out after 1s")) << bye;
   EXPECT_FALSE(client->ReadLine().ok()) << "closed after the -ERR";
 }
 

@@ -618,6 +618,25 @@ TEST_F(OAuthTest, RefreshTokenTokenServiceDownGivesTaggedNo) {
   MR_ASSERT_OK(fake().Start());
 }
 
+TEST_F(OAuthTest, TokenServiceThatNeverAnswersIsBoundedByTheDestinationsReadTimeout) {
+  // tokenServiceURL.SocketReadTimeoutInSeconds = 1: a token service that accepts and says
+  // nothing fails the exchange after about a second, not after the 10 s default.
+  SilentUpstream silent(SilentUpstream::Behaviour::kHoldOpen);
+  Destination destination = OAuthDestination("OAuth2RefreshToken");
+  destination["tokenServiceURL"] = absl::StrCat("http://127.0.0.1:", silent.port(), "/oauth/token");
+  destination["tokenServiceURL.SocketReadTimeoutInSeconds"] = "1";
+  MR_ASSERT_OK(StartMailring({destination}));
+  const std::string refresh_token = NewRefreshToken();
+  const absl::Time start = absl::Now();
+  MR_ASSERT_OK_AND_ASSIGN(AuthResult auth, OpenAndAuthenticate("alice", refresh_token));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_TRUE(IsAuthenticationFailed(auth.responses.back(), "A1")) << Transcript(auth.responses);
+  EXPECT_GE(silent.accepted(), 1) << "the request reached the silent token service";
+  // Generous for a loaded machine, still well below the 10 s a fixed timeout would take.
+  EXPECT_LT(took, absl::Seconds(5)) << Transcript(auth.responses);
+  std::cout << "[ MEASURED ] silent token service answered after " << took << std::endl;
+}
+
 TEST_F(OAuthTest, MalformedClientResponsesGiveTaggedNoWithoutTokenRequest) {
   MR_ASSERT_OK(StartMailring({OAuthDestination("OAuth2RefreshToken")}));
   MR_ASSERT_OK_AND_ASSIGN(ProxySession session, OpenSession());

@@ -114,6 +114,54 @@ TEST(DestinationTest, DefaultsForOptionalFields) {
   EXPECT_EQ(destination->protocol, MailProtocol::kImap4);
   EXPECT_EQ(destination->port, 143);
   EXPECT_TRUE(destination->login_on_behalf);
+  EXPECT_EQ(destination->token_service_connect_timeout_seconds, 10);
+  EXPECT_EQ(destination->token_service_read_timeout_seconds, 10);
+}
+
+std::string WithTokenServiceTimeouts(std::string_view connect, std::string_view read) {
+  return Replace(kRefreshTokenInternet, "\"tokenServiceURLType\"",
+                 absl::StrCat("\"tokenServiceURL.ConnectionTimeoutInSeconds\": \"", AsAbsl(connect),
+                              "\", \"tokenServiceURL.SocketReadTimeoutInSeconds\": \"",
+                              AsAbsl(read), "\", \"tokenServiceURLType\""));
+}
+
+TEST(DestinationTest, ReadsTokenServiceTimeoutsWithinTheirRanges) {
+  for (const auto& [connect, read] :
+       {std::pair{0, 0}, std::pair{1, 1}, std::pair{60, 600}, std::pair{25, 30}}) {
+    absl::StatusOr<Destination> destination =
+        ParseDestination(WithTokenServiceTimeouts(absl::StrCat(connect), absl::StrCat(read)));
+    ASSERT_TRUE(destination.ok()) << destination.status();
+    EXPECT_EQ(destination->token_service_connect_timeout_seconds, connect);
+    EXPECT_EQ(destination->token_service_read_timeout_seconds, read);
+  }
+  absl::StatusOr<Destination> padded = ParseDestination(WithTokenServiceTimeouts("007", "0600"));
+  ASSERT_TRUE(padded.ok()) << padded.status();
+  EXPECT_EQ(padded->token_service_connect_timeout_seconds, 7);
+  EXPECT_EQ(padded->token_service_read_timeout_seconds, 600);
+}
+
+TEST(DestinationTest, BadTokenServiceTimeoutsAreNamedWithTheirRange) {
+  for (std::string_view bad : {"61", "-1", "", " 5", "5s", "1.5", "99999", "abc"}) {
+    absl::StatusOr<Destination> destination =
+        ParseDestination(WithTokenServiceTimeouts(bad, "10"));
+    ASSERT_FALSE(destination.ok()) << bad;
+    EXPECT_EQ(destination.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(
+        destination.status().message(),
+        absl::StrCat("field \"tokenServiceURL.ConnectionTimeoutInSeconds\": \"", AsAbsl(bad),
+                     "\" is not a whole number of seconds from 0 to 60")))
+        << destination.status();
+  }
+  for (std::string_view bad : {"601", "1000", "ten"}) {
+    absl::StatusOr<Destination> destination =
+        ParseDestination(WithTokenServiceTimeouts("10", bad));
+    ASSERT_FALSE(destination.ok()) << bad;
+    EXPECT_TRUE(absl::StrContains(destination.status().message(),
+                                  "field \"tokenServiceURL.SocketReadTimeoutInSeconds\""))
+        << destination.status();
+    EXPECT_TRUE(absl::StrContains(destination.status().message(), "from 0 to 600"))
+        << destination.status();
+  }
 }
 
 TEST(DestinationTest, Imap4sReadsItsOwnKeysAndDefaultsTo993) {
@@ -280,6 +328,11 @@ TEST(DestinationTest, EchoedValuesAreEscapedAndTruncated) {
       Replace(kBasicOnPremise, "\"OnPremise\"", absl::StrCat("\"", long_value, "\"")));
   ASSERT_FALSE(destination.ok());
   EXPECT_LT(destination.status().message().size(), 200u);
+  // Escaping may not lengthen the echo either: 500 control bytes still give a short text.
+  destination = ParseDestination(
+      Replace(kBasicOnPremise, "\"OnPremise\"", absl::StrCat("\"", std::string(500, '\x01'), "\"")));
+  ASSERT_FALSE(destination.ok());
+  EXPECT_LT(destination.status().message().size(), 200u) << destination.status();
 }
 
 TEST(DestinationTest, SecretsAreRedactedWhenPrinted) {
