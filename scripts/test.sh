@@ -7,6 +7,9 @@
 # 2. build/       (RelWithDebInfo): unit tests, then the integration tests against a real Dovecot.
 # 3. build-asan/  (ASan+UBSan): unit tests, then the integration tests against the ASan daemon.
 # 4. build-tsan/  (TSan): the tests labelled `tsan`, if any.
+# 5. build-fuzz/  (clang, libFuzzer): every fuzz target for MAILRING_FUZZ_SECONDS (15) from its
+#    seeds in tests/fuzz/seeds/; a crash fails the run and leaves its input in
+#    build-fuzz/artifacts/ (the log names the file).
 # --quick stops after step 2. A summary of every step is printed at the end. About 10 minutes
 # from scratch on 2 cores; later runs rebuild only what changed.
 # The integration tests also run against the ASan+UBSan daemon (MAILRING_ASAN_INTEGRATION=0: not).
@@ -57,6 +60,37 @@ step() {
   return "$status"
 }
 
+# Builds only the fuzz targets (tests/fuzz/*_fuzz.cc), with clang.
+build_fuzzers() {
+  local targets
+  targets=$(basename -s .cc tests/fuzz/*_fuzz.cc | tr '\n' ' ')
+  CC=clang CXX=clang++ build_targets build-fuzz "$targets" -DMAILRING_FUZZ=ON \
+    -DMAILRING_BUILD_PERF=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+}
+
+# Runs every libFuzzer target in build-fuzz/ for a fixed time, each from a copy of its seeds
+# (the repository's corpus is not modified); fails if any target finds a crash.
+run_fuzzers() {
+  local seconds=${MAILRING_FUZZ_SECONDS:-15} failed_targets=() target name
+  mkdir -p build-fuzz/artifacts build-fuzz/corpus
+  for target in build-fuzz/tests/fuzz/*_fuzz; do
+    [[ -x $target ]] || continue
+    name=$(basename "$target" _fuzz)
+    mkdir -p "build-fuzz/corpus/$name"
+    if ! "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="build-fuzz/artifacts/$name-" -print_final_stats=1 \
+      "build-fuzz/corpus/$name" "tests/fuzz/seeds/$name" >"build-fuzz/$name.log" 2>&1; then
+      failed_targets+=("$name")
+      log "fuzz target $name FAILED; its log: build-fuzz/$name.log"
+      grep -E "ERROR|SUMMARY|Test unit written" "build-fuzz/$name.log" | head -n 5 >&2 || true
+    else
+      log "fuzz target $name: $(grep -m1 -E '^stat::number_of_executed_units' \
+        "build-fuzz/$name.log" | awk '{print $2}') runs in ${seconds}s, no crash"
+    fi
+  done
+  ((${#failed_targets[@]} == 0))
+}
+
 ctest_in() {
   local dir=$1
   shift
@@ -80,6 +114,9 @@ if ((quick == 0)); then
       step "integration tests under ASan+UBSan (build-asan/)" ctest_in build-asan -L integration ||
         true
     fi
+  fi
+  if step "build build-fuzz/ (clang, libFuzzer)" build_fuzzers; then
+    step "fuzz targets, ${MAILRING_FUZZ_SECONDS:-15}s each (build-fuzz/)" run_fuzzers || true
   fi
   # Only what the tsan-labelled tests need: the lock-free credential cache's stress test.
   if step "build build-tsan/ (TSan)" build_targets build-tsan "credential_cache_test" \
