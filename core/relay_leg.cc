@@ -46,7 +46,9 @@ void RelayLeg::OnRecv(int result, std::string_view bytes, bool filled_buffer, bo
       wants_recv_ = false;
       return;
     default:
-      error_ = -result;
+      // The source failed (e.g. reset): like its EOF, what was read is delivered first.
+      source_error_ = -result;
+      source_eof_ = true;
       wants_recv_ = false;
       return;
   }
@@ -59,6 +61,11 @@ void RelayLeg::Queue(std::string_view bytes) {
 }
 
 RelayLeg::Wait RelayLeg::Finish() {
+  if (source_error_ != 0) {
+    // Everything read before the source's failure has been written; now report it.
+    error_ = source_error_;
+    return Wait::kFailed;
+  }
   ::shutdown(to_fd_, SHUT_WR);
   finished_ = true;
   return Wait::kFinished;
@@ -149,8 +156,8 @@ RelayLeg::Wait RelayLeg::Splice(PipePool& pool, size_t budget_bytes) {
       pipe_ = nullptr;
       return Wait::kReadable;
     }
-    error_ = errno;
-    return Wait::kFailed;
+    source_error_ = errno;  // delivered like an EOF, reported once the pipe is drained
+    source_eof_ = true;
   }
 }
 

@@ -90,6 +90,9 @@ class RelayLeg {
   uint64_t bytes_relayed() const { return bytes_relayed_; }
   bool finished() const { return finished_; }
   int error() const { return error_; }
+  // The failure was writing to the destination (not reading the source): the destination is
+  // gone, while the source may still hold bytes for the other direction.
+  bool failed_writing() const { return error_ != 0 && source_error_ == 0; }
 
  private:
   // Bytes a send did not take; allocated only when that happens (a slow destination).
@@ -114,7 +117,8 @@ class RelayLeg {
   uint8_t armed_poll_ = 0;
   bool source_eof_ = false;
   bool finished_ = false;
-  int error_ = 0;
+  int error_ = 0;          // kFailed: why (the destination's errno, or the source's, see below)
+  int source_error_ = 0;   // the source failed: delivered like an EOF, then reported as error_
   uint64_t bytes_relayed_ = 0;
 };
 

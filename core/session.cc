@@ -1008,6 +1008,23 @@ void Session::PumpLeg(int leg_index) {
           worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().half_close_timeout));
       return;
     case RelayLeg::Wait::kFailed: {
+      if (to_upstream && tls_relay_ == nullptr && leg.failed_writing() &&
+          !legs_[kToClient].finished()) {
+        // Writing to the server failed (it reset or closed): what it sent before is still in
+        // its socket or in the other leg. Deliver that to the client first; the other leg ends
+        // the session when it reads the server's end (bounded by the half-close timeout).
+        if (!upstream_write_failed_) {
+          upstream_write_failed_ = true;
+          ++legs_finished_;
+          MAILRING_LOG(kDebug, LogPrefix(), " client → upstream relay ended: ",
+                       ErrnoText(leg.error()), "; delivering what the server sent");
+          worker_->timers().Schedule(
+              &timer_, worker_->now_ms() +
+                           absl::ToInt64Milliseconds(worker_->options().half_close_timeout));
+          PumpLeg(kToClient);
+        }
+        return;
+      }
       const std::string why =
           tls_relay_ == nullptr
               ? ErrnoText(leg.error())

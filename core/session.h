@@ -179,6 +179,7 @@ class alignas(16) Session {
   std::unique_ptr<TlsRelay> tls_relay_;
   bool waiting_for_credentials_ = false;
   bool destroy_scheduled_ = false;
+  bool upstream_write_failed_ = false;  // client → upstream failed writing; draining the other leg
 };
 
 }  // namespace mailring::core

@@ -162,6 +162,56 @@ TEST_F(WorkerTest, OversizeUpstreamLineFailsCleanly) {
   ::close(client);
 }
 
+// The fault campaign's case: a server answers garbage with BAD lines and a BYE, then resets the
+// connection while the client is still sending. Whatever the server sent before its RST must
+// reach the client (a direct client gets it all): the relay drains the server's side before it
+// closes, even when writing to the server is what failed first.
+TEST_F(WorkerTest, ServersLastWordsBeforeItsResetReachTheClient) {
+  const std::string last_words =
+      "x1 BAD Error in IMAP command: Unknown command.\r\n"
+      "x2 BAD Error in IMAP command: Unknown command.\r\n"
+      "* BYE Too many invalid IMAP commands.\r\n";
+  constexpr int kSessions = 30;
+  std::atomic<int> served{0};
+  ScriptedUpstream upstream([&](int fd) {
+    SendText(fd, "* OK [CAPABILITY IMAP4rev1] scripted ready\r\n");
+    ReadLine(fd);  // the login
+    SendText(fd, "M2 OK [CAPABILITY IMAP4rev1] Logged in\r\n");
+    ReadLine(fd);
+    SendText(fd, last_words);
+    linger reset{1, 0};  // close(2) sends RST
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    ++served;
+  });
+  StartWorker(upstream.port());
+  int complete = 0;
+  for (int i = 0; i < kSessions; ++i) {
+    const int client = Connect();
+    ASSERT_GE(client, 0);
+    ASSERT_EQ(ReadLine(client).rfind("* PREAUTH", 0), 0u);
+    // Junk without pause: the proxy is still writing to the server when the RST comes.
+    const std::string junk(64 * 1024, 'x');
+    SendText(client, "x0 junk\r\n");
+    for (int burst = 0; burst < 64; ++burst) {
+      if (::send(client, junk.data(), junk.size(), MSG_NOSIGNAL | MSG_DONTWAIT) <= 0) break;
+    }
+    std::string received;
+    char buffer[4096];
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{client, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      const ssize_t n = ::recv(client, buffer, sizeof(buffer), 0);
+      if (n <= 0) break;
+      received.append(buffer, static_cast<size_t>(n));
+    }
+    ::close(client);
+    if (received == last_words) ++complete;
+  }
+  EXPECT_EQ(complete, kSessions) << "sessions in which the client got every byte the server "
+                                    "sent before resetting";
+}
+
 TEST_F(WorkerTest, PureRelayShowsTheUpstreamGreeting) {
   ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
   StartWorker(upstream.port(), "unused", /*login_on_behalf=*/false);
