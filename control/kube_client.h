@@ -1,10 +1,8 @@
 // KubeClient: mailring's Kubernetes REST client, on the control thread's HttpClient (libcurl
 // multi, never blocking). JSON is parsed with simdjson by the callers.
 //
-//  - KubeConfig: in-cluster (KUBERNETES_SERVICE_HOST/PORT, the service-account token re-read
-//    from its file whenever it changes, the service-account CA) or a kubeconfig file for
-//    development (current context; server, bearer token or client certificate, CA, or
-//    insecure-skip-tls-verify).
+//  - KubeConfig (control/kubeconfig.h): where the API server is and how to authenticate; the
+//    bearer token is re-read from its file whenever that changes (service-account rotation).
 //  - Requests: GET, POST (create), PUT (replace, 409 on a stale resourceVersion), PATCH
 //    (application/merge-patch+json), DELETE; responses as status + body.
 //  - Informer: list + watch of one collection with resourceVersion and allowWatchBookmarks;
@@ -25,22 +23,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "control/http_client.h"
+#include "control/kubeconfig.h"
 #include "proto/secret.h"
 
 namespace mailring::control {
-
-struct KubeConfig {
-  std::string server;      // "https://10.0.0.1:443", "http://127.0.0.1:8001"
-  proto::Secret token;     // bearer token, or empty
-  std::string token_file;  // re-read when it changes (service-account token rotation)
-  std::string ca_file;
-  std::string client_certificate_file;  // client TLS auth (kubeconfig), optional
-  std::string client_key_file;
-  bool insecure_skip_tls_verify = false;
-};
-
-absl::StatusOr<KubeConfig> InClusterKubeConfig();
-absl::StatusOr<KubeConfig> LoadKubeconfig(std::string_view path);
 
 struct KubeResponse {
   long status = 0;

@@ -14,7 +14,7 @@ readonly REPO_ROOT
 
 # Everything the build, the tests and the demo use, as Debian 12 packages.
 readonly BUILD_PACKAGES=(build-essential cmake pkg-config liburing-dev libwolfssl-dev libssl-dev
-  libsimdjson-dev libcurl4-openssl-dev libabsl-dev libbenchmark-dev libgtest-dev)
+  libsimdjson-dev libcurl4-openssl-dev libyaml-cpp-dev libabsl-dev libbenchmark-dev libgtest-dev)
 readonly TEST_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-submissiond python3 clang libclang-rt-14-dev)
 
 log() {
