@@ -16,6 +16,9 @@ readonly REPO_ROOT
 readonly BUILD_PACKAGES=(build-essential cmake pkg-config liburing-dev libwolfssl-dev
   libsimdjson-dev libcurl4-openssl-dev libabsl-dev libbenchmark-dev libgtest-dev)
 readonly TEST_PACKAGES=(dovecot-imapd clang libclang-rt-14-dev)
+# scripts/image.sh and the image test (tests/image): build and run the OCI image. runc, because
+# crun refuses this kind of machine's hybrid cgroups.
+readonly IMAGE_PACKAGES=(buildah podman runc binutils)
 
 log() {
   echo "[$(basename "$0")] $*" >&2
