@@ -26,6 +26,8 @@
 #include "absl/time/time.h"
 #include "proto/str_cat.h"
 #include "control/admin_server.h"
+#include "control/build_info.h"
+#include "control/io_uring_probe.h"
 #include "control/cluster_control.h"
 #include "control/kube_client.h"
 #include "control/control_thread.h"
@@ -41,6 +43,9 @@ ABSL_FLAG(std::string, destinations, "",
           "{...MAIL destination...}}]}");
 ABSL_FLAG(int, workers, 0, "Worker threads; 0 means one per CPU this process may run on");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(std::string, log_format, "text",
+          "'text' (one readable line per event) or 'json' (one JSON object per line: time, "
+          "level, worker, session, route, destination, tenant, cr, message)");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGTERM/SIGINT, how long open sessions may continue before they get BYE");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10), "Upstream TCP connect timeout");
@@ -94,6 +99,8 @@ ABSL_FLAG(int, recv_buffers, 64,
 namespace {
 
 constexpr int kExitConfigError = 2;
+// io_uring is blocked (seccomp or the kernel): the deployment, not mailring, needs fixing.
+constexpr int kExitIoUringBlocked = 3;
 
 // abseil spells flags with underscores; the documented spelling uses dashes. Accept both by
 // rewriting "--drain-timeout=5s" to "--drain_timeout=5s" before parsing.
@@ -216,6 +223,7 @@ int main(int argc, char** argv) {
     return absl::EndsWith(path, "control/main.cc");
   };
   usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  usage_config.version_string = [] { return mailring::control::BuildInfoLine() + "\n"; };
   absl::SetFlagsUsageConfig(usage_config);
   std::vector<std::string> storage;
   std::vector<char*> args = NormalizeFlagNames(argc, argv, storage);
@@ -227,6 +235,14 @@ int main(int argc, char** argv) {
     return kExitConfigError;
   }
   mailring::core::SetLogLevel(*level);
+  absl::StatusOr<mailring::core::LogFormat> log_format =
+      mailring::core::ParseLogFormat(absl::GetFlag(FLAGS_log_format));
+  if (!log_format.ok()) {
+    std::fprintf(stderr, "mailring: --log-format: %s\n",
+                 std::string(log_format.status().message()).c_str());
+    return kExitConfigError;
+  }
+  mailring::core::SetLogFormat(*log_format);
   const std::string destinations = absl::GetFlag(FLAGS_destinations);
   const std::string kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
   const bool cluster_mode =
@@ -316,6 +332,12 @@ int main(int argc, char** argv) {
   if (worker_count == 0) worker_count = CpusAvailable();
 
   RaiseFileLimit();
+  MAILRING_LOG(kInfo, mailring::control::BuildInfoLine(), " starting");
+  // Before any thread starts: one clear line instead of every worker failing with a bare errno.
+  if (absl::Status io_uring = mailring::control::ProbeIoUring(); !io_uring.ok()) {
+    MAILRING_LOG(kError, io_uring.message());
+    return absl::IsFailedPrecondition(io_uring) ? kExitIoUringBlocked : 1;
+  }
   // Workers inherit this mask: only the main thread takes SIGTERM/SIGINT, via sigwait.
   sigset_t signals;
   sigemptyset(&signals);
@@ -424,7 +446,8 @@ int main(int argc, char** argv) {
                                                     : ", relay only: clients log in themselves",
                  ")");
   }
-  MAILRING_LOG(kInfo, "mailring ready: ", worker_count, " workers, ", table->size(), " routes");
+  MAILRING_LOG(kInfo, "mailring ", mailring::control::GetBuildInfo().version, " ready: ",
+               worker_count, " workers, ", table->size(), " routes");
 
   int received = 0;
   sigwait(&signals, &received);

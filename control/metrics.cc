@@ -1,5 +1,6 @@
 #include "control/metrics.h"
 
+#include "control/build_info.h"
 #include "proto/str_cat.h"
 
 namespace mailring::control {
@@ -9,6 +10,20 @@ void Counter(std::string* out, std::string_view name, std::string_view help,
              std::string_view type, uint64_t value) {
   mailring::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name,
                       " ", value, "\n");
+}
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string LabelValue(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -29,6 +44,16 @@ std::string RenderMetrics(const MetricsSources& sources) {
     listen_failures += worker->listen_failures();
   }
   std::string out;
+  // The usual *_build_info shape: constant 1, the facts in labels, so a dashboard can join on
+  // them and see which version each pod runs.
+  const BuildInfo& build = GetBuildInfo();
+  mailring::StrAppend(&out,
+                      "# HELP mailring_build_info The running mailring's version, git revision "
+                      "and library versions (always 1).\n# TYPE mailring_build_info gauge\n"
+                      "mailring_build_info{version=\"", LabelValue(build.version),
+                      "\",revision=\"", LabelValue(build.git_revision), "\",liburing=\"",
+                      LabelValue(build.liburing), "\",wolfssl=\"", LabelValue(build.wolfssl),
+                      "\"} 1\n");
   Counter(&out, "mailring_sessions_open", "IMAP sessions open now.", "gauge", open);
   Counter(&out, "mailring_sessions_total", "IMAP sessions accepted since start.", "counter",
           accepted);

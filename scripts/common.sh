@@ -15,7 +15,10 @@ readonly REPO_ROOT
 # Everything the build, the tests and the demo use, as Debian 12 packages.
 readonly BUILD_PACKAGES=(build-essential cmake pkg-config liburing-dev libwolfssl-dev libssl-dev
   libsimdjson-dev libcurl4-openssl-dev libyaml-cpp-dev libabsl-dev libbenchmark-dev libgtest-dev)
-readonly TEST_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-submissiond python3 clang libclang-rt-14-dev)
+readonly TEST_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-submissiond python3 clang libclang-rt-14-dev jq)
+# scripts/image.sh and the image test (tests/image): build and run the OCI image. runc, because
+# crun refuses this kind of machine's hybrid cgroups.
+readonly IMAGE_PACKAGES=(buildah podman runc binutils)
 
 log() {
   echo "[$(basename "$0")] $*" >&2

@@ -4,7 +4,9 @@
 #   scripts/test.sh [--quick]
 #
 # 1. Installs missing Debian packages (apt-get; as root, or through sudo).
-# 2. build/       (RelWithDebInfo): unit tests, then the integration tests against a real Dovecot.
+# 2. build/       (RelWithDebInfo): unit tests, then the integration tests against a real Dovecot,
+#    then the OCI image: scripts/image.sh from build/mailring, and tests/image under podman
+#    (MAILRING_IMAGE_TEST=0: not).
 # 3. build-asan/  (ASan+UBSan): unit tests, then the integration tests against the ASan daemon.
 # 4. build-tsan/  (TSan): the tests labelled `tsan`, if any.
 # 5. build-fuzz/  (clang, libFuzzer): every fuzz target for MAILRING_FUZZ_SECONDS (15) from its
@@ -23,7 +25,7 @@ for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
     -h | --help)
-      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -34,6 +36,8 @@ for arg in "$@"; do
 done
 
 install_missing_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+image_test=${MAILRING_IMAGE_TEST:-1}
+((image_test == 0)) || install_missing_packages "${IMAGE_PACKAGES[@]}"
 
 # 200 concurrent sessions through the proxy need a few hundred descriptors per process.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -100,15 +104,20 @@ ctest_in() {
 jobs=-j"$(nproc)"
 
 if step "build build/ (RelWithDebInfo)" build_tree build; then
-  step "unit tests (build/)" ctest_in build "$jobs" -LE integration || true
+  step "unit tests (build/)" ctest_in build "$jobs" -LE 'integration|image' || true
   # Alone, not next to the unit tests: it times sessions and opens hundreds of them.
   step "integration tests against Dovecot (build/)" ctest_in build -L integration || true
+  if ((image_test != 0)) &&
+    step "image: scripts/image.sh from build/mailring" scripts/image.sh --binary build/mailring; then
+    step "image under podman: seccomp profile, PREAUTH, 20 MiB FETCH (tests/image)" \
+      ctest_in build -L image || true
+  fi
 fi
 
 if ((quick == 0)); then
   if step "build build-asan/ (ASan+UBSan)" build_tree build-asan \
     -DMAILRING_SANITIZER=address -DMAILRING_BUILD_PERF=OFF; then
-    step "unit tests under ASan+UBSan (build-asan/)" ctest_in build-asan "$jobs" -LE integration ||
+    step "unit tests under ASan+UBSan (build-asan/)" ctest_in build-asan "$jobs" -LE 'integration|image' ||
       true
     if [[ ${MAILRING_ASAN_INTEGRATION:-1} == 1 ]]; then
       step "integration tests under ASan+UBSan (build-asan/)" ctest_in build-asan -L integration ||

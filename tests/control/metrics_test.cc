@@ -1,5 +1,9 @@
 #include "control/metrics.h"
 
+#include "control/build_info.h"
+#include "proto/str_cat.h"
+
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -40,6 +44,28 @@ TEST(MetricsTest, SumsEveryWorkersCountersIntoPrometheusText) {
   }
   EXPECT_EQ(text.find("mailring_token_requests"), std::string::npos)
       << "no control thread, no token metrics";
+}
+
+TEST(MetricsTest, BuildInfoCarriesTheVersionAndRevisionOfThisBinary) {
+  const std::string text = RenderMetrics({});
+  const BuildInfo& build = GetBuildInfo();
+  EXPECT_FALSE(build.version.empty());
+  EXPECT_FALSE(build.git_revision.empty());
+  EXPECT_FALSE(build.wolfssl.empty());
+  const std::string line = mailring::StrCat(
+      "mailring_build_info{version=\"", build.version, "\",revision=\"", build.git_revision,
+      "\",liburing=\"", build.liburing, "\",wolfssl=\"", build.wolfssl, "\"} 1\n");
+  EXPECT_NE(text.find(line), std::string::npos) << line << " missing from:\n" << text;
+  EXPECT_NE(text.find("# TYPE mailring_build_info gauge\n"), std::string::npos) << text;
+}
+
+TEST(MetricsTest, BuildInfoLineNamesEveryVersion) {
+  const BuildInfo& build = GetBuildInfo();
+  EXPECT_EQ(BuildInfoLine(),
+            mailring::StrCat("mailring ", build.version, " (revision ", build.git_revision,
+                             ") liburing ", build.liburing, " wolfSSL ", build.wolfssl));
+  // CMake's project version: three numbers.
+  EXPECT_TRUE(std::count(build.version.begin(), build.version.end(), '.') == 2) << build.version;
 }
 
 }  // namespace
