@@ -237,6 +237,7 @@ void ClusterControl::BuildRoutes() {
                      service.tenant.empty() ? "" : " tenant ", service.tenant,
                      " not served: ", found.status().message());
       } else {
+        NoticeProtocolChange(service, found->destination.protocol);
         auto route = std::make_shared<core::Route>();
         absl::StatusOr<core::SocketAddress> listen = core::SocketAddress::ParseNumeric(
             mailring::StrCat(options_.listen_address, ":", service.target_port));
@@ -263,6 +264,17 @@ void ClusterControl::BuildRoutes() {
 }
 
 // --- the leader: Destination CRs into Services ---------------------------------------------
+
+void ClusterControl::NoticeProtocolChange(const ManagedService& service,
+                                          proto::MailProtocol protocol) {
+  // A destination whose mail.transport.protocol changed moves its Service to the new protocol's
+  // port unless the CR names one: the leader sees it at the route refresh and reconciles the CR.
+  if (!election_.leader()) return;
+  const std::string key = Key(service.cr_namespace, service.cr_name);
+  auto it = crs_.find(key);
+  if (it == crs_.end() || it->second.port != 0) return;
+  if (service.port != proto::DefaultServicePort(protocol)) dirty_.insert(key);
+}
 
 int ClusterControl::AllocatePort() {
   std::set<int> used;

@@ -68,6 +68,7 @@ class ClusterControl {
   void OnLeaderChange(bool leader);
   void StartInformers();
   void BuildRoutes();
+  void NoticeProtocolChange(const ManagedService& service, proto::MailProtocol protocol);
   void ReconcileNext(int64_t now_ms);
   void ReconcileTenant(std::shared_ptr<Pass> pass);
   void EnsureServices(std::shared_ptr<Pass> pass, const std::string& tenant,
