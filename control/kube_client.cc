@@ -1,8 +1,8 @@
 // KubeClient: configuration (in-cluster, kubeconfig), REST requests and the list+watch informer.
 //
-// Layout, top to bottom: the token source; KubeContext (what requests and informers share: the HttpClient, the
-// server, TLS files and the rotating token); KubeClient's requests; the informer's state
-// machine (kListing → kWatching, kBackingOff between attempts, kStopped at the end).
+// Layout, top to bottom: the token source; KubeContext (what requests and informers share: the
+// HttpClient, the server, TLS files and the rotating token); KubeClient's requests; the informer's
+// state machine (kListing → kWatching, kBackingOff between attempts, kStopped at the end).
 //
 // Lifetimes: the HttpClient outlives the KubeClient and every Informer. An Informer may outlive
 // its KubeClient (it shares the KubeContext). ~KubeClient and ~Informer cancel what they have in
@@ -30,6 +30,7 @@
 #include "control/small_file.h"
 #include "core/log.h"
 #include "proto/absl_string_view.h"
+#include "proto/percent_encoding.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
 
@@ -123,21 +124,6 @@ class TokenSource {
   bool have_stamp_ = false;
   std::string warned_;
 };
-
-std::string PercentEncode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
 
 // "HTTP 500: <the Status object's message, or the start of the body>".
 std::string DescribeResponse(const HttpResponse& response) {
@@ -312,7 +298,9 @@ class InformerState : public std::enable_shared_from_this<InformerState> {
 
   void RequestPage(std::string_view continue_token) {
     std::string query = StrCat("limit=", kListPageSize);
-    if (!continue_token.empty()) StrAppend(&query, "&continue=", PercentEncode(continue_token));
+    if (!continue_token.empty())
+      StrAppend(&query, "&continue=",
+                proto::PercentEncode(continue_token, proto::PercentStyle::kUriComponent));
     paging_ = !continue_token.empty();
     SetCurrent(context_->http->Start(context_->Request("GET", WithQuery(query)),
                                      Guard(&InformerState::OnPage)));
@@ -398,8 +386,10 @@ class InformerState : public std::enable_shared_from_this<InformerState> {
     std::uniform_int_distribution<int> jitter(-kWatchSeconds / 10, kWatchSeconds / 10);
     const int seconds = kWatchSeconds + jitter(random_);
     HttpRequest request = context_->Request(
-        "GET", WithQuery(StrCat("watch=true&allowWatchBookmarks=true&resourceVersion=",
-                                PercentEncode(resource_version_), "&timeoutSeconds=", seconds)));
+        "GET", WithQuery(StrCat(
+                   "watch=true&allowWatchBookmarks=true&resourceVersion=",
+                   proto::PercentEncode(resource_version_, proto::PercentStyle::kUriComponent),
+                   "&timeoutSeconds=", seconds)));
     request.timeout = absl::Seconds(seconds) + kWatchTimeoutMargin;
     SetCurrent(context_->http->StartStream(std::move(request), Guard(&InformerState::OnWatchData),
                                            Guard(&InformerState::OnWatchEnd)));

@@ -22,6 +22,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "proto/absl_string_view.h"
+#include "proto/percent_encoding.h"
 #include "proto/sasl.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
@@ -188,25 +189,6 @@ std::string_view GrantTypeName(GrantType grant) {
   return "client_credentials";
 }
 
-std::string FormUrlEncode(std::string_view value) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (absl::ascii_isalnum(u) || c == '-' || c == '.' || c == '_' || c == '*') {
-      out.push_back(c);
-    } else if (c == ' ') {
-      out.push_back('+');
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 0xf]);
-    }
-  }
-  return out;
-}
-
 EncodedTokenRequest EncodeTokenRequest(const TokenRequest& request) {
   EncodedTokenRequest encoded;
   encoded.url = request.token_url;
@@ -214,7 +196,7 @@ EncodedTokenRequest EncodeTokenRequest(const TokenRequest& request) {
   std::string& body = encoded.body;
   auto add = [&body](std::string_view name, std::string_view value) {
     if (!body.empty()) body.push_back('&');
-    StrAppend(&body, name, "=", FormUrlEncode(value));
+    StrAppend(&body, name, "=", PercentEncode(value, PercentStyle::kForm));
   };
   add("grant_type", GrantTypeName(request.grant));
   switch (request.grant) {
@@ -231,10 +213,10 @@ EncodedTokenRequest EncodeTokenRequest(const TokenRequest& request) {
   if (!request.scope.empty()) add("scope", request.scope);
   if (request.client_auth_basic) {
     // RFC 6749 2.3.1: each part form-urlencoded, then "id:secret" base64-encoded.
-    encoded.headers.push_back(
-        StrCat("Authorization: Basic ",
-               Base64Encode(StrCat(FormUrlEncode(request.client_id), ":",
-                                   FormUrlEncode(request.client_secret.Reveal())))));
+    encoded.headers.push_back(StrCat(
+        "Authorization: Basic ",
+        Base64Encode(StrCat(PercentEncode(request.client_id, PercentStyle::kForm), ":",
+                            PercentEncode(request.client_secret.Reveal(), PercentStyle::kForm)))));
   } else {
     if (!request.client_id.empty()) add("client_id", request.client_id);
     if (!request.client_secret.empty()) add("client_secret", request.client_secret.Reveal());
@@ -314,9 +296,9 @@ absl::StatusOr<HostSpan> FindHost(std::string_view url, std::string_view what) {
   }
   HostSpan span;
   span.begin = authority_begin + host_begin;
-  span.size = host_and_port.front() == '[' ? host_and_port.find(']') + 1
-                                           : std::min(host_and_port.find(':'),
-                                                      host_and_port.size());
+  span.size = host_and_port.front() == '['
+                  ? host_and_port.find(']') + 1
+                  : std::min(host_and_port.find(':'), host_and_port.size());
   return span;
 }
 
@@ -355,8 +337,7 @@ absl::StatusOr<std::string> ResolveTokenServiceUrl(std::string_view url, std::st
     return resolved;
   }
   const std::string_view host_name = url.substr(host->begin, host->size);
-  if (absl::Status named = CheckNamedHost(host_name, "tokenServiceURLType Common");
-      !named.ok()) {
+  if (absl::Status named = CheckNamedHost(host_name, "tokenServiceURLType Common"); !named.ok()) {
     return named;
   }
   return StrCat(url.substr(0, host->begin), tenant, ".", url.substr(host->begin));

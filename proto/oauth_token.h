@@ -42,8 +42,6 @@ struct EncodedTokenRequest {
 
 EncodedTokenRequest EncodeTokenRequest(const TokenRequest& request);
 
-// application/x-www-form-urlencoded encoding of one name or value (RFC 6749 appendix B).
-std::string FormUrlEncode(std::string_view value);
 
 struct TokenResponse {
   Secret access_token;

@@ -1,4 +1,5 @@
 #include "tests/fakes/destination_service.h"
+#include "proto/percent_encoding.h"
 
 #include "proto/json_quote.h"
 
@@ -71,48 +72,18 @@ std::string ReasonPhrase(int status) {
 
 // %XX decoding; `plus_is_space` for form bodies. False on a bad escape.
 bool PercentDecode(absl::string_view in, bool plus_is_space, std::string* out) {
-  out->clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    if (c == '+' && plus_is_space) {
-      out->push_back(' ');
-    } else if (c == '%') {
-      int value = 0;
-      for (int k = 1; k <= 2; ++k) {
-        if (i + k >= in.size()) return false;
-        const char h = in[i + k];
-        value <<= 4;
-        if (h >= '0' && h <= '9') {
-          value |= h - '0';
-        } else if (h >= 'a' && h <= 'f') {
-          value |= h - 'a' + 10;
-        } else if (h >= 'A' && h <= 'F') {
-          value |= h - 'A' + 10;
-        } else {
-          return false;
-        }
-      }
-      out->push_back(static_cast<char>(value));
-      i += 2;
-    } else {
-      out->push_back(c);
-    }
-  }
+  std::optional<std::string> decoded = mailring::proto::PercentDecode(
+      std::string_view(in.data(), in.size()),
+      plus_is_space ? mailring::proto::PercentStyle::kForm
+                    : mailring::proto::PercentStyle::kUriComponent);
+  if (!decoded.has_value()) return false;
+  *out = *std::move(decoded);
   return true;
 }
 
 std::string FormEncode(absl::string_view value) {
-  std::string out;
-  for (unsigned char c : value) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '*') {
-      out.push_back(static_cast<char>(c));
-    } else if (c == ' ') {
-      out.push_back('+');
-    } else {
-      out += absl::StrCat("%", absl::Hex(c, absl::kZeroPad2));
-    }
-  }
-  return out;
+  return mailring::proto::PercentEncode(std::string_view(value.data(), value.size()),
+                                        mailring::proto::PercentStyle::kForm);
 }
 
 bool ParseForm(absl::string_view body, std::map<std::string, std::string>* form) {

@@ -1,4 +1,5 @@
 #include "tests/fakes/kube_apiserver.h"
+#include "proto/percent_encoding.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -360,33 +361,10 @@ std::string AgeOf(const Json& object) {
 }
 
 bool PercentDecode(std::string_view in, std::string* out) {
-  out->clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    char c = in[i];
-    if (c == '+') {
-      out->push_back(' ');
-    } else if (c == '%') {
-      if (i + 2 >= in.size()) return false;
-      int value = 0;
-      for (int k = 1; k <= 2; ++k) {
-        char h = in[i + k];
-        value <<= 4;
-        if (h >= '0' && h <= '9') {
-          value |= h - '0';
-        } else if (h >= 'a' && h <= 'f') {
-          value |= h - 'a' + 10;
-        } else if (h >= 'A' && h <= 'F') {
-          value |= h - 'A' + 10;
-        } else {
-          return false;
-        }
-      }
-      out->push_back(static_cast<char>(value));
-      i += 2;
-    } else {
-      out->push_back(c);
-    }
-  }
+  std::optional<std::string> decoded =
+      mailring::proto::PercentDecode(in, mailring::proto::PercentStyle::kForm);
+  if (!decoded.has_value()) return false;
+  *out = *std::move(decoded);
   return true;
 }
 

@@ -17,13 +17,6 @@ bool Contains(std::string_view haystack, std::string_view needle) {
 
 std::string_view Message(const absl::Status& status) { return AsStd(status.message()); }
 
-TEST(FormUrlEncodeTest, KeepsUnreservedAndEncodesTheRest) {
-  EXPECT_EQ(FormUrlEncode("AZaz09-._*"), "AZaz09-._*");
-  EXPECT_EQ(FormUrlEncode("a b"), "a+b");
-  EXPECT_EQ(FormUrlEncode("a+b&c=d/e:f%~"), "a%2Bb%26c%3Dd%2Fe%3Af%25%7E");
-  EXPECT_EQ(FormUrlEncode("\xc3\xa9\n"), "%C3%A9%0A");
-  EXPECT_EQ(FormUrlEncode(""), "");
-}
 
 TEST(GrantTypeTest, NamesMatchRfc6749) {
   EXPECT_EQ(GrantTypeName(GrantType::kClientCredentials), "client_credentials");
