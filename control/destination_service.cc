@@ -266,7 +266,7 @@ struct DestinationServiceClient::Impl {
   void GetToken(const std::string& instance, const std::string& tenant, TokenCallback done) {
     const std::string key = TokenKey(instance, tenant);
     TokenSlot& slot = tokens[key];
-    if (!slot.token.empty() && core::MonotonicMs() < slot.usable_until_ms) {
+    if (!slot.token.empty() && options.now_ms() < slot.usable_until_ms) {
       done(slot.token, /*cached=*/true);
       return;
     }
@@ -329,7 +329,7 @@ struct DestinationServiceClient::Impl {
           std::min(absl::ToInt64Milliseconds(options.token_margin), lifetime_ms / 2);
       TokenSlot& slot = tokens[key];
       slot.token = token->access_token;
-      slot.usable_until_ms = core::MonotonicMs() + lifetime_ms - margin_ms;
+      slot.usable_until_ms = options.now_ms() + lifetime_ms - margin_ms;
       MAILRING_LOG(kDebug, "destination service ", Describe(instance, tenant),
                    ": instance token valid for ", lifetime_ms / 1000, "s");
       FinishToken(key, token->access_token);
@@ -469,7 +469,7 @@ struct DestinationServiceClient::Impl {
     if (it == entries.end()) return;
     DestinationEntry& entry = it->second;
     entry.in_flight = false;
-    const int64_t now_ms = core::MonotonicMs();
+    const int64_t now_ms = options.now_ms();
     if (result.ok()) {
       entry.last_good = *result;
       entry.fetched_at_ms = now_ms;
@@ -559,7 +559,7 @@ void DestinationServiceClient::Find(DestinationLookup lookup, Callback done) {
 
   const std::string key = Impl::EntryKey(lookup);
   Impl::DestinationEntry& entry = impl_->entries[key];
-  const int64_t now_ms = core::MonotonicMs();
+  const int64_t now_ms = impl_->options.now_ms();
   if (impl_->IsFresh(entry, now_ms)) {
     impl_->Post(std::move(done), Impl::Aged(*entry.last_good, now_ms - entry.fetched_at_ms));
     return;

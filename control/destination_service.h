@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "control/http_client.h"
+#include "core/clock.h"
 #include "control/service_key.h"
 #include "proto/destination.h"
 #include "proto/secret.h"
@@ -61,6 +62,8 @@ struct DestinationServiceOptions {
   absl::Duration token_margin = absl::Seconds(30);
   absl::Duration http_timeout = absl::Seconds(10);
   std::string ca_file;
+  // The clock of freshness and expiry (milliseconds, monotonic); tests drive their own.
+  std::function<int64_t()> now_ms = core::MonotonicMs;
 };
 
 class DestinationServiceClient {

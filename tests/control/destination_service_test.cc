@@ -74,13 +74,18 @@ class DestinationServiceTest : public ::testing::Test {
     return key.ok() ? *key : ServiceKey();
   }
 
+  // Every client runs on the test's clock: TTLs and token lifetimes pass when a test says so
+  // (Advance), never by sleeping, so a loaded machine cannot make them flaky.
   std::unique_ptr<DestinationServiceClient> MakeClient(DestinationServiceOptions options = {},
                                                        std::optional<ServiceKey> key = {}) {
+    options.now_ms = [this] { return now_ms_; };
     std::map<std::string, ServiceKey> instances;
     instances.emplace(kInstance, key.has_value() ? *key : Key());
     return std::make_unique<DestinationServiceClient>(&http_, std::move(instances),
                                                       std::move(options));
   }
+
+  void Advance(absl::Duration by) { now_ms_ += absl::ToInt64Milliseconds(by); }
 
   // Polls the loop until `done` holds, at most `limit`.
   bool PollUntil(const std::function<bool()>& done, absl::Duration limit = absl::Seconds(10)) {
@@ -103,6 +108,7 @@ class DestinationServiceTest : public ::testing::Test {
   FakeOAuthServer oauth_;
   FakeDestinationService fake_;
   HttpClient http_;
+  int64_t now_ms_ = 1'000'000;  // the clients' clock (Advance)
 };
 
 TEST_F(DestinationServiceTest, FindsBasicAuthenticationDestination) {
@@ -273,13 +279,13 @@ TEST_F(DestinationServiceTest, CachedEntryIsRefetchedBeforeItsAuthTokenExpires) 
   absl::StatusOr<FoundDestination> first = FindAndWait(*client, Lookup("cc"));
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->auth_tokens.at(0).expires_in_seconds, 3);
-  absl::SleepFor(absl::Milliseconds(1100));
+  Advance(absl::Milliseconds(1100));
   absl::StatusOr<FoundDestination> cached = FindAndWait(*client, Lookup("cc"));
   ASSERT_TRUE(cached.ok()) << cached.status();
   EXPECT_EQ(cached->auth_tokens.at(0).expires_in_seconds, 2);  // aged with the entry
   EXPECT_EQ(cached->auth_tokens.at(0).value.Reveal(), first->auth_tokens.at(0).value.Reveal());
   EXPECT_EQ(fake_.destination_requests(), 1);
-  absl::SleepFor(absl::Milliseconds(1000));
+  Advance(absl::Milliseconds(1000));
   absl::StatusOr<FoundDestination> renewed = FindAndWait(*client, Lookup("cc"));
   ASSERT_TRUE(renewed.ok()) << renewed.status();
   EXPECT_NE(renewed->auth_tokens.at(0).value.Reveal(), first->auth_tokens.at(0).value.Reveal());
@@ -314,7 +320,7 @@ TEST_F(DestinationServiceTest, RefetchedAfterTtl) {
   ASSERT_EQ(FindAndWait(*client, Lookup("mail"))->destination.user, "bob");
   ASSERT_TRUE(fake_.AddDestination("", BasicDestination("mail", "imap.example.com", "carol")).ok());
   EXPECT_EQ(FindAndWait(*client, Lookup("mail"))->destination.user, "bob");  // cached
-  absl::SleepFor(absl::Milliseconds(400));
+  Advance(absl::Milliseconds(400));
   absl::StatusOr<FoundDestination> refreshed = FindAndWait(*client, Lookup("mail"));
   ASSERT_TRUE(refreshed.ok()) << refreshed.status();
   EXPECT_EQ(refreshed->destination.user, "carol");
@@ -330,7 +336,7 @@ TEST_F(DestinationServiceTest, ServesLastGoodEntryWhileServiceIsDown) {
   auto client = MakeClient(options);
   ASSERT_TRUE(FindAndWait(*client, Lookup("mail")).ok());
   fake_.Stop();
-  absl::SleepFor(absl::Milliseconds(300));
+  Advance(absl::Milliseconds(300));
   testing::internal::CaptureStderr();
   absl::StatusOr<FoundDestination> stale = FindAndWait(*client, Lookup("mail"));
   const std::string log = testing::internal::GetCapturedStderr();
@@ -342,14 +348,14 @@ TEST_F(DestinationServiceTest, ServesLastGoodEntryWhileServiceIsDown) {
   // A 5xx is "down" too.
   ASSERT_TRUE(fake_.Start().ok());
   fake_.FailNextRequests(1, 503);
-  absl::SleepFor(absl::Milliseconds(300));
+  Advance(absl::Milliseconds(300));
   absl::StatusOr<FoundDestination> after_503 = FindAndWait(*client, Lookup("mail"));
   ASSERT_TRUE(after_503.ok()) << after_503.status();
   EXPECT_EQ(after_503->destination.user, "bob");
 
   // Back up: the next refresh gets the current entry.
   ASSERT_TRUE(fake_.AddDestination("", BasicDestination("mail", "imap.example.com", "dave")).ok());
-  absl::SleepFor(absl::Milliseconds(300));
+  Advance(absl::Milliseconds(300));
   EXPECT_EQ(FindAndWait(*client, Lookup("mail"))->destination.user, "dave");
 }
 
@@ -395,7 +401,7 @@ TEST_F(DestinationServiceTest, DeletedDestinationIsNotFoundAfterTtl) {
   auto client = MakeClient(options);
   ASSERT_TRUE(FindAndWait(*client, Lookup("mail")).ok());
   ASSERT_TRUE(fake_.RemoveDestination("", "mail"));
-  absl::SleepFor(absl::Milliseconds(200));
+  Advance(absl::Milliseconds(200));
   EXPECT_TRUE(absl::IsNotFound(FindAndWait(*client, Lookup("mail")).status()));
   // Nothing stale survives a 404, even when the service goes down afterwards.
   fake_.Stop();
@@ -458,7 +464,7 @@ TEST_F(DestinationServiceTest, ExpiringInstanceTokenIsRenewed) {
   }
   auto client = MakeClient();
   ASSERT_TRUE(FindAndWait(*client, Lookup("a")).ok());
-  absl::SleepFor(absl::Milliseconds(1200));
+  Advance(absl::Milliseconds(1200));
   ASSERT_TRUE(FindAndWait(*client, Lookup("b")).ok());
   EXPECT_EQ(fake_.token_requests(), 2);
 }
@@ -561,7 +567,7 @@ TEST_F(DestinationServiceTest, SecretsNeverReachErrorsOrLogs) {
     note(FindAndWait(*client, bad_rt));  // exchange fails: authTokens[].error
     note(FindAndWait(*client, Lookup("mail")));
     fake_.FailNextRequests(1, 500);
-    absl::SleepFor(absl::Milliseconds(100));
+    Advance(absl::Milliseconds(100));
     note(FindAndWait(*client, Lookup("mail")));  // stale served, logged
     fake_.FailNextRequests(1, 401);
     note(FindAndWait(*client, rt));  // 401 with a cached token: retried
