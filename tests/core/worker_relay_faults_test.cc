@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -56,6 +57,8 @@ bool GreetAndAcceptLogin(int fd) {
 
 class WorkerRelayFaultsTest : public ::testing::Test {
  protected:
+  // As control/main.cc does: splice(2) to a socket the client reset raises SIGPIPE otherwise.
+  void SetUp() override { ::signal(SIGPIPE, SIG_IGN); }
   void StartWorker(uint16_t upstream_port) {
     auto route = std::make_shared<Route>();
     listen_port_ = FreePort();
