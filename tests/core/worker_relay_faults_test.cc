@@ -14,6 +14,8 @@
 #include <csignal>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -53,6 +55,20 @@ bool GreetAndAcceptLogin(int fd) {
   const std::string login = ReadLine(fd);
   if (login.empty()) return false;
   return SendText(fd, "M2 OK [CAPABILITY IMAP4rev1] Logged in\r\n");
+}
+
+// The host's TCP memory in pages (/proc/net/sockstat "TCP: ... mem N"), shown not asserted.
+long TcpMemoryPages() {
+  std::FILE* file = std::fopen("/proc/net/sockstat", "r");
+  if (file == nullptr) return -1;
+  char line[256];
+  long pages = -1;
+  while (std::fgets(line, sizeof(line), file) != nullptr) {
+    const char* mem = std::strstr(line, " mem ");
+    if (std::strncmp(line, "TCP:", 4) == 0 && mem != nullptr) pages = std::atol(mem + 5);
+  }
+  std::fclose(file);
+  return pages;
 }
 
 class WorkerRelayFaultsTest : public ::testing::Test {
@@ -132,6 +148,7 @@ TEST_F(WorkerRelayFaultsTest, StuckReadersBeyondThePipePoolDoNotStarveAFetch) {
   });
   StartWorker(upstream.port());
 
+  const long pages_before = TcpMemoryPages();
   std::vector<int> stuck;
   for (int i = 0; i < kStuckReaders; ++i) {
     const int fd = ConnectAndLogIn(/*receive_buffer=*/4096);
@@ -147,8 +164,9 @@ TEST_F(WorkerRelayFaultsTest, StuckReadersBeyondThePipePoolDoNotStarveAFetch) {
     quiet = now == last && now > 0 ? quiet + 1 : 0;
     last = now;
   }
-  std::printf("stuck sessions took %llu bytes from the upstream in all\n",
-              static_cast<unsigned long long>(last));
+  std::printf("stuck sessions took %llu bytes from the upstream in all; host TCP memory grew by "
+              "%ld pages (all three sockets of each session are on this host)\n",
+              static_cast<unsigned long long>(last), TcpMemoryPages() - pages_before);
   EXPECT_EQ(worker_->pipe_counters().in_use.load(), options_.max_pipes)
       << "the stuck sessions should hold every pipe of the pool";
 
