@@ -454,8 +454,10 @@ TEST(RelayLegTest, ExhaustedPoolFallsBackToTheCopyPath) {
   EXPECT_TRUE(check.identical);
   EXPECT_GE(pool.counters().copy_fallbacks.load(), 1u);
   EXPECT_GE(pool.counters().exhausted.load(), 1u);
-  EXPECT_LT(recv.cancels, 8) << "a fallback burst stays on copy instead of asking for a pipe "
-                                "at every full buffer";
+  // Short reads (the writer's pace) end a burst and let the next one ask the pool again, but a
+  // burst must not ask at every full buffer (that would cancel the recv ~256 times here).
+  EXPECT_LT(recv.cancels * 4, recv.completions)
+      << recv.cancels << " cancels in " << recv.completions << " completions";
   // Abandoning the blocked leg (its session closes) frees the pipe, closing it since it still
   // holds bytes.
   blocked.Abandon(pool);
