@@ -95,6 +95,10 @@ ABSL_FLAG(absl::Duration, idle_timeout, absl::Minutes(30),
 ABSL_FLAG(int, recv_buffers, 64,
           "Provided receive buffers (16 KiB each) per worker, shared by its sessions' logins and "
           "small relayed messages; a power of two. See mailring_recv_buffer_ring_empty_total");
+ABSL_FLAG(int, pipes_per_worker, 512,
+          "splice pipes (1 MiB each) a worker lends at once; a session that finds none relays "
+          "through its copy path. Bounds the kernel memory clients that stop reading can pin "
+          "(pipes x 1 MiB per worker); 0 never splices. See mailring_pipes_in_use");
 
 namespace {
 
@@ -324,6 +328,12 @@ int main(int argc, char** argv) {
     return kExitConfigError;
   }
   options.recv_buffer_count = static_cast<uint32_t>(recv_buffers);
+  const int pipes_per_worker = absl::GetFlag(FLAGS_pipes_per_worker);
+  if (pipes_per_worker < 0 || pipes_per_worker > 65536) {
+    std::fprintf(stderr, "mailring: --pipes-per-worker must be between 0 and 65536\n");
+    return kExitConfigError;
+  }
+  options.max_pipes = static_cast<size_t>(pipes_per_worker);
   int worker_count = absl::GetFlag(FLAGS_workers);
   if (worker_count < 0 || worker_count > 256) {
     std::fprintf(stderr, "mailring: --workers must be between 0 and 256\n");

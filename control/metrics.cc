@@ -30,7 +30,9 @@ std::string LabelValue(std::string_view text) {
 
 std::string RenderMetrics(const MetricsSources& sources) {
   uint64_t accepted = 0, open = 0, logins_ok = 0, logins_failed = 0, to_upstream = 0,
-           to_client = 0, listening = 0, listen_failures = 0, ring_empty = 0;
+           to_client = 0, listening = 0, listen_failures = 0, ring_empty = 0, pipes_in_use = 0,
+           pipes_limit = 0, pipe_pool_exhausted = 0, pipe_create_failures = 0,
+           copy_fallbacks = 0;
   for (const core::Worker* worker : sources.workers) {
     const core::WorkerCounters& c = worker->counters();
     accepted += c.sessions_accepted.load(std::memory_order_relaxed);
@@ -40,6 +42,12 @@ std::string RenderMetrics(const MetricsSources& sources) {
     to_upstream += c.bytes_client_to_upstream.load(std::memory_order_relaxed);
     to_client += c.bytes_upstream_to_client.load(std::memory_order_relaxed);
     ring_empty += c.recv_ring_empty.load(std::memory_order_relaxed);
+    const core::PipeCounters& pipes = worker->pipe_counters();
+    pipes_in_use += pipes.in_use.load(std::memory_order_relaxed);
+    pipes_limit += worker->options().max_pipes;
+    pipe_pool_exhausted += pipes.exhausted.load(std::memory_order_relaxed);
+    pipe_create_failures += pipes.create_failures.load(std::memory_order_relaxed);
+    copy_fallbacks += pipes.copy_fallbacks.load(std::memory_order_relaxed);
     listening += worker->listening();
     listen_failures += worker->listen_failures();
   }
@@ -73,6 +81,22 @@ std::string RenderMetrics(const MetricsSources& sources) {
           "Reads that found a worker's provided-buffer ring empty and fell back to poll or "
           "splice (raise --recv-buffers if this grows steadily).",
           "counter", ring_empty);
+  Counter(&out, "mailring_pipes_in_use",
+          "splice pipes lent to relay directions now, over all workers; near "
+          "mailring_pipes_limit with little traffic means clients that stopped reading hold them.",
+          "gauge", pipes_in_use);
+  Counter(&out, "mailring_pipes_limit", "Sum of --pipes-per-worker over the workers.", "gauge",
+          pipes_limit);
+  Counter(&out, "mailring_pipe_pool_exhausted_total",
+          "Pipe requests refused because the worker's pool had every pipe lent.", "counter",
+          pipe_pool_exhausted);
+  Counter(&out, "mailring_pipe_create_failures_total",
+          "pipe(2) failures (out of file descriptors) when a pool grew.", "counter",
+          pipe_create_failures);
+  Counter(&out, "mailring_relay_copy_fallbacks_total",
+          "Bursts relayed through the copy path because no pipe could be had; nothing waits, "
+          "but copying costs more CPU than splicing.",
+          "counter", copy_fallbacks);
   Counter(&out, "mailring_listeners", "Listening sockets over all workers.", "gauge", listening);
   Counter(&out, "mailring_listen_failures_total", "Route listeners that could not be opened.",
           "counter", listen_failures);

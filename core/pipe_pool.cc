@@ -27,20 +27,26 @@ Pipe* PipePool::Acquire() {
     Pipe* pipe = idle_.back();
     idle_.pop_back();
     ++lent_;
+    counters_.in_use.store(lent_, std::memory_order_relaxed);
     return pipe;
   }
-  if (lent_ >= max_pipes_) return nullptr;
+  if (lent_ >= max_pipes_) {
+    Bump(counters_.exhausted);
+    return nullptr;
+  }
+  // pipe(2) failed moments ago (out of fds): do not retry it for every burst.
+  if (retry_after_ms_ != 0 && MonotonicMs() < retry_after_ms_) return nullptr;
   int fds[2];
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
     const int error = errno;
     const int64_t now = MonotonicMs();
     retry_after_ms_ = now + kRetryDelayMs;
-    ++creation_failures_;
+    Bump(counters_.create_failures);
     if (now >= next_failure_log_ms_) {  // at most one line a second
       next_failure_log_ms_ = now + 1000;
       MAILRING_LOG(kWarning, "cannot create a relay pipe: ", std::strerror(error), " (",
-                   creation_failures_, " failures so far, ", lent_,
-                   " pipes lent); relaying waits for a pipe");
+                   counters_.create_failures.load(std::memory_order_relaxed),
+                   " failures so far, ", lent_, " pipes lent); relaying by copy meanwhile");
     }
     return nullptr;
   }
@@ -52,11 +58,13 @@ Pipe* PipePool::Acquire() {
                  "), using the default pipe size");
   }
   ++lent_;
+  counters_.in_use.store(lent_, std::memory_order_relaxed);
   return new Pipe{fds[0], fds[1]};
 }
 
 void PipePool::Release(Pipe* pipe, bool holds_bytes) {
   --lent_;
+  counters_.in_use.store(lent_, std::memory_order_relaxed);
   if (holds_bytes || idle_.size() >= max_idle_) {
     ::close(pipe->read_fd);
     ::close(pipe->write_fd);

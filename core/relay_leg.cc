@@ -29,8 +29,10 @@ void RelayLeg::OnRecv(int result, std::string_view bytes, bool filled_buffer, bo
     bytes_relayed_ += static_cast<uint64_t>(sent);
     if (static_cast<size_t>(sent) < bytes.size()) {
       Queue(bytes.substr(static_cast<size_t>(sent)));  // the destination is full: stop reading
-    } else if (filled_buffer) {
+    } else if (filled_buffer && !copy_fallback_) {
       wants_recv_ = false;  // a burst: more is waiting, splice it
+    } else if (!filled_buffer) {
+      copy_fallback_ = false;  // the burst is over: the next one tries the pool again
     }
     return;
   }
@@ -46,11 +48,24 @@ void RelayLeg::OnRecv(int result, std::string_view bytes, bool filled_buffer, bo
       wants_recv_ = false;
       return;
     default:
-      // The source failed (e.g. reset): like its EOF, what was read is delivered first.
+      // The source failed (e.g. the server reset the connection after its last words). The
+      // kernel may still hold bytes that arrived before the reset (io_uring can report the
+      // error first): take them, and deliver everything queued before failing.
+      SalvageSource();
       source_error_ = -result;
       source_eof_ = true;
       wants_recv_ = false;
       return;
+  }
+}
+
+void RelayLeg::SalvageSource() {
+  char buffer[16 * 1024];
+  for (size_t taken = 0; taken < kMaxSalvageBytes;) {
+    const ssize_t n = ::recv(from_fd_, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n <= 0) return;
+    Queue(std::string_view(buffer, static_cast<size_t>(n)));
+    taken += static_cast<size_t>(n);
   }
 }
 
@@ -61,9 +76,9 @@ void RelayLeg::Queue(std::string_view bytes) {
 }
 
 RelayLeg::Wait RelayLeg::Finish() {
-  if (source_error_ != 0) {
-    // Everything read before the source's failure has been written; now report it.
+  if (source_error_ != 0) {  // everything read before the failure has been delivered
     error_ = source_error_;
+    source_failed_ = true;
     return Wait::kFailed;
   }
   ::shutdown(to_fd_, SHUT_WR);
@@ -136,7 +151,14 @@ RelayLeg::Wait RelayLeg::Splice(PipePool& pool, size_t budget_bytes) {
     // 3. Fill the pipe from the source.
     if (pipe_ == nullptr) {
       pipe_ = pool.Acquire();
-      if (pipe_ == nullptr) return Wait::kPipe;
+      if (pipe_ == nullptr) {
+        // No pipe (the pool is lent out, e.g. to clients that stopped reading, or pipe(2)
+        // failed): relay this burst through the copy path rather than wait for one.
+        pool.NoteCopyFallback();
+        copy_fallback_ = true;
+        wants_recv_ = true;
+        return Wait::kReceiving;
+      }
     }
     const ssize_t n = ::splice(from_fd_, nullptr, pipe_->write_fd, nullptr, chunk,
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -156,8 +178,10 @@ RelayLeg::Wait RelayLeg::Splice(PipePool& pool, size_t budget_bytes) {
       pipe_ = nullptr;
       return Wait::kReadable;
     }
-    source_error_ = errno;  // delivered like an EOF, reported once the pipe is drained
-    source_eof_ = true;
+    // The pipe is empty here: everything read before the failure has been delivered.
+    error_ = errno;
+    source_failed_ = true;
+    return Wait::kFailed;
   }
 }
 

@@ -20,6 +20,16 @@
 // delivers are sent (or queued) in order, and no splice reads the source, so bytes are never
 // reordered.
 //
+// No pipe to be had (the pool is lent out, e.g. to sessions whose clients stopped reading, or
+// pipe(2) failed): the burst goes through the copy path instead of waiting (HAProxy's maxpipes
+// rule), and stays there until a short read ends it; the next burst asks the pool again. A
+// stalled leg keeps its pipe (the bytes in it are already taken from the source and cannot
+// go back), so the pool bounds what stalled legs pin: max_pipes x pipe size per worker.
+//
+// A failing source (a reset) does not discard what it delivered: bytes queued or in the pipe,
+// and what the kernel still holds from before the reset, reach the destination before the leg
+// reports kFailed (source_failed()).
+//
 // Backpressure: a send that does not take everything keeps the rest in a small queue, stops the
 // recv and waits for POLLOUT; splice reads from the source only while the pipe is empty. The
 // kernel's socket buffers then push back on the sender. End of stream: after the source's EOF
@@ -49,7 +59,6 @@ class RelayLeg {
     kReceiving,  // copy: a multishot recv must be armed on the source (arm it unless it is)
     kRecvEnding, // a stopped recv has not delivered its last completion yet: wait for it
     kWritable,   // arm POLLOUT on the destination, then Pump() again
-    kPipe,       // the pool is exhausted: Pump() again once a pipe is released
     kYield,      // the byte budget is spent but the source may have more: Pump() again soon
     kFinished,   // source EOF delivered and destination shut for writing
     kFailed,     // a socket error; error() has errno
@@ -90,9 +99,9 @@ class RelayLeg {
   uint64_t bytes_relayed() const { return bytes_relayed_; }
   bool finished() const { return finished_; }
   int error() const { return error_; }
-  // The failure was writing to the destination (not reading the source): the destination is
-  // gone, while the source may still hold bytes for the other direction.
-  bool failed_writing() const { return error_ != 0 && source_error_ == 0; }
+  // error() came from reading the source, after everything read before it was delivered (an
+  // error writing the destination leaves source_failed() false).
+  bool source_failed() const { return source_failed_; }
 
  private:
   // Bytes a send did not take; allocated only when that happens (a slow destination).
@@ -104,6 +113,10 @@ class RelayLeg {
   Wait Splice(PipePool& pool, size_t budget_bytes);
   void Queue(std::string_view bytes);
   Wait Finish();
+  void SalvageSource();
+
+  // What a failed source may still hold, taken in one go (the session closes right after).
+  static constexpr size_t kMaxSalvageBytes = 256 * 1024;
 
   int from_fd_ = -1;
   int to_fd_ = -1;
@@ -117,8 +130,10 @@ class RelayLeg {
   uint8_t armed_poll_ = 0;
   bool source_eof_ = false;
   bool finished_ = false;
-  int error_ = 0;          // kFailed: why (the destination's errno, or the source's, see below)
-  int source_error_ = 0;   // the source failed: delivered like an EOF, then reported as error_
+  bool copy_fallback_ = false;  // this burst found no pipe: stay on copy until a short read
+  bool source_failed_ = false;
+  int source_error_ = 0;        // the source failed; delivered as error_ once the rest is sent
+  int error_ = 0;
   uint64_t bytes_relayed_ = 0;
 };
 

@@ -988,17 +988,19 @@ void Session::PumpLeg(int leg_index) {
       ArmPoll(leg.to_fd(), POLLOUT, op);
       return;
     }
-    case RelayLeg::Wait::kPipe:
-      worker_->WaitForPipe(this, leg_index);
-      return;
     case RelayLeg::Wait::kFinished:
       ++legs_finished_;
       if (!to_upstream) {
         // The server ended the session (LOGOUT, its own timeout): everything it sent has been
         // delivered and the client was sent FIN. Nothing the client could still send would be
         // answered, so both legs close now rather than waiting for the client to hang up.
-        Close(legs_finished_ == 2 ? "both directions ended" : "upstream closed the session", {},
-              false);
+        Close(legs_[kToUpstream].error() != 0
+                  ? mailring::StrCat("client → upstream relay ended: ",
+                                     ErrnoText(legs_[kToUpstream].error()),
+                                     "; the server's last bytes delivered")
+              : legs_finished_ == 2 ? "both directions ended"
+                                    : "upstream closed the session",
+              {}, false);
         return;
       }
       // The client half-closed: the server may still answer what it already received, within a
@@ -1008,7 +1010,7 @@ void Session::PumpLeg(int leg_index) {
           worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().half_close_timeout));
       return;
     case RelayLeg::Wait::kFailed: {
-      if (to_upstream && tls_relay_ == nullptr && leg.failed_writing() &&
+      if (to_upstream && tls_relay_ == nullptr && !leg.source_failed() &&
           !legs_[kToClient].finished()) {
         // Writing to the server failed (it reset or closed): what it sent before is still in
         // its socket or in the other leg. Deliver that to the client first; the other leg ends
@@ -1036,10 +1038,6 @@ void Session::PumpLeg(int leg_index) {
     }
       return;
   }
-}
-
-void Session::OnPipeAvailable(int leg) {
-  if (phase_ == Phase::kRelay) PumpLeg(leg);
 }
 
 void Session::OnTimerFired(void* self) { static_cast<Session*>(self)->OnTimer(); }
@@ -1095,7 +1093,6 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
   }
   phase_ = Phase::kClosing;
   worker_->timers().Cancel(&timer_);
-  worker_->ForgetPipeWaits(this);
   if (waiting_for_credentials_) {
     worker_->ForgetCredentialWait(this);
     waiting_for_credentials_ = false;

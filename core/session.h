@@ -81,8 +81,6 @@ class alignas(16) Session {
   void Start();
   // A completion for one of this session's requests.
   void OnCompletion(uint8_t op, const io_uring_cqe& cqe);
-  // The worker's pipe pool has room again for a leg that waited (RelayLeg::Wait::kPipe).
-  void OnPipeAvailable(int leg);
   // Worker shutdown after the drain timeout: BYE and close.
   void Shutdown();
   // The credential cache changed while this session waited for a token.

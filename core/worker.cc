@@ -366,28 +366,6 @@ void Worker::DestroyScheduled() {
   }
 }
 
-void Worker::WaitForPipe(Session* session, int leg) { pipe_waiters_.emplace_back(session, leg); }
-
-void Worker::ForgetPipeWaits(Session* session) {
-  if (pipe_waiters_.empty()) return;  // the common case: the pool was never exhausted
-  std::erase_if(pipe_waiters_, [session](const auto& wait) { return wait.first == session; });
-}
-
-void Worker::ResumePipeWaiters() {
-  if (pipe_waiters_.empty()) return;
-  // A pipe could not be created (out of fds): pipes_.lent() says nothing then, so retry a
-  // little later instead of resuming legs that would fail again at once.
-  if (pipes_.idle() == 0 && now_ms_ < pipes_.retry_after_ms()) return;
-  // Each resumed leg takes at most one pipe and may queue itself again: visit each waiter at
-  // most once per call, and stop as soon as the pool is exhausted.
-  for (size_t visits = pipe_waiters_.size(); visits > 0 && !pipe_waiters_.empty(); --visits) {
-    if (pipes_.lent() >= options_.max_pipes) break;
-    const auto [session, leg] = pipe_waiters_.front();
-    pipe_waiters_.pop_front();
-    session->OnPipeAvailable(leg);
-  }
-}
-
 void Worker::BeginDrain() {
   if (draining_) return;
   draining_ = true;
@@ -461,7 +439,6 @@ void Worker::Loop() {
       }
     }
     io_uring_cq_advance(&ring_, seen);
-    ResumePipeWaiters();
     timers_->Advance(now_ms_);
     DestroyScheduled();
     // No session holds a pointer into the credential cache across iterations.

@@ -84,6 +84,8 @@ class Worker {
   void Join();
 
   const WorkerCounters& counters() const { return counters_; }
+  // Thread-safe (relaxed snapshots): the pipe pool's gauges and counters.
+  const PipeCounters& pipe_counters() const { return pipes_.counters(); }
   int index() const { return index_; }
 
   // --- for sessions, on the worker thread ---
@@ -105,11 +107,9 @@ class Worker {
   // (the control thread drops it asynchronously; a client retrying at once must not get it).
   void RememberRejectedToken(const std::string& key, const proto::Secret& token);
   bool IsRejectedToken(const std::string& key, const proto::Secret& token);
-  void WaitForPipe(Session* session, int leg);
   // Parks `session` until NotifyCredentials(); it is called back with OnCredentialsChanged().
   void WaitForCredentials(Session* session);
   void ForgetCredentialWait(Session* session);
-  void ForgetPipeWaits(Session* session);
   // Frees `session` after the current batch of completions (it has no request outstanding).
   void ScheduleDestroy(Session* session);
 
@@ -131,7 +131,6 @@ class Worker {
   absl::Status EnsureTlsContext(const RouteTable& routes);
   void ApplyRoutes();
   void RetireListener(Listener* listener);
-  void ResumePipeWaiters();
   void ResumeCredentialWaiters();
   void DestroySession(Session* session);
   void DestroyScheduled();
@@ -163,7 +162,6 @@ class Worker {
   ProvidedBuffers buffers_;
   std::unique_ptr<TlsContext> tls_context_;
   std::unique_ptr<TimerWheel> timers_;
-  std::deque<std::pair<Session*, int>> pipe_waiters_;
   std::vector<Session*> credential_waiters_;
   std::vector<Session*> to_destroy_;
   absl::flat_hash_map<std::string, size_t> rejected_tokens_;  // key → hash of the token

@@ -25,7 +25,9 @@ struct WorkerOptions {
   absl::Duration half_close_timeout = absl::Seconds(60);
   // Pre-relay line limit (a response line without its literals).
   size_t max_line_bytes = 8 * 1024;
-  // splice pipes lent by a worker at once, and their size.
+  // splice pipes lent by a worker at once (--pipes-per-worker), and their size. A stalled leg
+  // keeps its pipe full, so max_pipes x pipe_bytes bounds what stuck clients pin per worker;
+  // a session that finds none relays through the copy path (core/relay_leg.h).
   size_t max_pipes = 512;
   size_t pipe_bytes = 1 << 20;
   // Bytes one relay direction moves before yielding to other sessions.

@@ -18,7 +18,9 @@ std::shared_ptr<const core::RouteTable> NoRoutes() {
 
 TEST(MetricsTest, SumsEveryWorkersCountersIntoPrometheusText) {
   core::Worker first(0, NoRoutes(), core::WorkerOptions{});
-  core::Worker second(1, NoRoutes(), core::WorkerOptions{});
+  core::WorkerOptions small_pool;
+  small_pool.max_pipes = 8;
+  core::Worker second(1, NoRoutes(), small_pool);
   first.mutable_counters().sessions_accepted = 5;
   second.mutable_counters().sessions_accepted = 7;
   first.mutable_counters().sessions_open = 2;
@@ -39,6 +41,12 @@ TEST(MetricsTest, SumsEveryWorkersCountersIntoPrometheusText) {
            "mailring_recv_buffer_ring_empty_total 7\n",
            "# TYPE mailring_recv_buffer_ring_empty_total counter\n",
            "# TYPE mailring_sessions_open gauge\n",
+           "mailring_pipes_in_use 0\n",
+           "mailring_pipes_limit 520\n",
+           "# TYPE mailring_pipes_in_use gauge\n",
+           "mailring_pipe_pool_exhausted_total 0\n",
+           "mailring_pipe_create_failures_total 0\n",
+           "mailring_relay_copy_fallbacks_total 0\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << line << " missing from:\n" << text;
   }

@@ -164,38 +164,6 @@ TEST(RelayLegTest, SlowReaderStopsTheSourceBeingRead) {
   EXPECT_EQ(received, 16u << 20);
 }
 
-TEST(RelayLegTest, ExhaustedPoolMakesTheLegWait) {
-  Rig first;
-  Rig second;
-  PipePool pool(/*max_pipes=*/1, 1, 64 * 1024);
-  RelayLeg blocked(first.src, first.dst);
-  RelayLeg waiting(second.src, second.dst);
-  // The first leg's reader never reads: its pipe stays lent.
-  const std::string chunk(4 << 20, 'y');
-  std::thread writer([&] { ::send(first.writer, chunk.data(), chunk.size(), MSG_NOSIGNAL); });
-  RelayLeg::Wait wait = RelayLeg::Wait::kReadable;
-  for (int i = 0; i < 200 && wait != RelayLeg::Wait::kWritable; ++i) {
-    pollfd p{first.src, POLLIN, 0};
-    ::poll(&p, 1, 50);
-    wait = blocked.Pump(pool, 64 << 20);
-  }
-  ASSERT_EQ(wait, RelayLeg::Wait::kWritable);
-  ASSERT_EQ(::send(second.writer, "x", 1, 0), 1);
-  pollfd p{second.src, POLLIN, 0};
-  ASSERT_EQ(::poll(&p, 1, 2000), 1);
-  EXPECT_EQ(waiting.Pump(pool, 1 << 20), RelayLeg::Wait::kPipe);
-  // Abandoning the blocked leg (its session closes) frees the pipe, closing it since it still
-  // holds bytes; the waiting leg then proceeds.
-  blocked.Abandon(pool);
-  EXPECT_EQ(pool.lent(), 0u);
-  EXPECT_EQ(pool.idle(), 0u) << "a pipe with stale bytes is never reused";
-  EXPECT_EQ(waiting.Pump(pool, 1 << 20), RelayLeg::Wait::kReadable);
-  char c;
-  EXPECT_EQ(::recv(second.reader, &c, 1, 0), 1);
-  ::shutdown(first.reader, SHUT_RDWR);
-  writer.join();
-}
-
 TEST(RelayLegTest, ResetSourceFails) {
   Rig rig;
   PipePool pool(2, 2);
@@ -291,6 +259,46 @@ TEST(RelayLegTest, RecvErrorOnTheCopyPathFails) {
   leg.OnRecv(-ECONNRESET, {}, false, false);
   EXPECT_EQ(leg.Pump(pool, 1 << 20), RelayLeg::Wait::kFailed);
   EXPECT_EQ(leg.error(), ECONNRESET);
+  EXPECT_TRUE(leg.source_failed());
+}
+
+// Issue 15: a source that fails after sending (the server's BYE, then a reset) must not lose
+// what was queued for a full destination, nor what the kernel still holds from the source.
+TEST(RelayLegTest, FailedSourceDeliversQueuedAndKernelHeldBytesFirst) {
+  Rig rig;
+  PipePool pool(2, 2);
+  RelayLeg leg(rig.src, rig.dst, 16 * 1024);
+  leg.set_recv_armed();
+  std::string queued(8 << 20, 'q');  // more than the destination takes: part of it queues
+  leg.OnRecv(static_cast<int>(queued.size()), queued, false, true);
+  ASSERT_TRUE(leg.recv_cancel_needed()) << "the destination must be full for this test";
+  const std::string last_words = "* BYE Too many invalid IMAP commands.\r\n";
+  ASSERT_TRUE(::send(rig.writer, last_words.data(), last_words.size(), 0) ==
+              static_cast<ssize_t>(last_words.size()));
+  pollfd p{rig.src, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  // io_uring may report the reset while those bytes are still in the socket.
+  leg.OnRecv(-ECONNRESET, {}, false, false);
+  std::string received;
+  std::thread reader([&] {
+    char buffer[1 << 16];
+    while (true) {
+      const ssize_t n = ::recv(rig.reader, buffer, sizeof(buffer), 0);
+      if (n <= 0) return;
+      received.append(buffer, static_cast<size_t>(n));
+    }
+  });
+  RelayLeg::Wait wait = RelayLeg::Wait::kWritable;
+  for (int i = 0; i < 1000 && wait == RelayLeg::Wait::kWritable; ++i) {
+    pollfd out{rig.dst, POLLOUT, 0};
+    ::poll(&out, 1, 100);
+    wait = leg.Pump(pool, 1 << 20);
+  }
+  EXPECT_EQ(wait, RelayLeg::Wait::kFailed);
+  EXPECT_EQ(leg.error(), ECONNRESET);
+  ::shutdown(rig.dst, SHUT_WR);
+  reader.join();
+  EXPECT_EQ(received, queued + last_words);
 }
 
 TEST(RelayLegTest, EmptyBufferRingFallsBackToSpliceAndComesBack) {
@@ -402,6 +410,62 @@ TEST(RelayLegTest, MixedTrafficSwitchesBetweenCopyAndSpliceByteIdentically) {
   EXPECT_GE(recv.cancels, 1) << "a burst stopped the recv to splice";
   EXPECT_GT(splice_turns, 0) << "bursts were spliced";
   EXPECT_EQ(pool.lent(), 0u);
+}
+
+TEST(RelayLegTest, ExhaustedPoolFallsBackToTheCopyPath) {
+  Rig first;
+  Rig second;
+  PipePool pool(/*max_pipes=*/1, 1, 64 * 1024);
+  RelayLeg blocked(first.src, first.dst);
+  RelayLeg starved(second.src, second.dst, /*copy_below_bytes=*/16 * 1024);
+  // The first leg's reader never reads: its pipe stays lent.
+  const std::string chunk(4 << 20, 'y');
+  std::thread writer([&] { ::send(first.writer, chunk.data(), chunk.size(), MSG_NOSIGNAL); });
+  RelayLeg::Wait wait = RelayLeg::Wait::kReadable;
+  for (int i = 0; i < 200 && wait != RelayLeg::Wait::kWritable; ++i) {
+    pollfd p{first.src, POLLIN, 0};
+    ::poll(&p, 1, 50);
+    wait = blocked.Pump(pool, 64 << 20);
+  }
+  ASSERT_EQ(wait, RelayLeg::Wait::kWritable);
+  EXPECT_EQ(pool.counters().in_use.load(), 1u);
+  // A 4 MiB burst on the second leg finds no pipe: it goes through the copy path, whole and in
+  // order, instead of waiting for the stuck leg.
+  constexpr size_t kBurst = 4 << 20;
+  std::thread burst_writer([&] {
+    std::vector<uint8_t> data(kBurst);
+    for (size_t i = 0; i < kBurst; ++i) data[i] = PatternByte(i);
+    ::send(second.writer, data.data(), data.size(), MSG_NOSIGNAL);
+    ::shutdown(second.writer, SHUT_WR);
+  });
+  PatternReader check(second.reader);
+  std::thread reader([&] { check.ReadUntil(SIZE_MAX); });
+  FakeMultishotRecv recv(16 * 1024);
+  starved.set_recv_armed();
+  starved.OnRecv(-ENOBUFS, {}, false, false);  // ends the copy path: the next Pump() splices
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline &&
+         recv.Turn(starved, starved.Pump(pool, 1 << 20))) {
+  }
+  burst_writer.join();
+  reader.join();
+  EXPECT_TRUE(starved.finished());
+  EXPECT_EQ(check.received, kBurst);
+  EXPECT_TRUE(check.identical);
+  EXPECT_GE(pool.counters().copy_fallbacks.load(), 1u);
+  EXPECT_GE(pool.counters().exhausted.load(), 1u);
+  // Short reads (the writer's pace) end a burst and let the next one ask the pool again, but a
+  // burst must not ask at every full buffer (that would cancel the recv ~256 times here).
+  EXPECT_LT(recv.cancels * 4, recv.completions)
+      << recv.cancels << " cancels in " << recv.completions << " completions";
+  // Abandoning the blocked leg (its session closes) frees the pipe, closing it since it still
+  // holds bytes.
+  blocked.Abandon(pool);
+  EXPECT_EQ(pool.lent(), 0u);
+  EXPECT_EQ(pool.counters().in_use.load(), 0u);
+  EXPECT_EQ(pool.idle(), 0u) << "a pipe with stale bytes is never reused";
+  ::shutdown(first.reader, SHUT_RDWR);
+  writer.join();
 }
 
 }  // namespace
