@@ -30,6 +30,9 @@ namespace mailring::core {
 struct TlsContextOptions {
   bool use_system_ca = true;  // the system store (/etc/ssl/certs)
   std::string ca_file;        // extra PEM bundle, optional
+  // AES-GCM record crypto on AES-NI through libcrypto (core/tls/aes_gcm_device.h) when the
+  // machine has it; false keeps wolfSSL's software AES (tests compare the two).
+  bool aes_gcm_device = true;
 };
 
 // A WOLFSSL_CTX: CA store and protocol limits, shared by the sessions of one worker.
@@ -40,10 +43,13 @@ class TlsContext {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
   WOLFSSL_CTX* get() const { return ctx_; }
+  // True when the context's AES-GCM records go through the AES-NI device.
+  bool uses_aes_gcm_device() const { return uses_aes_gcm_device_; }
 
  private:
   explicit TlsContext(WOLFSSL_CTX* ctx) : ctx_(ctx) {}
   WOLFSSL_CTX* ctx_;
+  bool uses_aes_gcm_device_ = false;
 };
 
 // Frees the calling thread's wolfSSL caches (the ECC fixed-point cache is thread-local): call

@@ -13,7 +13,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO_ROOT
 
 # Everything the build, the tests and the demo use, as Debian 12 packages.
-readonly BUILD_PACKAGES=(build-essential cmake pkg-config liburing-dev libwolfssl-dev
+readonly BUILD_PACKAGES=(build-essential cmake pkg-config liburing-dev libwolfssl-dev libssl-dev
   libsimdjson-dev libcurl4-openssl-dev libabsl-dev libbenchmark-dev libgtest-dev)
 readonly TEST_PACKAGES=(dovecot-imapd clang libclang-rt-14-dev)
 
