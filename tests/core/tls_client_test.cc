@@ -403,6 +403,32 @@ TEST_F(TlsClientTest, CorruptRecordThroughTheDeviceIsAnErrorWithoutPlaintext) {
   EXPECT_NE(client.error().find("integrity"), std::string::npos) << client.error();
 }
 
+TEST_F(TlsClientTest, DrainedBuffersAreReleasedAfterABurst) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  const std::string burst = Pattern(256u << 10, 6);
+  ASSERT_TRUE(server->Write(burst));
+  const std::string records = server->TakeOutput();
+  client.Feed(std::string_view(records).substr(0, records.size() - 10));  // a record cut short
+  std::string received;
+  while (client.Read(&received, 65536) == Result::kDone) {
+  }
+  ASSERT_EQ(client.Write(std::string(64u << 10, 'x')), Result::kDone);
+  client.ReleaseDrainedBuffers();  // the cut record's bytes are still needed
+  EXPECT_GT(client.buffered_capacity(), 0u);
+  client.Feed(std::string_view(records).substr(records.size() - 10));
+  while (client.Read(&received, 65536) == Result::kDone) {
+  }
+  EXPECT_TRUE(received == burst);
+  EXPECT_GT(client.buffered_capacity(), 64u << 10);  // the unsent records
+  server->Feed(client.TakeOutput());
+  client.ReleaseDrainedBuffers();
+  EXPECT_LE(client.buffered_capacity(), 2 * std::string().capacity());  // in-object only
+}
+
 TEST_F(TlsClientTest, ExpiredCertificateIsRefused) {
   auto context = Context(Ca("ca.pem"));
   ASSERT_NE(context, nullptr);
