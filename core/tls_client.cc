@@ -228,6 +228,14 @@ TlsClient::Result TlsClient::Read(std::string* out, size_t max_bytes) {
   return appended > 0 ? Result::kDone : Result::kWantInput;
 }
 
+void TlsClient::ReleaseDrainedBuffers() {
+  if (input_offset_ == input_.size()) {
+    std::string().swap(input_);
+    input_offset_ = 0;
+  }
+  if (output_.empty()) std::string().swap(output_);
+}
+
 void TlsClient::Shutdown() {
   if (ssl_ == nullptr || !wolfSSL_is_init_finished(ssl_)) return;
   // Returns "not done" because the server's close_notify is not awaited; only ours is wanted.

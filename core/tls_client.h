@@ -81,6 +81,11 @@ class TlsClient {
   // `out`. kDone when something was appended, kWantInput when a whole record is not there yet,
   // kClosed on the server's close_notify, kError on an alert or a bad record.
   Result Read(std::string* out, size_t max_bytes);
+  // Frees the buffers of ciphertext already consumed or taken, keeping nothing that is still
+  // needed: an idle session must not hold the capacity a 64 KiB burst left behind.
+  void ReleaseDrainedBuffers();
+  // Capacity of the input and output buffers (an empty one keeps its small in-object capacity).
+  size_t buffered_capacity() const { return input_.capacity() + output_.capacity(); }
   // Queues a close_notify into the output.
   void Shutdown();
 

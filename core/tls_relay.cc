@@ -25,6 +25,13 @@ RelayLeg::Wait TlsRelay::TlsFailed() {
   return RelayLeg::Wait::kFailed;
 }
 
+RelayLeg::Wait TlsRelay::WaitReadable() {
+  if (cipher_out_.empty()) std::string().swap(cipher_out_);
+  if (plain_out_.empty()) std::string().swap(plain_out_);
+  tls_->ReleaseDrainedBuffers();
+  return RelayLeg::Wait::kReadable;
+}
+
 bool TlsRelay::FlushCipher() {
   if (tls_->has_output()) cipher_out_ += tls_->TakeOutput();
   const std::string_view rest = std::string_view(cipher_out_).substr(cipher_out_offset_);
@@ -70,7 +77,7 @@ RelayLeg::Wait TlsRelay::PumpToUpstream(size_t budget_bytes) {
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) return RelayLeg::Wait::kReadable;
+    if (errno == EAGAIN) return WaitReadable();
     return Failed(errno);
   }
 }
@@ -120,7 +127,7 @@ RelayLeg::Wait TlsRelay::PumpToClient(size_t budget_bytes) {
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) return RelayLeg::Wait::kReadable;
+    if (errno == EAGAIN) return WaitReadable();
     return Failed(errno);
   }
 }

@@ -2,7 +2,8 @@
 // path: client bytes are read, encrypted by the session's TlsClient and sent upstream; upstream
 // records are read, decrypted and sent to the client. splice(2) cannot move bytes that must be
 // transformed, so this is recv → wolfSSL → send with bounded buffers (one read's worth per
-// direction, 64 KiB of plaintext plus its records).
+// direction, 64 KiB of plaintext plus its records), allocated while bytes are in flight and freed
+// when a direction is drained and waits for input.
 //
 // Same readiness contract as RelayLeg: Pump*() use direct non-blocking syscalls and say what to
 // wait for (RelayLeg::Wait). Backpressure: a direction reads only after what it produced was
@@ -39,6 +40,9 @@ class TlsRelay {
   bool FlushCipher();
   RelayLeg::Wait Failed(int error);
   RelayLeg::Wait TlsFailed();
+  // Called when a direction waits for input: frees the buffers that are drained, so a session
+  // that went idle after a burst holds no buffer capacity (they are allocated again on demand).
+  RelayLeg::Wait WaitReadable();
 
   int client_fd_;
   int upstream_fd_;

@@ -21,6 +21,13 @@
 #   perf/compare.sh                # full table, 5 rounds, about 6-8 minutes on 2 cores
 #   perf/compare.sh --quick        # 2 rounds, smaller sizes, about 1-2 minutes
 #   perf/compare.sh --rounds 7 --proxies haproxy,mailring-1 --mailring /path/to/mailring
+#   perf/compare.sh --tls --proxies haproxy,mailring-1   # the TLS upstream leg, see --tls
+#
+# --tls: the upstream leg is TLS. A second HAProxy (1 thread, not measured) terminates TLS 1.3
+# (TLS_AES_128_GCM_SHA256, a certificate from tests/integration/test_ca.sh) in front of the
+# synthetic upstream; HAProxy relays to it with `ssl verify required` on its server line and
+# mailring with an imap4s route verified against --ca-file. Clients still speak plain IMAP.
+# Use it with --proxies haproxy,mailring-1 (splice and nginx do not apply to a TLS leg).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +52,7 @@ usage: perf/compare.sh [options]
   --hold S              seconds the idle sessions are held (default 2)
   --churn-in-flight N   concurrent churn loops (default 64)
   --churn-duration S    churn seconds (default 4)
+  --tls                 TLS on the upstream leg (see the top of this script)
   --mailring-log-level  mailring's --log-level (default warning: no line per session, like the
                         other proxies' configs here)
 EOF
@@ -67,6 +75,7 @@ HOLD=2
 CHURN_IN_FLIGHT=64
 CHURN_DURATION=4
 MAILRING_LOG_LEVEL=warning
+TLS=0
 # --quick changes the defaults; flags given with it still win, wherever they stand.
 for arg in "$@"; do
   if [[ $arg == --quick ]]; then
@@ -92,6 +101,7 @@ while [[ $# -gt 0 ]]; do
   case $arg in
     --rounds) ROUNDS=$value ;;
     --quick) takes_value=0 ;;
+    --tls) TLS=1; takes_value=0 ;;
     --proxies) PROXIES=$value ;;
     --build-dir) BUILD_DIR=$value ;;
     --no-build) DO_BUILD=0; takes_value=0 ;;
@@ -261,7 +271,7 @@ frontend imap
   bind 127.0.0.1:$(port_of "$variant")
   default_backend upstream
 backend upstream
-  server synthetic 127.0.0.1:$UPSTREAM_PORT
+  server synthetic 127.0.0.1:$HAPROXY_SERVER_PORT$HAPROXY_SERVER_TLS
 EOF
   done
   cat >"$WORK_DIR/nginx.conf" <<EOF
@@ -284,9 +294,14 @@ mail {
   }
 }
 EOF
+  local protocol=imap4 port=$UPSTREAM_PORT
+  if [[ $TLS == 1 ]]; then
+    protocol=imap4s
+    port=$TLS_PORT
+  fi
   for workers in 1 2; do
     cat >"$WORK_DIR/mailring-$workers.json" <<EOF
-{"routes":[{"listen":"127.0.0.1:$(port_of "mailring-$workers")","destination":{"Name":"bench","Type":"MAIL","Authentication":"BasicAuthentication","mail.user":"u","mail.password":"p","mail.imap4.host":"127.0.0.1","mail.imap4.port":"$UPSTREAM_PORT","mail.imap4.auth":"true","ProxyType":"Internet"}}]}
+{"routes":[{"listen":"127.0.0.1:$(port_of "mailring-$workers")","destination":{"Name":"bench","Type":"MAIL","Authentication":"BasicAuthentication","mail.transport.protocol":"$protocol","mail.user":"u","mail.password":"p","mail.$protocol.host":"127.0.0.1","mail.$protocol.port":"$port","mail.$protocol.auth":"true","ProxyType":"Internet"}}]}
 EOF
   done
 }
@@ -314,7 +329,7 @@ start_proxy() {
              -c "$WORK_DIR/nginx.conf" >>"$log" 2>&1 & ;;
     mailring-1|mailring-2)
       "$MAILRING_BIN" --destinations "$WORK_DIR/$name.json" --workers "${name#mailring-}" \
-        --log-level "$MAILRING_LOG_LEVEL" >>"$log" 2>&1 & ;;
+        "${MAILRING_TLS_FLAGS[@]}" --log-level "$MAILRING_LOG_LEVEL" >>"$log" 2>&1 & ;;
   esac
   PROXY_PID=$!
   STARTED_PIDS+=("$PROXY_PID")
@@ -437,6 +452,38 @@ for offset in 0 1 2 3 4 5 9; do
   listening $((BASE_PORT + offset)) && die "port $((BASE_PORT + offset)) is already in use (--base-port)"
 done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+HAPROXY_SERVER_TLS=""
+HAPROXY_SERVER_PORT=$UPSTREAM_PORT
+MAILRING_TLS_FLAGS=()
+TLS_PORT=$((BASE_PORT + 6))
+if [[ $TLS == 1 ]]; then
+  command -v haproxy >/dev/null 2>&1 || die "--tls needs haproxy as the TLS terminator"
+  listening "$TLS_PORT" && die "port $TLS_PORT is already in use (--base-port)"
+  bash "$REPO/tests/integration/test_ca.sh" "$WORK_DIR/ca" 127.0.0.1 localhost \
+    >"$WORK_DIR/ca.log" 2>&1 || die "test_ca.sh failed, see $WORK_DIR/ca.log"
+  cat "$WORK_DIR/ca/server-chain.pem" "$WORK_DIR/ca/server.key" >"$WORK_DIR/terminator.pem"
+  HAPROXY_SERVER_TLS=" ssl verify required ca-file $WORK_DIR/ca/ca.pem verifyhost localhost"
+  MAILRING_TLS_FLAGS=(--ca-file="$WORK_DIR/ca/ca.pem")
+  HAPROXY_SERVER_PORT=$TLS_PORT
+  cat >"$WORK_DIR/terminator.cfg" <<EOF
+# The TLS server both proxies relay to (not measured): TLS 1.3, AES-128-GCM only.
+global
+  nbthread 1
+  maxconn 9900
+  ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+frontend tls
+  bind 127.0.0.1:$TLS_PORT ssl crt $WORK_DIR/terminator.pem
+  default_backend upstream
+backend upstream
+  server synthetic 127.0.0.1:$UPSTREAM_PORT
+EOF
+fi
 write_configs
 
 "$UPSTREAM_BIN" --port="$UPSTREAM_PORT" --auth-http-port="$AUTH_HTTP_PORT" \
@@ -450,6 +497,12 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 listening "$UPSTREAM_PORT" || die "the synthetic upstream is not listening on $UPSTREAM_PORT"
+if [[ $TLS == 1 ]]; then
+  haproxy -db -f "$WORK_DIR/terminator.cfg" >"$WORK_DIR/terminator.log" 2>&1 &
+  STARTED_PIDS+=("$!")
+  for _ in $(seq 1 50); do listening "$TLS_PORT" && break; sleep 0.1; done
+  listening "$TLS_PORT" || die "the TLS terminator is not listening: $(cat "$WORK_DIR/terminator.log")"
+fi
 
 {
   echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ) nproc=$(nproc) kernel=$(uname -r)"
@@ -458,7 +511,8 @@ listening "$UPSTREAM_PORT" || die "the synthetic upstream is not listening on $U
     "nginx=$(/usr/sbin/nginx -v 2>&1 | sed 's|.*/||')"
   echo "mailring=$MAILRING_BIN repo_git=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
   echo "rounds=$ROUNDS literal_bytes=$LITERAL_BYTES tp=${TP_SESSIONS}x$TP_FETCHES" \
-    "idle=$IDLE_SESSIONS idle_big=$IDLE_BIG hold=$HOLD churn=${CHURN_IN_FLIGHT}x${CHURN_DURATION}s"
+    "idle=$IDLE_SESSIONS idle_big=$IDLE_BIG hold=$HOLD churn=${CHURN_IN_FLIGHT}x${CHURN_DURATION}s" \
+    "upstream_tls=$TLS"
 } >"$WORK_DIR/machine.txt"
 log "$(tr '\n' ' ' <"$WORK_DIR/machine.txt")"
 

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <utility>
 
+#include "core/tls/aes_gcm_device.h"
 #include "gtest/gtest.h"
 
 namespace mailring::core {
@@ -142,8 +143,10 @@ class TlsClientTest : public ::testing::Test {
   static std::string OtherCa(const std::string& file) { return (*dir_ / "other" / file).string(); }
 
   // A context trusting only `ca_file` (not the system store).
-  static std::unique_ptr<TlsContext> Context(const std::string& ca_file) {
+  static std::unique_ptr<TlsContext> Context(const std::string& ca_file,
+                                             bool aes_gcm_device = true) {
     TlsContextOptions options;
+    options.aes_gcm_device = aes_gcm_device;
     options.use_system_ca = false;
     options.ca_file = ca_file;
     absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(options);
@@ -336,6 +339,103 @@ TEST_F(TlsClientTest, TwentyMebibytesEachWayByteIdentical) {
     EXPECT_GE(after.encrypted - before.encrypted, kSize / 16384) << "client → server records";
     EXPECT_GE(after.decrypted - before.decrypted, kSize / 16384) << "server → client records";
   }
+}
+
+// The server is wolfSSL's software AES-GCM, the client the libcrypto device: an independent
+// implementation on each side. Every data record in both directions must go through the device.
+TEST_F(TlsClientTest, AesGcmDeviceCarriesEveryRecordByteIdentical) {
+  if (!AesGcmDeviceId().has_value()) GTEST_SKIP() << "no AES-GCM device on this machine";
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  ASSERT_TRUE(context->uses_aes_gcm_device());
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  EXPECT_EQ(client.cipher_suite(), "TLS13-AES128-GCM-SHA256");  // AES-GCM is offered first
+  constexpr size_t kSize = 20u << 20;
+  constexpr size_t kRecords = kSize / 16384;  // at least: records carry up to 16 KiB
+  const AesGcmDeviceCounts before = AesGcmDeviceRecordCounts();
+
+  const std::string down = Pattern(kSize, 3);
+  std::string received;
+  for (size_t offset = 0; offset < kSize; offset += 1u << 20) {
+    ASSERT_TRUE(server->Write(std::string_view(down).substr(offset, 1u << 20)));
+    ASSERT_EQ(ReadFromServer(client, *server, &received, offset + (1u << 20)), Result::kDone)
+        << client.error();
+  }
+  EXPECT_TRUE(received == down) << "server → client bytes differ";
+
+  const std::string up = Pattern(kSize, 4);
+  std::string at_server;
+  for (size_t offset = 0; offset < kSize; offset += 1u << 20) {
+    ASSERT_EQ(client.Write(std::string_view(up).substr(offset, 1u << 20)), Result::kDone);
+    server->Feed(client.TakeOutput());
+    ASSERT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
+  }
+  EXPECT_TRUE(at_server == up) << "client → server bytes differ";
+
+  const AesGcmDeviceCounts after = AesGcmDeviceRecordCounts();
+  EXPECT_GE(after.decrypted - before.decrypted, kRecords);
+  EXPECT_GE(after.encrypted - before.encrypted, kRecords);
+}
+
+TEST_F(TlsClientTest, WithoutTheDeviceRecordsStayInWolfSslSoftware) {
+  auto context = Context(Ca("ca.pem"), /*aes_gcm_device=*/false);
+  ASSERT_NE(context, nullptr);
+  EXPECT_FALSE(context->uses_aes_gcm_device());
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  const AesGcmDeviceCounts before = AesGcmDeviceRecordCounts();
+  const std::string down = Pattern(1u << 20, 5);
+  ASSERT_TRUE(server->Write(down));
+  std::string received;
+  ASSERT_EQ(ReadFromServer(client, *server, &received, down.size()), Result::kDone);
+  EXPECT_TRUE(received == down);
+  EXPECT_EQ(AesGcmDeviceRecordCounts().decrypted, before.decrypted);
+}
+
+TEST_F(TlsClientTest, CorruptRecordThroughTheDeviceIsAnErrorWithoutPlaintext) {
+  if (!AesGcmDeviceId().has_value()) GTEST_SKIP() << "no AES-GCM device on this machine";
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("secret plaintext"));
+  std::string record = server->TakeOutput();
+  record[record.size() - 20] ^= 0x01;  // inside the ciphertext
+  client.Feed(record);
+  std::string out;
+  EXPECT_EQ(client.Read(&out, 1000), Result::kError);
+  EXPECT_TRUE(out.empty());
+  EXPECT_NE(client.error().find("integrity"), std::string::npos) << client.error();
+}
+
+TEST_F(TlsClientTest, DrainedBuffersAreReleasedAfterABurst) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  const std::string burst = Pattern(256u << 10, 6);
+  ASSERT_TRUE(server->Write(burst));
+  const std::string records = server->TakeOutput();
+  client.Feed(std::string_view(records).substr(0, records.size() - 10));  // a record cut short
+  std::string received;
+  while (client.Read(&received, 65536) == Result::kDone) {
+  }
+  ASSERT_EQ(client.Write(std::string(64u << 10, 'x')), Result::kDone);
+  client.ReleaseDrainedBuffers();  // the cut record's bytes are still needed
+  EXPECT_GT(client.buffered_capacity(), 0u);
+  client.Feed(std::string_view(records).substr(records.size() - 10));
+  while (client.Read(&received, 65536) == Result::kDone) {
+  }
+  EXPECT_TRUE(received == burst);
+  EXPECT_GT(client.buffered_capacity(), 64u << 10);  // the unsent records
+  server->Feed(client.TakeOutput());
+  client.ReleaseDrainedBuffers();
+  EXPECT_LE(client.buffered_capacity(), 2 * std::string().capacity());  // in-object only
 }
 
 TEST_F(TlsClientTest, ExpiredCertificateIsRefused) {
