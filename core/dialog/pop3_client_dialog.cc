@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "core/dialog/sasl_bearer.h"
 #include "proto/absl_string_view.h"
 #include "proto/printable_text.h"
 #include "proto/sasl.h"
@@ -57,12 +58,8 @@ ClientDialog::Step Pop3ClientDialog::Capabilities() const {
 }
 
 ClientDialog::Step Pop3ClientDialog::AcceptBearer(std::string_view base64) {
-  absl::StatusOr<std::string> raw = proto::Base64DecodeStrict(base64);
-  if (!raw.ok()) return Rejected("the XOAUTH2 response is not valid base64");
-  absl::StatusOr<proto::BearerResponse> bearer = proto::DecodeXoauth2(*raw);
-  if (!bearer.ok()) {
-    return Rejected(mailring::StrCat("malformed XOAUTH2 response: ", bearer.status().message()));
-  }
+  absl::StatusOr<proto::BearerResponse> bearer = DecodeClientXoauth2(base64);
+  if (!bearer.ok()) return Rejected(proto::AsStd(bearer.status().message()));
   Step step{Outcome::kAuthenticate, {}, {}, {}};
   step.bearer = *std::move(bearer);
   return step;

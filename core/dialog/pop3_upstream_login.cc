@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "core/dialog/sasl_bearer.h"
 #include "proto/absl_string_view.h"
 #include "proto/printable_text.h"
 #include "proto/sasl.h"
@@ -149,17 +150,14 @@ UpstreamLogin::Step Pop3UpstreamLogin::StartLogin() {
 UpstreamLogin::Step Pop3UpstreamLogin::ProvideToken(const proto::Secret& token,
                                                     std::string_view fallback_user) {
   const std::string_view user = credentials_.user.empty() ? fallback_user : credentials_.user;
-  std::string raw;
-  if (HasSasl("XOAUTH2")) {
-    bearer_mechanism_ = "XOAUTH2";
-    raw = proto::EncodeXoauth2(user, token.Reveal());
-  } else if (HasSasl("OAUTHBEARER")) {
-    bearer_mechanism_ = "OAUTHBEARER";
-    raw = proto::EncodeOauthBearer(user, token.Reveal(), credentials_.host, credentials_.port);
-  } else {
+  std::optional<BearerResponse> bearer =
+      ChooseBearer(HasSasl("XOAUTH2"), HasSasl("OAUTHBEARER"), user, token, credentials_.host,
+                   credentials_.port);
+  if (!bearer.has_value()) {
     return Fail("the POP3 server offers no bearer-token mechanism (SASL XOAUTH2 or OAUTHBEARER)");
   }
-  const std::string response = proto::Base64Encode(raw);
+  bearer_mechanism_ = bearer->mechanism;
+  const std::string response = std::move(bearer->base64);
   state_ = State::kAuthBearer;
   std::string line = mailring::StrCat("AUTH ", bearer_mechanism_, " ", response, "\r\n");
   if (line.size() <= kMaxAuthLine) {

@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "core/dialog/sasl_bearer.h"
 #include "proto/absl_string_view.h"
 #include "proto/printable_text.h"
 #include "proto/sasl.h"
@@ -147,20 +148,16 @@ UpstreamLogin::Step SmtpUpstreamLogin::StartLogin() {
 UpstreamLogin::Step SmtpUpstreamLogin::ProvideToken(const proto::Secret& token,
                                                     std::string_view fallback_user) {
   const std::string_view user = credentials_.user.empty() ? fallback_user : credentials_.user;
-  std::string raw;
-  if (HasAuth("XOAUTH2")) {
-    bearer_mechanism_ = "XOAUTH2";
-    raw = proto::EncodeXoauth2(user, token.Reveal());
-  } else if (HasAuth("OAUTHBEARER")) {
-    bearer_mechanism_ = "OAUTHBEARER";
-    raw = proto::EncodeOauthBearer(user, token.Reveal(), credentials_.host, credentials_.port);
-  } else {
+  std::optional<BearerResponse> bearer =
+      ChooseBearer(HasAuth("XOAUTH2"), HasAuth("OAUTHBEARER"), user, token, credentials_.host,
+                   credentials_.port);
+  if (!bearer.has_value()) {
     return Fail("the SMTP server offers no bearer-token mechanism (AUTH XOAUTH2 or OAUTHBEARER)");
   }
+  bearer_mechanism_ = bearer->mechanism;
   state_ = State::kAuthBearer;
   return Step{Outcome::kSend,
-              mailring::StrCat("AUTH ", bearer_mechanism_, " ", proto::Base64Encode(raw), "\r\n"),
-              {}};
+              mailring::StrCat("AUTH ", bearer_mechanism_, " ", bearer->base64, "\r\n"), {}};
 }
 
 UpstreamLogin::Step SmtpUpstreamLogin::OnLine(std::string_view line) {
