@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -57,6 +58,8 @@ void MinimalImapServer(int fd, std::string* login_seen) {
 
 class WorkerTest : public ::testing::Test {
  protected:
+  // As control/main.cc does: splice(2) to a socket the client closed raises SIGPIPE otherwise.
+  void SetUp() override { ::signal(SIGPIPE, SIG_IGN); }
   void StartWorker(uint16_t upstream_port, std::string password = "secret",
                    bool login_on_behalf = true, Route::Tls tls = Route::Tls::kNone) {
     auto route = std::make_shared<Route>();
