@@ -55,8 +55,8 @@ absl::Status FaultForwarder::Start() {
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     const int error = errno;
     ::close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("forwarder bind/listen on 127.0.0.1:", port_.load(), ": ", std::strerror(error)));
+    return absl::UnavailableError(absl::StrCat("forwarder bind/listen on 127.0.0.1:", port_.load(),
+                                               ": ", std::strerror(error)));
   }
   port_.store(ntohs(addr.sin_port));
   acceptor_ = std::thread(&FaultForwarder::AcceptLoop, this, fd, generation_.load());

@@ -6,10 +6,11 @@
 //                 [--faults=KIND,...] [--report=FILE]
 //
 // --duration is the whole soak in seconds (sessions start until then; the ones running finish);
-// its default is the environment's MAILRING_SOAK_SECONDS if set, else 60. ctest runs the 60 s form (label `soak`; scripts/test.sh after the integration tests,
-// MAILRING_SOAK_SECONDS lengthens it, 0 skips it). The long form is opt-in: run the binary
-// with --duration=600 or more (docs/OPERATIONS.md, "Soak"). Exit 0: pass; 1: fail; 2: usage or
-// set-up error; 77: nothing to run (no Dovecot; or --mode=cluster without kubectl).
+// it defaults to the environment's MAILRING_SOAK_SECONDS if set, else 60. ctest runs this form
+// (label `soak`; scripts/test.sh after the integration tests, MAILRING_SOAK_SECONDS=0 skips it).
+// The long form is opt-in: --duration=1800 or more (docs/OPERATIONS.md, "Soak"). --faults keeps
+// only the named kinds. Exit 0: pass; 1: fail; 2: usage or set-up error; 77: nothing to run (no
+// Dovecot; or --mode=cluster without kubectl).
 //
 // What runs: one real Dovecot (tests/integration/dovecot_fixture.sh, ~20 MiB message 4), the fake
 // OAuth server (tests/fakes/oauth_server.h; 4 s tokens, so mailring refreshes every ~3 s and a
@@ -22,15 +23,18 @@
 //   both        (default) both daemons at once, in front of the same Dovecot.
 // Each of --sessions client threads loops until the end: connect to the next route (round
 // robin), run one session (tests/soak/soak_session.h: greeting PREAUTH, SELECT, FETCH of the 3
-// small messages and of the ~20 MiB one, LOGOUT), record its outcome, reconnect (after 200 ms if
-// it failed, so an outage is not a busy loop).
+// small messages, 3 FETCHes of the ~20 MiB one, LOGOUT), record its outcome, reconnect (after
+// 200 ms if it failed, so an outage is not a busy loop).
 //
 // The fault schedule (deterministic from --seed: the order of kinds, shuffled per round, and
-// every length): 3 s quiet, then faults one at a time, each followed by a 2-3.5 s quiet gap,
+// every length): 3 s quiet, then faults one at a time, each followed by a 1.5-2.5 s quiet gap,
 // none in the last max(10 s, duration/6) so that the end shows recovery.
-//   upstream-restart  Dovecot stopped (the fixture's stop: SIGTERM to the master, which ends
-//                     every IMAP process mid-whatever), down 0.5-1.5 s, started again on the
-//                     same ports with byte-identical mail.               affects every route
+//   upstream-restart  Dovecot stopped (the fixture's stop: SIGTERM to the master; an IMAP
+//                     process says "* BYE Server shutting down." and ends, but one busy with a
+//                     FETCH finishes it first), down 0.5-1.5 s, started again on the same ports
+//                     with byte-identical mail.                          affects every route
+//   upstream-kill     the same with SIGKILL to every Dovecot process: every connection ends at
+//                     once, mid-literal for the sessions that were fetching.   every route
 //   token-5xx         every token request answers 500, for 4-5 s.       affects "oauth"
 //   token-slow        every token request is held 2-4 s by the forwarder, for 4-6 s.  "oauth"
 //   token-down        the token listener and the forwarder closed (connections refused), the
@@ -55,10 +59,10 @@
 //                    why.
 //                    (b) an orderly close (EOF, no line) after the PREAUTH greeting, every
 //                    delivered byte correct (a literal may have been cut: a correct prefix), and
-//                    the session ended during an upstream restart (from 1 s before Dovecot was
-//                    stopped to 5 s after it was up again). Once a session relays, mailring no
-//                    longer parses the server's stream, so it cannot add a line there: it must
-//                    deliver everything the server sent and close in order, which is this.
+//                    the session ended during an upstream restart or kill (from 1 s before
+//                    Dovecot was stopped to 5 s after it was up again). Once a session relays,
+//                    mailring no longer parses the server's stream, so it cannot add a line there:
+//                    it must deliver everything the server sent and close in order, which is this.
 //   MISMATCH         a delivered literal byte differs from the reference (lost, reordered,
 //                    duplicated or altered bytes), or a literal's announced size differs, and
 //                    what follows is not (a)'s correct-prefix-then-line case.
@@ -71,6 +75,8 @@
 // session that started after the fault ended completed on every route the fault affects
 // (recovery). The report prints sessions per route and outcome, bytes verified, every fault with
 // its recovery time, every failure line with its count, and each MISMATCH/UNCLEAR/HANG.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -78,7 +84,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <arpa/inet.h>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -89,7 +94,6 @@
 #include <iostream>
 #include <map>
 #include <memory>
-#include <netinet/in.h>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -180,8 +184,9 @@ std::optional<Flags> ParseFlags(int argc, char** argv) {
                number <= 1000) {
       flags.sessions = static_cast<int>(number);
     } else if (name == "--seed" && absl::SimpleAtoi(value, &flags.seed)) {
-    } else if (name == "--mode" && (value == "both" || value == "standalone" || value == "cluster")) {
-      flags.mode = value == "both" ? Mode::kBoth
+    } else if (name == "--mode" &&
+               (value == "both" || value == "standalone" || value == "cluster")) {
+      flags.mode = value == "both"         ? Mode::kBoth
                    : value == "standalone" ? Mode::kStandalone
                                            : Mode::kCluster;
     } else if (name == "--faults" && !value.empty()) {
@@ -436,11 +441,11 @@ class Environment {
     const uint16_t basic_port = integration::PickFreeLoopbackPort();
     uint16_t oauth_port = basic_port;
     while (oauth_port == basic_port) oauth_port = integration::PickFreeLoopbackPort();
-    const std::string json = integration::DestinationsFileJson(
-        {{absl::StrCat("127.0.0.1:", basic_port), basic},
-         {absl::StrCat("127.0.0.1:", oauth_port), oauth}});
-    absl::StatusOr<std::unique_ptr<MailringProcess>> process = MailringProcess::Start(
-        dir_.path(), json, {basic_port, oauth_port}, {"--log-level=info"});
+    const std::string json =
+        integration::DestinationsFileJson({{absl::StrCat("127.0.0.1:", basic_port), basic},
+                                           {absl::StrCat("127.0.0.1:", oauth_port), oauth}});
+    absl::StatusOr<std::unique_ptr<MailringProcess>> process =
+        MailringProcess::Start(dir_.path(), json, {basic_port, oauth_port}, {"--log-level=info"});
     if (!process.ok()) return process.status();
     standalone_ = *std::move(process);
     routes_.push_back({kBasic, basic_port});
@@ -449,10 +454,9 @@ class Environment {
   }
 
   CommandResult Kubectl(const std::string& args) {
-    return RunCommand(absl::StrCat("timeout 25 ", ShellQuote(KubectlBinary()), " --kubeconfig ",
-                                   ShellQuote(kubeconfig_), " --cache-dir ",
-                                   ShellQuote(dir_.path() + "/kube-cache"),
-                                   " --request-timeout=10s ", args));
+    return RunCommand(absl::StrCat(
+        "timeout 25 ", ShellQuote(KubectlBinary()), " --kubeconfig ", ShellQuote(kubeconfig_),
+        " --cache-dir ", ShellQuote(dir_.path() + "/kube-cache"), " --request-timeout=10s ", args));
   }
 
   absl::Status StartCluster() {
@@ -470,12 +474,13 @@ class Environment {
 
     if (absl::Status status = destinations_.Start(); !status.ok()) return status;
     if (absl::Status status = destinations_.AddDestination(
-            "", absl::StrCat(R"({"Name":")", kDestinationName,
-                             R"(","Type":"MAIL","Authentication":"BasicAuthentication",)",
-                             R"("mail.user":"alice","mail.password":")", kAlicePassword,
-                             R"(","mail.transport.protocol":"imap4","mail.imap4.host":"127.0.0.1",)",
-                             R"("mail.imap4.port":")", dovecot_->port(),
-                             R"(","mail.imap4.auth":"true","ProxyType":"Internet"})"));
+            "",
+            absl::StrCat(R"({"Name":")", kDestinationName,
+                         R"(","Type":"MAIL","Authentication":"BasicAuthentication",)",
+                         R"("mail.user":"alice","mail.password":")", kAlicePassword,
+                         R"(","mail.transport.protocol":"imap4","mail.imap4.host":"127.0.0.1",)",
+                         R"("mail.imap4.port":")", dovecot_->port(),
+                         R"(","mail.imap4.auth":"true","ProxyType":"Internet"})"));
         !status.ok()) {
       return status;
     }
@@ -498,10 +503,11 @@ class Environment {
 
     const std::string cr_path = dir_.path() + "/cr.yaml";
     if (absl::Status status = integration::WriteFile(
-            cr_path, absl::StrCat("apiVersion: destination.connectivity.api.sap/v1\n"
-                                  "kind: Destination\nmetadata:\n  name: ",
-                                  kCrName, "\n  namespace: ", kAppNamespace,
-                                  "\nspec:\n  destinationRef:\n    name: ", kDestinationName, "\n"));
+            cr_path,
+            absl::StrCat("apiVersion: destination.connectivity.api.sap/v1\n"
+                         "kind: Destination\nmetadata:\n  name: ",
+                         kCrName, "\n  namespace: ", kAppNamespace,
+                         "\nspec:\n  destinationRef:\n    name: ", kDestinationName, "\n"));
         !status.ok()) {
       return status;
     }
@@ -574,7 +580,8 @@ std::vector<FaultKind> FaultKinds(Environment& env, Mode mode) {
                      const absl::Duration down = UniformSeconds(random, 0.5, 1.5);
                      record.upstream_restart = true;
                      record.detail = absl::StrCat("SIGTERM, down ", absl::FormatDuration(down));
-                     if (absl::Status s = env.dovecot().Stop(); !s.ok()) record.error = s.ToString();
+                     if (absl::Status s = env.dovecot().Stop(); !s.ok())
+                       record.error = s.ToString();
                      absl::SleepFor(down);
                      if (absl::Status s = env.dovecot().StartAgain(); !s.ok()) {
                        record.error = s.ToString();
@@ -603,8 +610,9 @@ std::vector<FaultKind> FaultKinds(Environment& env, Mode mode) {
     kinds.push_back({"token-slow", {kOAuth}, [&env](std::mt19937_64& random, FaultRecord& record) {
                        const absl::Duration delay = UniformSeconds(random, 2, 4);
                        const absl::Duration length = UniformSeconds(random, 4, 6);
-                       record.detail = absl::StrCat("each request held ", absl::FormatDuration(delay),
-                                                    ", for ", absl::FormatDuration(length));
+                       record.detail =
+                           absl::StrCat("each request held ", absl::FormatDuration(delay), ", for ",
+                                        absl::FormatDuration(length));
                        env.token_forwarder().SetDelay(delay);
                        absl::SleepFor(length);
                        env.token_forwarder().SetDelay(absl::ZeroDuration());
@@ -615,7 +623,8 @@ std::vector<FaultKind> FaultKinds(Environment& env, Mode mode) {
                        env.token_forwarder().GoDown();
                        env.oauth().Stop();
                        absl::SleepFor(length);
-                       if (absl::Status s = env.oauth().Start(); !s.ok()) record.error = s.ToString();
+                       if (absl::Status s = env.oauth().Start(); !s.ok())
+                         record.error = s.ToString();
                        if (absl::Status s = env.token_forwarder().Start(); !s.ok()) {
                          record.error = s.ToString();
                        }
@@ -627,29 +636,29 @@ std::vector<FaultKind> FaultKinds(Environment& env, Mode mode) {
                        record.detail = absl::StrCat(api->OpenWatches(), " watches cut");
                        api->DropWatches();
                      }});
-    kinds.push_back({"watch-410", {kCluster}, [api](std::mt19937_64&, FaultRecord& record) {
-                       const int lists = api->RequestCount("list");
-                       api->CompactHistory();
-                       record.detail = absl::StrCat(api->OpenWatches(),
-                                                    " watches cut after the history was compacted");
-                       api->DropWatches();
-                       // The resumed watches get 410 Expired and must list again.
-                       if (!WaitFor([&] { return api->RequestCount("list") > lists; },
-                                    absl::Seconds(10))) {
-                         record.error = "no list within 10 s after 410 Expired";
-                       }
-                     }});
+    kinds.push_back(
+        {"watch-410", {kCluster}, [api](std::mt19937_64&, FaultRecord& record) {
+           const int lists = api->RequestCount("list");
+           api->CompactHistory();
+           record.detail =
+               absl::StrCat(api->OpenWatches(), " watches cut after the history was compacted");
+           api->DropWatches();
+           // The resumed watches get 410 Expired and must list again.
+           if (!WaitFor([&] { return api->RequestCount("list") > lists; }, absl::Seconds(10))) {
+             record.error = "no list within 10 s after 410 Expired";
+           }
+         }});
     kinds.push_back({"lease-move", {kCluster}, [api](std::mt19937_64& random, FaultRecord& record) {
                        const absl::Duration length = UniformSeconds(random, 3, 5);
                        record.detail = absl::StrCat("held by soak-intruder for ",
                                                     absl::FormatDuration(length), ", then pod-a");
                        const auto give = [&](const std::string& holder) {
-                         const FakeKubeApiServer::Response response = api->Request(
-                             "PATCH", kLeasePath,
-                             absl::StrCat(R"({"spec":{"holderIdentity":")", holder,
-                                          R"(","renewTime":")", Rfc3339Micro(absl::Now()),
-                                          R"("}})"),
-                             "application/merge-patch+json");
+                         const FakeKubeApiServer::Response response =
+                             api->Request("PATCH", kLeasePath,
+                                          absl::StrCat(R"({"spec":{"holderIdentity":")", holder,
+                                                       R"(","renewTime":")",
+                                                       Rfc3339Micro(absl::Now()), R"("}})"),
+                                          "application/merge-patch+json");
                          if (response.status != 200) {
                            record.error = absl::StrCat("PATCH lease: HTTP ", response.status, " ",
                                                        response.body);
@@ -691,10 +700,11 @@ std::vector<FaultRecord> RunFaultSchedule(std::vector<FaultKind> kinds, uint64_t
     record.end = absl::Now();
     std::cout << absl::StrFormat("[soak] +%5.1fs %-16s %s%s\n",
                                  absl::ToDoubleSeconds(record.start - start), record.kind,
-                                 record.detail, record.error.empty() ? "" : " ERROR: " + record.error)
+                                 record.detail,
+                                 record.error.empty() ? "" : " ERROR: " + record.error)
               << std::flush;
     records.push_back(std::move(record));
-    absl::SleepFor(UniformSeconds(random, 2, 3.5));
+    absl::SleepFor(UniformSeconds(random, 1.5, 2.5));
   }
   return records;
 }
@@ -743,8 +753,7 @@ int Run(const Flags& flags) {
 
   const absl::Time start = absl::Now();
   const absl::Time end = start + flags.duration;
-  const absl::Time quiet_from =
-      end - std::max(absl::Seconds(10), flags.duration / 6);
+  const absl::Time quiet_from = end - std::max(absl::Seconds(10), flags.duration / 6);
   std::atomic<bool> abort{false};
   std::vector<FaultRecord> faults;
   std::thread fault_thread([&] {
@@ -792,7 +801,7 @@ int Run(const Flags& flags) {
   for (RecordedSession& s : sessions) {
     const SessionOutcome& o = s.outcome;
     verified += o.verified_bytes;
-    big_verified += o.big_verified ? 1 : 0;
+    big_verified += o.big_verified;
     std::string key = SessionEndName(o.end);
     switch (o.end) {
       case SessionEnd::kCompleted:
@@ -822,7 +831,8 @@ int Run(const Flags& flags) {
         break;
       case SessionEnd::kUnclear:
         ++unclear;
-        bad.push_back(absl::StrCat("UNCLEAR ", kGroupNames[s.group], " at ", o.stage, ": ", o.line));
+        bad.push_back(
+            absl::StrCat("UNCLEAR ", kGroupNames[s.group], " at ", o.stage, ": ", o.line));
         break;
       case SessionEnd::kHang:
         ++hangs;
@@ -842,8 +852,8 @@ int Run(const Flags& flags) {
       std::optional<absl::Time> first;
       for (const RecordedSession& s : sessions) {
         if (s.group == group && s.outcome.end == SessionEnd::kCompleted &&
-            s.outcome.started >= fault.end && (!first || s.outcome.ended < *first)) {
-          first = s.outcome.ended;
+            s.outcome.started >= fault.end && (!first || s.outcome.started < *first)) {
+          first = s.outcome.started;
         }
       }
       if (first) {
@@ -851,27 +861,30 @@ int Run(const Flags& flags) {
                         absl::StrFormat("%.1fs", absl::ToDoubleSeconds(*first - fault.end)));
       } else {
         absl::StrAppend(&recovery, " ", kGroupNames[group], " NEVER");
-        failures.push_back(absl::StrCat("no session on ", kGroupNames[group],
-                                        " completed after the ", fault.kind, " at +",
-                                        absl::FormatDuration(absl::Trunc(fault.start - start,
-                                                                         absl::Milliseconds(100)))));
+        failures.push_back(absl::StrCat(
+            "no session on ", kGroupNames[group], " completed after the ", fault.kind, " at +",
+            absl::FormatDuration(absl::Trunc(fault.start - start, absl::Milliseconds(100)))));
       }
     }
     // Sessions running when the fault began: what the fault did to them.
     std::map<std::string, int> caught;
+    int in_flight = 0;
     for (const RecordedSession& s : sessions) {
       if (s.outcome.started < fault.start && s.outcome.ended > fault.start) {
-        ++caught[s.outcome.end == SessionEnd::kCompleted ? "completed" : "failed"];
+        ++in_flight;
+        const std::string stage = s.outcome.stage.substr(0, s.outcome.stage.find(" ("));
+        ++caught[s.outcome.end == SessionEnd::kCompleted ? "completed"
+                                                         : absl::StrCat("failed at ", stage)];
       }
     }
-    absl::StrAppend(&recovery, "; in flight at its start: ", caught["completed"] + caught["failed"],
-                    " (", caught["failed"], " failed)");
+    absl::StrAppend(&recovery, "\n            in flight at its start: ", in_flight);
+    for (const auto& [what, count] : caught) absl::StrAppend(&recovery, ", ", what, " ", count);
     if (!fault.error.empty()) {
       failures.push_back(absl::StrCat("injecting ", fault.kind, " failed: ", fault.error));
     }
-    fault_lines << absl::StrFormat("  +%5.1fs %-16s %-50s recovered (first completed session):%s\n",
-                                   absl::ToDoubleSeconds(fault.start - start), fault.kind,
-                                   fault.detail, recovery);
+    fault_lines << absl::StrFormat(
+        "  +%5.1fs %-16s %-50s recovered (start of the first session after it that completed):%s\n",
+        absl::ToDoubleSeconds(fault.start - start), fault.kind, fault.detail, recovery);
   }
   if (faults.empty()) failures.push_back("no fault was injected (duration too short?)");
   for (const Route& route : env.routes()) {
@@ -923,7 +936,8 @@ int Run(const Flags& flags) {
       size_t from = text.size();
       for (int n = 0; n < 40 && from > 0; ++n) from = text.rfind('\n', from - 1);
       report << "---- " << who << " log " << path << " (kept with MAILRING_KEEP_TMP=1), last "
-             << "lines ----\n" << text.substr(from == std::string::npos ? 0 : from + 1);
+             << "lines ----\n"
+             << text.substr(from == std::string::npos ? 0 : from + 1);
     }
   }
   std::cout << report.str() << std::flush;

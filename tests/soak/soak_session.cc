@@ -130,15 +130,20 @@ class SessionRun {
  public:
   SessionRun(int fd, const SessionOptions& options, const ReferenceMail& reference,
              absl::Time started)
-      : wire_(fd, options.inactivity_timeout, started + options.deadline), reference_(reference) {
+      : wire_(fd, options.inactivity_timeout, started + options.deadline),
+        reference_(reference),
+        big_fetches_(options.big_fetches) {
     outcome_.started = started;
   }
 
   SessionOutcome Run() {
-    if (Greeting() && Exchange("S", "SELECT INBOX", "SELECT") &&
-        Exchange("F1", "FETCH 1:3 (BODY.PEEK[TEXT])", "FETCH small") && ExpectLiterals(3, false) &&
-        Exchange("F2", "FETCH 4 (BODY.PEEK[])", "FETCH big") && ExpectLiterals(4, true) &&
-        Exchange("L", "LOGOUT", "LOGOUT")) {
+    bool ok = Greeting() && Exchange("S", "SELECT INBOX", "SELECT") &&
+              Exchange("F", "FETCH 1:3 (BODY.PEEK[TEXT])", "FETCH small") && ExpectLiterals(3, 0);
+    for (int i = 1; ok && i <= big_fetches_; ++i) {
+      ok = Exchange(absl::StrCat("B", i), "FETCH 4 (BODY.PEEK[])", "FETCH big") &&
+           ExpectLiterals(3 + i, i);
+    }
+    if (ok && Exchange("L", "LOGOUT", "LOGOUT")) {
       outcome_.end = SessionEnd::kCompleted;
       outcome_.line.clear();
     }
@@ -212,8 +217,7 @@ class SessionRun {
         }
       }
       const size_t take = std::min(size - offset, wire_.available());
-      if (expected != nullptr &&
-          std::memcmp(wire_.data(), expected->data() + offset, take) != 0) {
+      if (expected != nullptr && std::memcmp(wire_.data(), expected->data() + offset, take) != 0) {
         size_t k = 0;
         while (wire_.data()[k] == (*expected)[offset + k]) ++k;
         outcome_.verified_bytes += k;
@@ -225,7 +229,7 @@ class SessionRun {
     }
     if (expected != nullptr) {
       ++outcome_.literals_verified;
-      if (expected == &reference_.big) outcome_.big_verified = true;
+      if (expected == &reference_.big) ++outcome_.big_verified;
     }
     return true;
   }
@@ -273,7 +277,8 @@ class SessionRun {
       while (true) {
         const ssize_t n = wire_.ReadLine(&line);
         if (n == -EMSGSIZE) {
-          return Fail(SessionEnd::kUnclear, absl::StrCat(stage, ": a line over ", kMaxLine, " bytes"));
+          return Fail(SessionEnd::kUnclear,
+                      absl::StrCat(stage, ": a line over ", kMaxLine, " bytes"));
         }
         if (n <= 0) return FailRead(n, absl::StrCat("waiting for the answer to ", stage));
         response += line;
@@ -292,15 +297,17 @@ class SessionRun {
   }
 
   // After a FETCH answered OK: the literals it must have delivered were there and whole.
-  bool ExpectLiterals(int total, bool big) {
+  bool ExpectLiterals(int total, int big) {
     if (outcome_.literals_verified == total && outcome_.big_verified == big) return true;
     return Fail(SessionEnd::kUnclear,
                 absl::StrCat(outcome_.stage, " answered OK with ", outcome_.literals_verified,
-                             " of ", total, " expected literals"));
+                             " of ", total, " expected literals (", outcome_.big_verified, " of ",
+                             big, " big ones) verified so far"));
   }
 
   Wire wire_;
   const ReferenceMail& reference_;
+  const int big_fetches_;
   SessionOutcome outcome_;
   std::string tag_;
 };
