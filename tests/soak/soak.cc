@@ -70,7 +70,7 @@
 //                    listener must stay up through every fault), reset (RST), closed before any
 //                    greeting, an orderly close without a line outside an upstream restart, an
 //                    unexpected greeting, a FETCH answered OK without its literals.
-//   HANG             no byte for 30 s, or a session past 120 s.
+//   HANG             no byte for 30 s, or a session past 300 s.
 // Pass: 0 MISMATCH, 0 UNCLEAR, 0 HANG, at least one fault injected, and after every fault a
 // session that started after the fault ended completed on every route the fault affects
 // (recovery). The report prints sessions per route and outcome, bytes verified, every fault with

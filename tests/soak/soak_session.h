@@ -51,7 +51,7 @@ struct SessionOutcome {
 struct SessionOptions {
   uint16_t port = 0;  // mailring's route on 127.0.0.1
   absl::Duration inactivity_timeout = absl::Seconds(30);
-  absl::Duration deadline = absl::Seconds(120);  // the whole session
+  absl::Duration deadline = absl::Seconds(300);  // the whole session
   int big_fetches = 3;
 };
 
