@@ -3,14 +3,15 @@
 // token service and, in cluster mode, breaks the API server's watches and moves the leader Lease.
 //
 //   mailring_soak [--duration=60] [--sessions=40] [--mode=both|standalone|cluster] [--seed=1]
-//                 [--faults=KIND,...] [--report=FILE]
+//                 [--faults=KIND,...] [--report=FILE] [--sessions-log=FILE]
 //
 // --duration is the whole soak in seconds (sessions start until then; the ones running finish);
 // it defaults to the environment's MAILRING_SOAK_SECONDS if set, else 60. ctest runs this form
 // (label `soak`; scripts/test.sh after the integration tests, MAILRING_SOAK_SECONDS=0 skips it).
 // The long form is opt-in: --duration=1800 or more (docs/OPERATIONS.md, "Soak"). --faults keeps
-// only the named kinds. Exit 0: pass; 1: fail; 2: usage or set-up error; 77: nothing to run (no
-// Dovecot; or --mode=cluster without kubectl).
+// only the named kinds; --sessions-log writes one tab-separated line per session (route, start
+// and end in seconds from the start, outcome, stage, bytes verified, line). Exit 0: pass; 1: fail;
+// 2: usage or set-up error; 77: nothing to run (no Dovecot; or --mode=cluster without kubectl).
 //
 // What runs: one real Dovecot (tests/integration/dovecot_fixture.sh, ~20 MiB message 4), the fake
 // OAuth server (tests/fakes/oauth_server.h; 4 s tokens, so mailring refreshes every ~3 s and a
@@ -40,8 +41,9 @@
 //   token-down        the token listener and the forwarder closed (connections refused), the
 //                     fake's introspection (Dovecot's side) stays up, for 4-5 s.     "oauth"
 //   watch-drop        every open watch stream cut mid-stream.            affects "cluster"
-//   watch-410         the watch history compacted, then every watch cut: the resumed watch
-//                     gets an ERROR event with code 410 (Expired) and must list again. "cluster"
+//   watch-410         the watch history compacted, then every watch cut: the first watch request
+//                     that comes back is answered HTTP 410 Gone, the others get an ERROR event
+//                     with code 410 (Expired); each must list again.    affects "cluster"
 //   lease-move        the leader Lease mailring-leader given to "soak-intruder" (renewed every
 //                     second), for 3-5 s, then given back to pod-a.      affects "cluster"
 //
@@ -71,10 +73,13 @@
 //                    greeting, an orderly close without a line outside an upstream restart, an
 //                    unexpected greeting, a FETCH answered OK without its literals.
 //   HANG             no byte for 30 s, or a session past 300 s.
-// Pass: 0 MISMATCH, 0 UNCLEAR, 0 HANG, at least one fault injected, and after every fault a
-// session that started after the fault ended completed on every route the fault affects
+// Pass: 0 MISMATCH, 0 UNCLEAR, 0 HANG, at least one fault injected, every injection succeeded,
+// both daemons still running at the end, a completed session on every route, and after every
+// fault a session that started after the fault ended completed on every route the fault affects
 // (recovery). The report prints sessions per route and outcome, bytes verified, every fault with
-// its recovery time, every failure line with its count, and each MISMATCH/UNCLEAR/HANG.
+// its recovery time (start of the first later session that completed) and what became of the
+// sessions in flight when it began, every failure line with its count, and each
+// MISMATCH/UNCLEAR/HANG. soak_session_test proves the classifier sees what these rules name.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -154,6 +159,7 @@ struct Flags {
   uint64_t seed = 1;
   std::vector<std::string> faults;  // only these kinds (empty: every kind of the mode)
   std::string report_path;
+  std::string sessions_log_path;  // one line per session
 };
 
 std::string EnvOr(const char* name, const std::string& fallback) {
@@ -191,13 +197,15 @@ std::optional<Flags> ParseFlags(int argc, char** argv) {
                                            : Mode::kCluster;
     } else if (name == "--faults" && !value.empty()) {
       flags.faults = absl::StrSplit(value, ',');
+    } else if (name == "--sessions-log" && !value.empty()) {
+      flags.sessions_log_path = value;
     } else if (name == "--report" && !value.empty()) {
       flags.report_path = value;
     } else {
       std::cerr << "mailring_soak: bad argument '" << arg << "'\n"
                 << "usage: mailring_soak [--duration=SECONDS] [--sessions=N] "
                    "[--mode=both|standalone|cluster] [--seed=N] [--faults=KIND,...] "
-                   "[--report=FILE]\n";
+                   "[--report=FILE] [--sessions-log=FILE]\n";
       return std::nullopt;
     }
   }
@@ -640,10 +648,14 @@ std::vector<FaultKind> FaultKinds(Environment& env, Mode mode) {
         {"watch-410", {kCluster}, [api](std::mt19937_64&, FaultRecord& record) {
            const int lists = api->RequestCount("list");
            api->CompactHistory();
-           record.detail =
-               absl::StrCat(api->OpenWatches(), " watches cut after the history was compacted");
+           record.detail = absl::StrCat(api->OpenWatches(),
+                                        " watches cut after the history was compacted, the first "
+                                        "re-watch answered HTTP 410");
+           // Both ways a real API server says 410: the first watch request that comes back is
+           // answered HTTP 410 Gone; the others get an ERROR event with code 410 (Expired).
+           api->FailNextRequests("", 1, 410, "watch");
            api->DropWatches();
-           // The resumed watches get 410 Expired and must list again.
+           // Either way the resumed watch must list again.
            if (!WaitFor([&] { return api->RequestCount("list") > lists; }, absl::Seconds(10))) {
              record.error = "no list within 10 s after 410 Expired";
            }
@@ -840,6 +852,22 @@ int Run(const Flags& flags) {
         break;
     }
     ++per_route[kGroupNames[s.group]][key];
+  }
+
+  if (!flags.sessions_log_path.empty()) {
+    std::ostringstream log;
+    log << "route\tstart_s\tend_s\toutcome\tstage\tverified_bytes\tline\n";
+    for (const RecordedSession& s : sessions) {
+      log << absl::StrFormat("%s\t%.3f\t%.3f\t%s\t%s\t%d\t%s\n", kGroupNames[s.group],
+                             absl::ToDoubleSeconds(s.outcome.started - start),
+                             absl::ToDoubleSeconds(s.outcome.ended - start),
+                             SessionEndName(s.outcome.end), s.outcome.stage,
+                             s.outcome.verified_bytes, s.outcome.line);
+    }
+    if (absl::Status status = integration::WriteFile(flags.sessions_log_path, log.str());
+        !status.ok()) {
+      std::cerr << "mailring_soak: " << status << "\n";
+    }
   }
 
   // Recovery: after each fault, a session that started after it completed on each route it
