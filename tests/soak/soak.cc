@@ -649,8 +649,7 @@ std::vector<FaultKind> FaultKinds(Environment& env, Mode mode) {
            const int lists = api->RequestCount("list");
            api->CompactHistory();
            record.detail = absl::StrCat(api->OpenWatches(),
-                                        " watches cut after the history was compacted, the first "
-                                        "re-watch answered HTTP 410");
+                                        " watches cut after compaction, 1st re-watch HTTP 410");
            // Both ways a real API server says 410: the first watch request that comes back is
            // answered HTTP 410 Gone; the others get an ERROR event with code 410 (Expired).
            api->FailNextRequests("", 1, 410, "watch");
@@ -894,15 +893,20 @@ int Run(const Flags& flags) {
             absl::FormatDuration(absl::Trunc(fault.start - start, absl::Milliseconds(100)))));
       }
     }
-    // Sessions running when the fault began: what the fault did to them.
+    // Sessions running when the fault began: what the fault did to them (a session that ended
+    // after the next fault began is not this fault's).
+    const size_t index = static_cast<size_t>(&fault - faults.data());
+    const absl::Time next_start =
+        index + 1 < faults.size() ? faults[index + 1].start : absl::InfiniteFuture();
     std::map<std::string, int> caught;
     int in_flight = 0;
     for (const RecordedSession& s : sessions) {
       if (s.outcome.started < fault.start && s.outcome.ended > fault.start) {
         ++in_flight;
         const std::string stage = s.outcome.stage.substr(0, s.outcome.stage.find(" ("));
-        ++caught[s.outcome.end == SessionEnd::kCompleted ? "completed"
-                                                         : absl::StrCat("failed at ", stage)];
+        ++caught[s.outcome.ended > next_start              ? "ended after the next fault began"
+                 : s.outcome.end == SessionEnd::kCompleted ? "completed"
+                                                           : absl::StrCat("failed at ", stage)];
       }
     }
     absl::StrAppend(&recovery, "\n            in flight at its start: ", in_flight);
@@ -911,7 +915,7 @@ int Run(const Flags& flags) {
       failures.push_back(absl::StrCat("injecting ", fault.kind, " failed: ", fault.error));
     }
     fault_lines << absl::StrFormat(
-        "  +%5.1fs %-16s %-50s recovered (start of the first session after it that completed):%s\n",
+        "  +%5.1fs %-16s %-50s recovered (start of the first later session that completed):%s\n",
         absl::ToDoubleSeconds(fault.start - start), fault.kind, fault.detail, recovery);
   }
   if (faults.empty()) failures.push_back("no fault was injected (duration too short?)");
