@@ -147,11 +147,13 @@ class ScriptedServer {
   std::thread thread_;
 };
 
-SessionOutcome RunAgainst(const ReferenceMail& reference, Fault fault) {
+// `inactivity`: generous but for the stall case (the stall is the one real wait, kept short).
+SessionOutcome RunAgainst(const ReferenceMail& reference, Fault fault,
+                          absl::Duration inactivity = absl::Seconds(20)) {
   ScriptedServer server(reference, fault);
   SessionOptions options;
   options.port = server.port();
-  options.inactivity_timeout = absl::Seconds(1);
+  options.inactivity_timeout = inactivity;
   return RunSession(options, reference);
 }
 
@@ -203,7 +205,8 @@ TEST(SoakSessionTest, ResetIsUnclear) {
 
 TEST(SoakSessionTest, SilentServerIsAHang) {
   const ReferenceMail reference = TestReference();
-  const SessionOutcome outcome = RunAgainst(reference, Fault::kStallAtSelect);
+  const SessionOutcome outcome =
+      RunAgainst(reference, Fault::kStallAtSelect, absl::Milliseconds(300));
   EXPECT_EQ(outcome.end, SessionEnd::kHang) << outcome.line;
   EXPECT_EQ(outcome.stage, "SELECT");
 }
