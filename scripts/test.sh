@@ -5,8 +5,8 @@
 #
 # 1. Installs missing Debian packages (apt-get; as root, or through sudo).
 # 2. build/       (RelWithDebInfo): unit tests, then the integration tests against a real Dovecot,
-#    then the OCI image: scripts/image.sh from build/mailring, and tests/image under podman
-#    (MAILRING_IMAGE_TEST=0: not).
+#    the fault-injection soak (tests/soak; MAILRING_SOAK_SECONDS, 60; 0: not), the OCI image:
+#    scripts/image.sh from build/mailring, tests/image under podman (MAILRING_IMAGE_TEST=0: not).
 # 3. build-asan/  (ASan+UBSan): unit tests, then the integration tests against the ASan daemon.
 # 4. build-tsan/  (TSan): the tests labelled `tsan`, if any.
 # 5. build-fuzz/  (clang, libFuzzer): every fuzz target for MAILRING_FUZZ_SECONDS (15) from its
@@ -104,9 +104,13 @@ ctest_in() {
 jobs=-j"$(nproc)"
 
 if step "build build/ (RelWithDebInfo)" build_tree build; then
-  step "unit tests (build/)" ctest_in build "$jobs" -LE 'integration|image' || true
+  step "unit tests (build/)" ctest_in build "$jobs" -LE 'integration|image|soak' || true
   # Alone, not next to the unit tests: it times sessions and opens hundreds of them.
   step "integration tests against Dovecot (build/)" ctest_in build -L integration || true
+  if [[ ${MAILRING_SOAK_SECONDS:-60} != 0 ]]; then
+    step "fault-injection soak, ${MAILRING_SOAK_SECONDS:-60}s (build/, tests/soak)" \
+      ctest_in build -L soak || true
+  fi
   if ((image_test != 0)) &&
     step "image: scripts/image.sh from build/mailring" scripts/image.sh --binary build/mailring; then
     step "image under podman: seccomp profile, PREAUTH, 20 MiB FETCH (tests/image)" \
@@ -117,8 +121,8 @@ fi
 if ((quick == 0)); then
   if step "build build-asan/ (ASan+UBSan)" build_tree build-asan \
     -DMAILRING_SANITIZER=address -DMAILRING_BUILD_PERF=OFF; then
-    step "unit tests under ASan+UBSan (build-asan/)" ctest_in build-asan "$jobs" -LE 'integration|image' ||
-      true
+    step "unit tests under ASan+UBSan (build-asan/)" \
+      ctest_in build-asan "$jobs" -LE 'integration|image|soak' || true
     if [[ ${MAILRING_ASAN_INTEGRATION:-1} == 1 ]]; then
       step "integration tests under ASan+UBSan (build-asan/)" ctest_in build-asan -L integration ||
         true

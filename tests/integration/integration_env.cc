@@ -246,12 +246,8 @@ absl::StatusOr<std::unique_ptr<DovecotServer>> DovecotServer::Start(
       absl::StrCat(ShellQuote(FixtureScript()), " start ", ShellQuote(server->dir()), " ",
                    server->port_, extra_options, " >",
                    ShellQuote(server->dir() + "/fixture.out"), " 2>&1");
-  int status = std::system(command.c_str());
-  if (status != 0) {
-    absl::StatusOr<std::string> out = ReadFile(server->dir() + "/fixture.out");
-    return absl::InternalError(absl::StrCat("'", command, "' failed (status ", status,
-                                            "): ", out.ok() ? *out : "(no output)"));
-  }
+  server->start_command_ = command;
+  if (absl::Status status = server->StartAgain(); !status.ok()) return status;
   absl::StatusOr<std::string> sha = ReadFile(server->dir() + "/big.sha256");
   absl::StatusOr<std::string> size = ReadFile(server->dir() + "/big.size");
   if (!sha.ok()) return sha.status();
@@ -273,16 +269,31 @@ absl::StatusOr<std::string> DovecotServer::SinkMessage(int n, absl::Duration wai
   }
 }
 
+absl::Status DovecotServer::StartAgain() {
+  int status = std::system(start_command_.c_str());
+  if (status != 0) {
+    absl::StatusOr<std::string> out = ReadFile(dir() + "/fixture.out");
+    return absl::InternalError(absl::StrCat("'", start_command_, "' failed (status ", status,
+                                            "): ", out.ok() ? *out : "(no output)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DovecotServer::Stop() {
+  std::string command =
+      absl::StrCat(ShellQuote(FixtureScript()), " stop ", ShellQuote(dir()), " >/dev/null 2>&1");
+  if (int status = std::system(command.c_str()); status != 0) {
+    return absl::InternalError(absl::StrCat("'", command, "' failed (status ", status, ")"));
+  }
+  return absl::OkStatus();
+}
+
 std::string DovecotServer::Log() const {
   absl::StatusOr<std::string> log = ReadFile(dir() + "/dovecot.log");
   return log.ok() ? *log : "";
 }
 
-DovecotServer::~DovecotServer() {
-  std::string command =
-      absl::StrCat(ShellQuote(FixtureScript()), " stop ", ShellQuote(dir()), " >/dev/null 2>&1");
-  (void)std::system(command.c_str());
-}
+DovecotServer::~DovecotServer() { (void)Stop(); }
 
 std::string DovecotServer::SmallMessageText(int sequence) {
   switch (sequence) {
