@@ -68,12 +68,15 @@ absl::Status Worker::Start(absl::Duration drain_timeout) {
 
 void Worker::RequestDrain() {
   drain_requested_.store(true, std::memory_order_release);
-  const uint64_t one = 1;
-  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+  Wake();
 }
 
 void Worker::NotifyCredentials() {
   credentials_changed_.store(true, std::memory_order_release);
+  Wake();
+}
+
+void Worker::Wake() {
   const uint64_t one = 1;
   if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
 }
@@ -138,8 +141,7 @@ void Worker::UpdateRoutes(std::shared_ptr<const RouteTable> routes) {
     pending_routes_ = std::move(routes);
   }
   routes_changed_.store(true, std::memory_order_release);
-  const uint64_t one = 1;
-  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+  Wake();
 }
 
 void Worker::ApplyRoutes() {
@@ -267,6 +269,7 @@ void Worker::OnAccept(Listener* listener, const io_uring_cqe& cqe) {
       session->Start();
     }
   } else if (cqe.res != -ECANCELED) {
+    accept_failures_.fetch_add(1, std::memory_order_relaxed);
     // EMFILE/ENFILE/ENOMEM: a multishot accept keeps failing as long as the condition lasts,
     // so stop it and try again in a second; connections meanwhile wait in the backlog.
     if (!listener->paused) {
@@ -405,6 +408,8 @@ void Worker::Loop() {
         if (!listener->accepting && !draining_) ArmAccept(listener.get());
       }
     }
+    // Single writer: no locked instruction.
+    iterations_.store(iterations_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 }
 

@@ -56,6 +56,15 @@ class Worker final : public SessionHost {
   uint64_t listen_failures() const { return listen_failures_.load(std::memory_order_relaxed); }
   // Thread-safe: the credential cache changed for a key a session of this worker waits for.
   void NotifyCredentials();
+  // Thread-safe: accepts that failed (out of fds or memory); each pauses accepting for a
+  // second of the worker's clock rather than retrying at once.
+  uint64_t accept_failures() const { return accept_failures_.load(std::memory_order_relaxed); }
+  // Thread-safe: loop iterations completed (relaxed). With Wake(), a test that moved the
+  // worker's clock (WorkerOptions::now_ms) knows the worker has read it and run its due timers
+  // once this grew by two.
+  uint64_t iterations() const { return iterations_.load(std::memory_order_relaxed); }
+  // Thread-safe: makes the worker run a loop iteration now instead of at its next tick.
+  void Wake();
   void Join();
 
   // Thread-safe (relaxed snapshots): the pipe pool's gauges and counters.
@@ -98,6 +107,8 @@ class Worker final : public SessionHost {
   std::shared_ptr<const RouteTable> pending_routes_ ABSL_GUARDED_BY(routes_mutex_);
   std::atomic<size_t> listening_{0};
   std::atomic<uint64_t> listen_failures_{0};
+  std::atomic<uint64_t> accept_failures_{0};
+  std::atomic<uint64_t> iterations_{0};
   absl::Duration drain_timeout_;
   std::thread thread_;
   int wake_fd_ = -1;
