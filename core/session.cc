@@ -6,24 +6,23 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hash.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include "proto/str_cat.h"
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/hash.h>
 
 #include "absl/strings/escaping.h"
 #include "core/completion.h"
 #include "core/dialog/mail_protocol.h"
 #include "core/log.h"
 #include "core/send_some.h"
+#include "core/session_host.h"
 #include "core/tcp_options.h"
-#include "core/worker.h"
 #include "proto/absl_string_view.h"
 #include "proto/printable_text.h"
 #include "proto/socks5.h"
+#include "proto/str_cat.h"
 
 namespace mailring::core {
 namespace {
@@ -138,21 +137,21 @@ struct Session::LoginState {
   proto::Secret client_grant;          // the refresh token or code being exchanged
 };
 
-Session::Session(Worker* worker, std::shared_ptr<const Route> route, int client_fd, uint64_t id)
-    : worker_(worker),
+Session::Session(SessionHost* host, std::shared_ptr<const Route> route, int client_fd, uint64_t id)
+    : host_(host),
       client_fd_(client_fd),
       route_(std::move(route)),
       protocol_(&ForProtocol(route_->destination.protocol)),
       id_(id),
-      started_ms_(worker->now_ms()),
+      started_ms_(host->now_ms()),
       timer_(&Session::OnTimerFired, this) {
-  WorkerCounters& counters = worker_->mutable_counters();
+  WorkerCounters& counters = host_->mutable_counters();
   counters.sessions_accepted.fetch_add(1, std::memory_order_relaxed);
   counters.sessions_open.fetch_add(1, std::memory_order_relaxed);
 }
 
 Session::~Session() {
-  WorkerCounters& counters = worker_->mutable_counters();
+  WorkerCounters& counters = host_->mutable_counters();
   counters.sessions_open.fetch_sub(1, std::memory_order_relaxed);
   counters.bytes_client_to_upstream.fetch_add(BytesRelayed(kToUpstream), std::memory_order_relaxed);
   counters.bytes_upstream_to_client.fetch_add(BytesRelayed(kToClient), std::memory_order_relaxed);
@@ -171,7 +170,7 @@ uint64_t Session::BytesRelayed(int leg) const {
 bool Session::RelayOnly() const { return !route_->destination.login_on_behalf; }
 
 std::string Session::LogPrefix() const {
-  return mailring::StrCat("session=w", worker_->index(), ":", id_, " ", route_->log_label);
+  return mailring::StrCat("session=w", host_->index(), ":", id_, " ", route_->log_label);
 }
 
 std::string_view Session::Action() const {
@@ -197,7 +196,7 @@ std::string_view Session::Action() const {
 }
 
 void Session::Start() {
-  const WorkerOptions& options = worker_->options();
+  const WorkerOptions& options = host_->options();
   // The client socket inherited its TCP options from the listener (core/tcp_options.h).
   upstream_fd_ = ::socket(route_->upstream.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           IPPROTO_TCP);
@@ -207,20 +206,20 @@ void Session::Start() {
     return;
   }
   SetTcpOptions(upstream_fd_, options);
-  worker_->timers().Schedule(&timer_,
-                             worker_->now_ms() + absl::ToInt64Milliseconds(options.login_timeout));
+  host_->timers().Schedule(&timer_,
+                           host_->now_ms() + absl::ToInt64Milliseconds(options.login_timeout));
   MAILRING_LOG(kDebug, LogPrefix(), " accepted, connecting to ", route_->upstream.ToString());
   SubmitConnect();
 }
 
 void Session::SubmitConnect() {
-  worker_->ReserveSqes(2);  // a linked pair must not be split across two submissions
-  io_uring_sqe* sqe = worker_->GetSqe();
+  host_->ReserveSqes(2);  // a linked pair must not be split across two submissions
+  io_uring_sqe* sqe = host_->GetSqe();
   io_uring_prep_connect(sqe, upstream_fd_, route_->upstream.get(), route_->upstream.length);
   io_uring_sqe_set_data64(sqe, Tag(this, Op::kConnect));
   sqe->flags |= IOSQE_IO_LINK;
-  io_uring_sqe* timeout_sqe = worker_->GetSqe();
-  io_uring_prep_link_timeout(timeout_sqe, worker_->connect_timeout_spec(), 0);
+  io_uring_sqe* timeout_sqe = host_->GetSqe();
+  io_uring_prep_link_timeout(timeout_sqe, host_->connect_timeout_spec(), 0);
   io_uring_sqe_set_data64(timeout_sqe, Tag(this, Op::kConnectTimeout));
   pending_ops_ += 2;
 }
@@ -230,7 +229,7 @@ void Session::OnCompletion(uint8_t op, const io_uring_cqe& cqe) {
   if (!(cqe.flags & IORING_CQE_F_MORE)) --pending_ops_;
   if (phase_ == Phase::kClosing) {
     if (cqe.flags & IORING_CQE_F_BUFFER) {
-      worker_->buffers().Recycle(static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
+      host_->buffers().Recycle(static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
     }
     MaybeFree();
     return;
@@ -255,13 +254,13 @@ void Session::OnCompletion(uint8_t op, const io_uring_cqe& cqe) {
       return;
     case Op::kClientReadable:
     case Op::kUpstreamWritable:
-      last_activity_ms_ = worker_->now_ms();
+      last_activity_ms_ = host_->now_ms();
       legs_[kToUpstream].set_armed_poll(0);
       PumpLeg(kToUpstream);
       return;
     case Op::kRelayUpstreamReadable:
     case Op::kClientWritable:
-      last_activity_ms_ = worker_->now_ms();
+      last_activity_ms_ = host_->now_ms();
       legs_[kToClient].set_armed_poll(0);
       PumpLeg(kToClient);
       return;
@@ -281,7 +280,7 @@ void Session::OnConnected(int result) {
     const std::string why =
         result == -ECANCELED
             ? mailring::StrCat("no answer within ",
-                           absl::FormatDuration(worker_->options().connect_timeout))
+                               absl::FormatDuration(host_->options().connect_timeout))
             : ErrnoText(-result);
     Close(mailring::StrCat("connecting to upstream ", route_->upstream.ToString(), " failed: ", why),
           mailring::StrCat("cannot connect to the mail server of destination ",
@@ -296,7 +295,7 @@ void Session::OnConnected(int result) {
     return;
   }
   phase_ = Phase::kUpstreamGreeting;
-  login_ = std::make_unique<LoginState>(*protocol_, *route_, worker_->options().max_line_bytes);
+  login_ = std::make_unique<LoginState>(*protocol_, *route_, host_->options().max_line_bytes);
   if (route_->via_connectivity_proxy) {
     // The Connectivity Proxy wants a JWT of the Connectivity service before anything else.
     phase_ = Phase::kProxyHandshake;
@@ -318,7 +317,7 @@ void Session::BeginUpstreamProtocol() {
 
 void Session::StartTlsHandshake(bool after_starttls) {
   LoginState& login = *login_;
-  const TlsContext* context = worker_->tls_context();
+  const TlsContext* context = host_->tls_context();
   if (context == nullptr) {
     Close("no TLS context on this worker", "mailring cannot speak TLS to this server", true);
     return;
@@ -513,10 +512,10 @@ void Session::ArmPreRelayRecv(Side side) {
   bool& armed = side == Side::kUpstream ? login_->upstream_recv_armed : login_->client_recv_armed;
   if (armed) return;
   armed = true;
-  io_uring_sqe* sqe = worker_->GetSqe();
-  io_uring_prep_recv(sqe, FdOf(side), nullptr, worker_->buffers().buffer_bytes(), 0);
+  io_uring_sqe* sqe = host_->GetSqe();
+  io_uring_prep_recv(sqe, FdOf(side), nullptr, host_->buffers().buffer_bytes(), 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = worker_->buffers().group_id();
+  sqe->buf_group = host_->buffers().group_id();
   io_uring_sqe_set_data64(sqe, Tag(this, side == Side::kUpstream ? Op::kUpstreamRecv
                                                                   : Op::kClientRecv));
   ++pending_ops_;
@@ -526,7 +525,7 @@ void Session::OnPreRelayRecv(Side side, int result, uint32_t cqe_flags) {
   bool& armed = side == Side::kUpstream ? login_->upstream_recv_armed : login_->client_recv_armed;
   armed = false;
   if (result == -ENOBUFS) {
-    worker_->mutable_counters().recv_ring_empty.fetch_add(1, std::memory_order_relaxed);
+    host_->mutable_counters().recv_ring_empty.fetch_add(1, std::memory_order_relaxed);
     armed = true;
     ArmPoll(FdOf(side), POLLIN,
             static_cast<uint8_t>(side == Side::kUpstream ? Op::kUpstreamReadable
@@ -538,8 +537,8 @@ void Session::OnPreRelayRecv(Side side, int result, uint32_t cqe_flags) {
     return;
   }
   const auto buffer_id = static_cast<uint16_t>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
-  const std::string bytes(worker_->buffers().Buffer(buffer_id), static_cast<size_t>(result));
-  worker_->buffers().Recycle(buffer_id);
+  const std::string bytes(host_->buffers().Buffer(buffer_id), static_cast<size_t>(result));
+  host_->buffers().Recycle(buffer_id);
   OnPreRelayBytes(side, bytes);
 }
 
@@ -618,7 +617,7 @@ void Session::FeedUpstream(std::string_view bytes) {
         if (phase_ == Phase::kClosing) return;
         break;
       case UpstreamLogin::Outcome::kLoggedIn:
-        worker_->mutable_counters().logins_ok.fetch_add(1, std::memory_order_relaxed);
+        host_->mutable_counters().logins_ok.fetch_add(1, std::memory_order_relaxed);
         login.upstream_logged_in = true;
         if (login.client_dialog != nullptr) {
           // The client's AUTHENTICATE (refresh token, code) succeeded upstream.
@@ -653,20 +652,20 @@ void Session::OnUpstreamWantsToken() {
 
 void Session::LookUpToken() {
   LoginState& login = *login_;
-  CredentialCache* cache = worker_->services().credentials;
-  if (cache == nullptr || worker_->services().broker == nullptr) {
+  CredentialCache* cache = host_->services().credentials;
+  if (cache == nullptr || host_->services().broker == nullptr) {
     Close("no credential service configured for an OAuth2 destination",
           "mailring has no token service for this destination", true);
     return;
   }
-  const int64_t now = worker_->now_ms();
-  const Credential* credential = cache->Find(worker_->index(), login.credential_key);
+  const int64_t now = host_->now_ms();
+  const Credential* credential = cache->Find(host_->index(), login.credential_key);
   // The only token wanted in the proxy handshake is the Connectivity Proxy's.
   const bool for_proxy = phase_ == Phase::kProxyHandshake;
   // A token the server just rejected may still be in the cache until the control thread has
-  // dropped it: never offer it again (the worker remembers it until the entry changes).
+  // dropped it: never offer it again (the host remembers it until the entry changes).
   if (credential != nullptr && credential->UsableAt(now) &&
-      !worker_->IsRejectedToken(login.credential_key, credential->access_token)) {
+      !host_->rejected_tokens().Contains(login.credential_key, credential->access_token)) {
     const proto::Secret token = credential->access_token;  // copied: see the class comment
     if (for_proxy) {
       StartProxyHandshake(token);
@@ -705,7 +704,7 @@ void Session::LookUpToken() {
   }
   if (login.token_requested_ms < 0) RequestToken();
   waiting_for_credentials_ = true;
-  worker_->WaitForCredentials(this);
+  host_->WaitForCredentials(this);
 }
 
 void Session::RequestToken() {
@@ -713,7 +712,7 @@ void Session::RequestToken() {
   CredentialRequest request;
   request.route = route_;
   request.key = login.credential_key;
-  request.worker = worker_->index();
+  request.worker = host_->index();
   if (phase_ == Phase::kProxyHandshake) {
     request.kind = CredentialRequest::Kind::kConnectivity;
   } else if (login.client_dialog == nullptr) {
@@ -725,9 +724,9 @@ void Session::RequestToken() {
             : CredentialRequest::Kind::kAuthorizationCode;
     request.grant_secret = login.client_grant;
   }
-  login.token_requested_ms = worker_->now_ms();
+  login.token_requested_ms = host_->now_ms();
   MAILRING_LOG(kDebug, LogPrefix(), " waiting for an access token from the control thread");
-  worker_->services().broker->Request(std::move(request));
+  host_->services().broker->Request(std::move(request));
 }
 
 void Session::OnCredentialsChanged() {
@@ -749,20 +748,20 @@ void Session::UseToken(const proto::Secret& token) {
 }
 
 void Session::OnUpstreamLoginFailed(std::string_view reason, LoginFailure failure) {
-  worker_->mutable_counters().logins_failed.fetch_add(1, std::memory_order_relaxed);
+  host_->mutable_counters().logins_failed.fetch_add(1, std::memory_order_relaxed);
   LoginState& login = *login_;
   if (failure == LoginFailure::kServerRefusedCredentials && !login.credential_key.empty() &&
-      worker_->services().broker != nullptr) {
+      host_->services().broker != nullptr) {
     // The server refused a token we took from the cache: nobody should use it again.
     if (!login.used_token.empty()) {
-      worker_->RememberRejectedToken(login.credential_key, login.used_token);
+      host_->rejected_tokens().Remember(login.credential_key, login.used_token);
     }
     CredentialRequest invalidate;
     invalidate.kind = CredentialRequest::Kind::kInvalidate;
     invalidate.route = route_;
     invalidate.key = login.credential_key;
-    invalidate.worker = worker_->index();
-    worker_->services().broker->Request(std::move(invalidate));
+    invalidate.worker = host_->index();
+    host_->services().broker->Request(std::move(invalidate));
   }
   if (login.client_dialog == nullptr || failure == LoginFailure::kFatal) {
     Close(reason, reason, true);
@@ -799,7 +798,7 @@ void Session::GreetClient() {
             : "authorization code";
   }
   login.client_dialog = protocol_->NewClientDialog(std::move(options));
-  login.client_lines = protocol_->NewLineReader(worker_->options().max_line_bytes);
+  login.client_lines = protocol_->NewLineReader(host_->options().max_line_bytes);
   const ClientDialog::Step greeting = login.client_dialog->Greet(login.dialog->capabilities());
   if (greeting.outcome == ClientDialog::Outcome::kRelay) {  // IMAP's PREAUTH
     EnterRelayFromDialog(greeting.reply, greeting.forward);
@@ -811,9 +810,8 @@ void Session::GreetClient() {
 
 void Session::EnterClientDialog() {
   phase_ = Phase::kClientDialog;
-  worker_->timers().Schedule(
-      &timer_,
-      worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().client_auth_timeout));
+  host_->timers().Schedule(
+      &timer_, host_->now_ms() + absl::ToInt64Milliseconds(host_->options().client_auth_timeout));
   ProcessClientLines();
 }
 
@@ -853,7 +851,7 @@ void Session::EnterRelayFromDialog(std::string_view reply, std::string_view forw
   login_.reset();
   if (!to_client.empty() && !SendToClientOrClose(to_client)) return;
   if (!to_upstream.empty() && !SendUpstream(to_upstream)) return;
-  MAILRING_LOG(kDebug, LogPrefix(), " logged in upstream after ", worker_->now_ms() - started_ms_,
+  MAILRING_LOG(kDebug, LogPrefix(), " logged in upstream after ", host_->now_ms() - started_ms_,
                " ms, relaying");
   StartRelay();
 }
@@ -881,9 +879,8 @@ void Session::ProcessClientLines() {
   // client lines wait in the reader: after success they are the relay's first bytes.
   if (phase_ != Phase::kClientDialog || waiting_for_credentials_) return;
   while (std::optional<std::string_view> line = login.client_lines->NextLine()) {
-    worker_->timers().Schedule(
-        &timer_,
-        worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().client_auth_timeout));
+    host_->timers().Schedule(
+        &timer_, host_->now_ms() + absl::ToInt64Milliseconds(host_->options().client_auth_timeout));
     if (!HandleClientStep(login.client_dialog->OnLine(*line))) return;
   }
   if (login.client_lines->AwaitingLiteralContinuation() &&
@@ -897,12 +894,12 @@ void Session::StartRelay() {
   phase_ = Phase::kRelay;
   if (login_ != nullptr) login_.reset();
   // Plaintext legs start on the copy path (a multishot recv each) and splice bursts.
-  const uint32_t copy_below = tls_ == nullptr ? worker_->buffers().buffer_bytes() : 0;
+  const uint32_t copy_below = tls_ == nullptr ? host_->buffers().buffer_bytes() : 0;
   legs_[kToUpstream] = RelayLeg(client_fd_, upstream_fd_, copy_below);
   legs_[kToClient] = RelayLeg(upstream_fd_, client_fd_, copy_below);
-  last_activity_ms_ = worker_->now_ms();
-  worker_->timers().Schedule(
-      &timer_, last_activity_ms_ + absl::ToInt64Milliseconds(worker_->options().idle_timeout));
+  last_activity_ms_ = host_->now_ms();
+  host_->timers().Schedule(
+      &timer_, last_activity_ms_ + absl::ToInt64Milliseconds(host_->options().idle_timeout));
   if (tls_ != nullptr) {
     // TLS may already hold decrypted-to-be records: pump rather than wait for readiness.
     tls_relay_ = std::make_unique<TlsRelay>(client_fd_, upstream_fd_, tls_.get());
@@ -917,13 +914,13 @@ void Session::StartRelay() {
 }
 
 void Session::OnRelayRecv(int leg_index, const io_uring_cqe& cqe) {
-  last_activity_ms_ = worker_->now_ms();
+  last_activity_ms_ = host_->now_ms();
   RelayLeg& leg = legs_[leg_index];
-  ProvidedBuffers& buffers = worker_->buffers();
+  ProvidedBuffers& buffers = host_->buffers();
   const bool has_buffer = (cqe.flags & IORING_CQE_F_BUFFER) != 0;
   const auto buffer_id = static_cast<uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
   if (cqe.res == -ENOBUFS) {
-    worker_->mutable_counters().recv_ring_empty.fetch_add(1, std::memory_order_relaxed);
+    host_->mutable_counters().recv_ring_empty.fetch_add(1, std::memory_order_relaxed);
   }
   std::string_view bytes;
   if (has_buffer && cqe.res > 0) bytes = {buffers.Buffer(buffer_id), static_cast<size_t>(cqe.res)};
@@ -934,7 +931,7 @@ void Session::OnRelayRecv(int leg_index, const io_uring_cqe& cqe) {
 }
 
 void Session::ArmPoll(int fd, uint32_t events, uint8_t op) {
-  io_uring_sqe* sqe = worker_->GetSqe();
+  io_uring_sqe* sqe = host_->GetSqe();
   io_uring_prep_poll_add(sqe, fd, events);
   io_uring_sqe_set_data64(sqe, Tag(this, static_cast<Op>(op)));
   ++pending_ops_;
@@ -943,16 +940,15 @@ void Session::ArmPoll(int fd, uint32_t events, uint8_t op) {
 void Session::PumpLeg(int leg_index) {
   RelayLeg& leg = legs_[leg_index];
   const bool to_upstream = leg_index == kToUpstream;
-  const size_t budget = worker_->options().relay_budget_bytes;
-  const RelayLeg::Wait wait =
-      tls_relay_ == nullptr ? leg.Pump(worker_->pipes(), budget)
-      : to_upstream         ? tls_relay_->PumpToUpstream(budget)
-                            : tls_relay_->PumpToClient(budget);
+  const size_t budget = host_->options().relay_budget_bytes;
+  const RelayLeg::Wait wait = tls_relay_ == nullptr ? leg.Pump(host_->pipes(), budget)
+                              : to_upstream         ? tls_relay_->PumpToUpstream(budget)
+                                                    : tls_relay_->PumpToClient(budget);
   const auto recv_op = to_upstream ? Op::kClientRelayRecv : Op::kUpstreamRelayRecv;
   if (leg.recv_cancel_needed()) {
     // Switching to splice, or the destination is full: stop the recv. Bytes it still delivers
     // before its last completion are sent or queued in order (core/relay_leg.h).
-    io_uring_sqe* sqe = worker_->GetSqe();
+    io_uring_sqe* sqe = host_->GetSqe();
     io_uring_prep_cancel64(sqe, Tag(this, recv_op), 0);
     io_uring_sqe_set_data64(sqe, 0);
     leg.set_cancel_sent();
@@ -960,10 +956,10 @@ void Session::PumpLeg(int leg_index) {
   switch (wait) {
     case RelayLeg::Wait::kReceiving:
       if (!leg.recv_armed()) {
-        io_uring_sqe* sqe = worker_->GetSqe();
+        io_uring_sqe* sqe = host_->GetSqe();
         io_uring_prep_recv_multishot(sqe, leg.from_fd(), nullptr, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = worker_->buffers().group_id();
+        sqe->buf_group = host_->buffers().group_id();
         io_uring_sqe_set_data64(sqe, Tag(this, recv_op));
         ++pending_ops_;
         leg.set_recv_armed();
@@ -1005,9 +1001,8 @@ void Session::PumpLeg(int leg_index) {
       }
       // The client half-closed: the server may still answer what it already received, within a
       // bound.
-      worker_->timers().Schedule(
-          &timer_,
-          worker_->now_ms() + absl::ToInt64Milliseconds(worker_->options().half_close_timeout));
+      host_->timers().Schedule(&timer_, host_->now_ms() + absl::ToInt64Milliseconds(
+                                                              host_->options().half_close_timeout));
       return;
     case RelayLeg::Wait::kFailed: {
       if (to_upstream && tls_relay_ == nullptr && !leg.source_failed() &&
@@ -1020,9 +1015,9 @@ void Session::PumpLeg(int leg_index) {
           ++legs_finished_;
           MAILRING_LOG(kDebug, LogPrefix(), " client → upstream relay ended: ",
                        ErrnoText(leg.error()), "; delivering what the server sent");
-          worker_->timers().Schedule(
-              &timer_, worker_->now_ms() +
-                           absl::ToInt64Milliseconds(worker_->options().half_close_timeout));
+          host_->timers().Schedule(
+              &timer_,
+              host_->now_ms() + absl::ToInt64Milliseconds(host_->options().half_close_timeout));
           PumpLeg(kToClient);
         }
         return;
@@ -1043,7 +1038,7 @@ void Session::PumpLeg(int leg_index) {
 void Session::OnTimerFired(void* self) { static_cast<Session*>(self)->OnTimer(); }
 
 void Session::OnTimer() {
-  const WorkerOptions& options = worker_->options();
+  const WorkerOptions& options = host_->options();
   switch (phase_) {
     case Phase::kConnecting:
     case Phase::kProxyHandshake:
@@ -1064,8 +1059,8 @@ void Session::OnTimer() {
       }
       const int64_t idle_ms = absl::ToInt64Milliseconds(options.idle_timeout);
       const int64_t due = last_activity_ms_ + idle_ms;
-      if (worker_->now_ms() < due) {
-        worker_->timers().Schedule(&timer_, due);  // activity since: check again later
+      if (host_->now_ms() < due) {
+        host_->timers().Schedule(&timer_, due);  // activity since: check again later
         return;
       }
       Close(mailring::StrCat("idle for ", absl::FormatDuration(options.idle_timeout)),
@@ -1087,18 +1082,18 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
   if (failure) {
     MAILRING_LOG(kWarning, LogPrefix(), " failed: ", log_reason);
   } else {
-    MAILRING_LOG(kInfo, LogPrefix(), " closed: ", log_reason, " (", worker_->now_ms() - started_ms_,
+    MAILRING_LOG(kInfo, LogPrefix(), " closed: ", log_reason, " (", host_->now_ms() - started_ms_,
                  " ms, client→upstream ", BytesRelayed(kToUpstream), " B, upstream→client ",
                  BytesRelayed(kToClient), " B)");
   }
   phase_ = Phase::kClosing;
-  worker_->timers().Cancel(&timer_);
+  host_->timers().Cancel(&timer_);
   if (waiting_for_credentials_) {
-    worker_->ForgetCredentialWait(this);
+    host_->ForgetCredentialWait(this);
     waiting_for_credentials_ = false;
   }
-  legs_[kToUpstream].Abandon(worker_->pipes());
-  legs_[kToClient].Abandon(worker_->pipes());
+  legs_[kToUpstream].Abandon(host_->pipes());
+  legs_[kToClient].Abandon(host_->pipes());
   login_.reset();
 
   if (!client_reason.empty()) {
@@ -1114,7 +1109,7 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
   // bucket, where cancelling by fd walks the ring's whole cancel table (measured: ~3 % of a
   // churn session's CPU).
   const auto cancel_tag = [this](uint8_t op) {
-    io_uring_sqe* sqe = worker_->GetSqe();
+    io_uring_sqe* sqe = host_->GetSqe();
     io_uring_prep_cancel64(sqe, Tag(this, static_cast<Op>(op)), 0);
     io_uring_sqe_set_data64(sqe, 0);
   };
@@ -1133,7 +1128,7 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
   } else if (pending_ops_ > 0) {
     for (const int fd : {client_fd_, upstream_fd_}) {
       if (fd < 0) continue;
-      io_uring_sqe* sqe = worker_->GetSqe();
+      io_uring_sqe* sqe = host_->GetSqe();
       io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
       io_uring_sqe_set_data64(sqe, 0);
     }
@@ -1150,11 +1145,11 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
 
 void Session::MaybeFree() {
   // Never freed synchronously: Close() runs deep inside handlers that read members after it
-  // returns (e.g. `if (phase_ == Phase::kClosing) return;`). The worker frees it after the
+  // returns (e.g. `if (phase_ == Phase::kClosing) return;`). The host frees it after the
   // current batch of completions.
   if (pending_ops_ == 0 && !destroy_scheduled_) {
     destroy_scheduled_ = true;
-    worker_->ScheduleDestroy(this);
+    host_->ScheduleDestroy(this);
   }
 }
 

@@ -1,6 +1,7 @@
 // Session: one proxied mail connection (IMAP, SMTP or POP3), client leg and upstream leg, owned
-// by one worker. What differs per protocol lives in core/dialog/ (MailProtocol); the phases,
-// transports, relay and credential path here are shared.
+// by one worker, which it sees only as its SessionHost (core/session_host.h). What differs per
+// protocol lives in core/dialog/ (MailProtocol); the phases, transports, relay and credential path
+// here are shared.
 //
 // A session moves through its phases in order and never back:
 //
@@ -26,7 +27,7 @@
 //
 // Access tokens come from the CredentialCache (one atomic load). When the cache has none yet,
 // the session asks the control thread (CredentialBroker) and parks without blocking its worker;
-// the worker calls OnCredentialsChanged() when the control thread published something. A
+// the host calls OnCredentialsChanged() when the control thread published something. A
 // session copies the token it uses: it holds no pointer into the cache across iterations.
 //
 // Every failure before the relay reaches the client as the protocol's failure line ("* BYE
@@ -58,7 +59,7 @@ struct io_uring_cqe;
 namespace mailring::core {
 
 class MailProtocol;
-class Worker;
+class SessionHost;
 
 class alignas(16) Session {
  public:
@@ -72,7 +73,9 @@ class alignas(16) Session {
     kClosing,
   };
 
-  Session(Worker* worker, std::shared_ptr<const Route> route, int client_fd, uint64_t id);
+  // `host` outlives the session; `client_fd` is a connected non-blocking socket the session
+  // owns from now on.
+  Session(SessionHost* host, std::shared_ptr<const Route> route, int client_fd, uint64_t id);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -81,15 +84,18 @@ class alignas(16) Session {
   void Start();
   // A completion for one of this session's requests.
   void OnCompletion(uint8_t op, const io_uring_cqe& cqe);
-  // Worker shutdown after the drain timeout: BYE and close.
+  // Host shutdown after the drain timeout: BYE and close.
   void Shutdown();
   // The credential cache changed while this session waited for a token.
   void OnCredentialsChanged();
 
   Phase phase() const { return phase_; }
   uint64_t id() const { return id_; }
+  // io_uring requests submitted and not yet completed for the last time; a closing session is
+  // handed to SessionHost::ScheduleDestroy() only at 0.
+  uint32_t pending_ops() const { return pending_ops_; }
 
-  // Intrusive list of the worker's live sessions (drain walks it).
+  // Intrusive list of the host's live sessions (the worker's drain walks it).
   Session* prev_in_worker = nullptr;
   Session* next_in_worker = nullptr;
 
@@ -158,7 +164,7 @@ class alignas(16) Session {
   std::string_view Action() const;
 
   // --- touched on the relay path ---
-  Worker* worker_;
+  SessionHost* host_;
   int client_fd_;
   int upstream_fd_ = -1;
   Phase phase_ = Phase::kConnecting;

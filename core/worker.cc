@@ -21,8 +21,6 @@ namespace mailring::core {
 
 namespace {
 
-constexpr uint16_t kBufferGroup = 1;
-
 absl::StatusOr<int> OpenListener(const Route& route, const WorkerOptions& options) {
   const int fd =
       ::socket(route.listen.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
@@ -46,11 +44,7 @@ absl::StatusOr<int> OpenListener(const Route& route, const WorkerOptions& option
 
 Worker::Worker(int index, std::shared_ptr<const RouteTable> routes, const WorkerOptions& options,
                WorkerServices services)
-    : index_(index),
-      routes_(std::move(routes)),
-      options_(options),
-      services_(services),
-      pipes_(options.max_pipes, /*max_idle=*/16, options.pipe_bytes) {}
+    : SessionHost(index, options, services), routes_(std::move(routes)) {}
 
 Worker::~Worker() {
   Join();
@@ -74,12 +68,15 @@ absl::Status Worker::Start(absl::Duration drain_timeout) {
 
 void Worker::RequestDrain() {
   drain_requested_.store(true, std::memory_order_release);
-  const uint64_t one = 1;
-  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+  Wake();
 }
 
 void Worker::NotifyCredentials() {
   credentials_changed_.store(true, std::memory_order_release);
+  Wake();
+}
+
+void Worker::Wake() {
   const uint64_t one = 1;
   if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
 }
@@ -109,27 +106,8 @@ void Worker::Join() {
 }
 
 absl::Status Worker::Setup() {
-  io_uring_params params{};
-  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
-                 IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
-  params.cq_entries = options_.ring_entries * 8;
-  if (const int rc = io_uring_queue_init_params(options_.ring_entries, &ring_, &params); rc < 0) {
-    return absl::InternalError(mailring::StrCat("io_uring_queue_init: ", std::strerror(-rc)));
-  }
-  ring_ready_ = true;
-  // Saves an fd lookup on every io_uring_enter.
-  io_uring_register_ring_fd(&ring_);
-  if (absl::Status status = buffers_.Register(&ring_, kBufferGroup, options_.recv_buffer_count,
-                                              options_.recv_buffer_bytes);
-      !status.ok()) {
-    return status;
-  }
+  if (absl::Status status = OpenRing(); !status.ok()) return status;
   if (absl::Status status = EnsureTlsContext(*routes_); !status.ok()) return status;
-  now_ms_ = MonotonicMs();
-  timers_ = std::make_unique<TimerWheel>(now_ms_);
-  const int64_t connect_ms = absl::ToInt64Milliseconds(options_.connect_timeout);
-  connect_timeout_spec_.tv_sec = connect_ms / 1000;
-  connect_timeout_spec_.tv_nsec = (connect_ms % 1000) * 1000000;
   for (const auto& route : *routes_) {
     absl::StatusOr<int> fd = OpenListener(*route, options_);
     if (!fd.ok()) return fd.status();
@@ -163,8 +141,7 @@ void Worker::UpdateRoutes(std::shared_ptr<const RouteTable> routes) {
     pending_routes_ = std::move(routes);
   }
   routes_changed_.store(true, std::memory_order_release);
-  const uint64_t one = 1;
-  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
+  Wake();
 }
 
 void Worker::ApplyRoutes() {
@@ -244,33 +221,17 @@ void Worker::Run(std::promise<absl::Status>* ready) {
   const bool ok = status.ok();
   ready->set_value(std::move(status));  // `ready` dies with Start()'s frame after this
   if (!ok) {
-    if (ring_ready_) io_uring_queue_exit(&ring_);
+    if (ring_ready_) CloseRing();
     return;
   }
   for (const auto& listener : listeners_) ArmAccept(listener.get());
   ArmWake();
-  if (services_.credentials != nullptr) services_.credentials->SetOnline(index_, true);
+  if (services().credentials != nullptr) services().credentials->SetOnline(index_, true);
   Loop();
-  if (services_.credentials != nullptr) services_.credentials->SetOnline(index_, false);
+  if (services().credentials != nullptr) services().credentials->SetOnline(index_, false);
   // All sessions are gone; release what the ring still references, then the ring.
   if (tls_context_ != nullptr) ReleaseThreadTlsCaches();
-  timers_.reset();
-  io_uring_queue_exit(&ring_);
-  ring_ready_ = false;
-}
-
-io_uring_sqe* Worker::GetSqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (sqe == nullptr) {
-    io_uring_submit(&ring_);
-    sqe = io_uring_get_sqe(&ring_);
-  }
-  // With SUBMIT_ALL and a CQ eight times the SQ, a freshly flushed SQ always has room.
-  return sqe;
-}
-
-void Worker::ReserveSqes(unsigned count) {
-  if (io_uring_sq_space_left(&ring_) < count) io_uring_submit(&ring_);
+  CloseRing();
 }
 
 void Worker::ArmAccept(Listener* listener) {
@@ -308,6 +269,7 @@ void Worker::OnAccept(Listener* listener, const io_uring_cqe& cqe) {
       session->Start();
     }
   } else if (cqe.res != -ECANCELED) {
+    accept_failures_.fetch_add(1, std::memory_order_relaxed);
     // EMFILE/ENFILE/ENOMEM: a multishot accept keeps failing as long as the condition lasts,
     // so stop it and try again in a second; connections meanwhile wait in the backlog.
     if (!listener->paused) {
@@ -318,8 +280,8 @@ void Worker::OnAccept(Listener* listener, const io_uring_cqe& cqe) {
         io_uring_sqe_set_data64(sqe, 0);
       }
       accept_retry_at_ms_ = now_ms_ + 1000;
-      MAILRING_LOG(kWarning, "accept on ", listener->route->listen.ToString(), " failed: ",
-                   std::strerror(-cqe.res), " (", counters_.sessions_open.load(),
+      MAILRING_LOG(kWarning, "accept on ", listener->route->listen.ToString(),
+                   " failed: ", std::strerror(-cqe.res), " (", counters().sessions_open.load(),
                    " sessions open on this worker); pausing accepts for 1s");
     }
     return;
@@ -340,19 +302,6 @@ void Worker::DestroySession(Session* session) {
   }
   session->~Session();
   ::operator delete(session, std::align_val_t(alignof(Session)));
-}
-
-void Worker::RememberRejectedToken(const std::string& key, const proto::Secret& token) {
-  if (rejected_tokens_.size() > 10'000) rejected_tokens_.clear();  // bounded; a hint only
-  rejected_tokens_[key] = std::hash<std::string_view>()(token.Reveal());
-}
-
-bool Worker::IsRejectedToken(const std::string& key, const proto::Secret& token) {
-  auto it = rejected_tokens_.find(key);
-  if (it == rejected_tokens_.end()) return false;
-  if (it->second == std::hash<std::string_view>()(token.Reveal())) return true;
-  rejected_tokens_.erase(it);  // the cache moved on: forget the rejected one
-  return false;
 }
 
 void Worker::ScheduleDestroy(Session* session) { to_destroy_.push_back(session); }
@@ -418,7 +367,7 @@ void Worker::Loop() {
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       MAILRING_LOG(kError, "io_uring_submit_and_wait_timeout: ", std::strerror(-rc));
     }
-    now_ms_ = MonotonicMs();
+    ReadClock();
     unsigned head;
     unsigned seen = 0;
     io_uring_for_each_cqe(&ring_, head, cqe) {
@@ -442,7 +391,7 @@ void Worker::Loop() {
     timers_->Advance(now_ms_);
     DestroyScheduled();
     // No session holds a pointer into the credential cache across iterations.
-    if (services_.credentials != nullptr) services_.credentials->Quiescent(index_);
+    if (services().credentials != nullptr) services().credentials->Quiescent(index_);
     if (listen_retry_at_ms_ != 0 && now_ms_ >= listen_retry_at_ms_ && !draining_) {
       listen_retry_at_ms_ = 0;
       {
@@ -459,6 +408,8 @@ void Worker::Loop() {
         if (!listener->accepting && !draining_) ArmAccept(listener.get());
       }
     }
+    // Single writer: no locked instruction.
+    iterations_.store(iterations_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 }
 

@@ -9,13 +9,16 @@
 // else runs on the worker thread. RequestDrain() writes the worker's eventfd: the worker stops
 // accepting (closes its listeners), lets sessions run until the drain timeout, then closes the
 // rest with "* BYE [UNAVAILABLE] shutting down" and its thread ends.
+//
+// Sessions see their worker only as a SessionHost (core/session_host.h): its ring, clock,
+// timers, buffers, pipes, counters and credential services. What is the worker's alone lives
+// here: the thread, listeners and accepts, route changes, the drain, and the list of sessions.
 #pragma once
 
 #include <liburing.h>
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <future>
 #include <memory>
 #include <string>
@@ -28,41 +31,13 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "core/clock.h"
-#include "core/credential_broker.h"
-#include "core/credential_cache.h"
-#include "core/pipe_pool.h"
-#include "core/provided_buffers.h"
 #include "core/route.h"
-#include "core/timer_wheel.h"
-#include "core/tls_client.h"
+#include "core/session_host.h"
 #include "core/worker_options.h"
 
 namespace mailring::core {
 
-class Session;
-
-// Shared services a worker reads; null when the routes need none (basic authentication only).
-struct WorkerServices {
-  CredentialCache* credentials = nullptr;  // reader index = worker index
-  CredentialBroker* broker = nullptr;
-};
-
-// What a worker counts; read by other threads only as relaxed snapshots.
-struct WorkerCounters {
-  std::atomic<uint64_t> sessions_accepted{0};
-  std::atomic<uint64_t> sessions_open{0};
-  std::atomic<uint64_t> logins_ok{0};
-  std::atomic<uint64_t> logins_failed{0};
-  std::atomic<uint64_t> bytes_client_to_upstream{0};
-  std::atomic<uint64_t> bytes_upstream_to_client{0};
-  // Reads that found the provided-buffer ring empty (-ENOBUFS) and fell back to poll + recv
-  // (before the relay) or splice (during it): nothing is lost, but a steady rate says the ring
-  // (--recv-buffers) is too small for the worker's load.
-  std::atomic<uint64_t> recv_ring_empty{0};
-};
-
-class Worker {
+class Worker final : public SessionHost {
  public:
   Worker(int index, std::shared_ptr<const RouteTable> routes, const WorkerOptions& options,
          WorkerServices services = {});
@@ -81,37 +56,24 @@ class Worker {
   uint64_t listen_failures() const { return listen_failures_.load(std::memory_order_relaxed); }
   // Thread-safe: the credential cache changed for a key a session of this worker waits for.
   void NotifyCredentials();
+  // Thread-safe: accepts that failed (out of fds or memory); each pauses accepting for a
+  // second of the worker's clock rather than retrying at once.
+  uint64_t accept_failures() const { return accept_failures_.load(std::memory_order_relaxed); }
+  // Thread-safe: loop iterations completed (relaxed). With Wake(), a test that moved the
+  // worker's clock (WorkerOptions::now_ms) knows the worker has read it and run its due timers
+  // once this grew by two.
+  uint64_t iterations() const { return iterations_.load(std::memory_order_relaxed); }
+  // Thread-safe: makes the worker run a loop iteration now instead of at its next tick.
+  void Wake();
   void Join();
 
-  const WorkerCounters& counters() const { return counters_; }
   // Thread-safe (relaxed snapshots): the pipe pool's gauges and counters.
-  const PipeCounters& pipe_counters() const { return pipes_.counters(); }
-  int index() const { return index_; }
+  const PipeCounters& pipe_counters() const { return pipes().counters(); }
 
-  // --- for sessions, on the worker thread ---
-  io_uring_sqe* GetSqe();
-  // Submits what is queued if fewer than `count` submission slots are free.
-  void ReserveSqes(unsigned count);
-  int64_t now_ms() const { return now_ms_; }
-  // Read by the kernel when the submission is flushed; lives as long as the worker.
-  __kernel_timespec* connect_timeout_spec() { return &connect_timeout_spec_; }
-  const WorkerOptions& options() const { return options_; }
-  PipePool& pipes() { return pipes_; }
-  ProvidedBuffers& buffers() { return buffers_; }
-  // The worker's TLS context; null when no route uses TLS.
-  const TlsContext* tls_context() const { return tls_context_.get(); }
-  TimerWheel& timers() { return *timers_; }
-  WorkerCounters& mutable_counters() { return counters_; }
-  const WorkerServices& services() const { return services_; }
-  // A token the mail server rejected, remembered until the cache holds another one for `key`
-  // (the control thread drops it asynchronously; a client retrying at once must not get it).
-  void RememberRejectedToken(const std::string& key, const proto::Secret& token);
-  bool IsRejectedToken(const std::string& key, const proto::Secret& token);
-  // Parks `session` until NotifyCredentials(); it is called back with OnCredentialsChanged().
-  void WaitForCredentials(Session* session);
-  void ForgetCredentialWait(Session* session);
-  // Frees `session` after the current batch of completions (it has no request outstanding).
-  void ScheduleDestroy(Session* session);
+  // --- SessionHost, on the worker thread ---
+  void WaitForCredentials(Session* session) override;
+  void ForgetCredentialWait(Session* session) override;
+  void ScheduleDestroy(Session* session) override;
 
  private:
   struct alignas(16) Listener {
@@ -137,10 +99,7 @@ class Worker {
   void OnWake();
   void Loop();
 
-  const int index_;
   std::shared_ptr<const RouteTable> routes_;
-  const WorkerOptions options_;
-  const WorkerServices services_;
   std::atomic<bool> drain_requested_{false};
   std::atomic<bool> credentials_changed_{false};
   std::atomic<bool> routes_changed_{false};
@@ -148,23 +107,16 @@ class Worker {
   std::shared_ptr<const RouteTable> pending_routes_ ABSL_GUARDED_BY(routes_mutex_);
   std::atomic<size_t> listening_{0};
   std::atomic<uint64_t> listen_failures_{0};
+  std::atomic<uint64_t> accept_failures_{0};
+  std::atomic<uint64_t> iterations_{0};
   absl::Duration drain_timeout_;
   std::thread thread_;
   int wake_fd_ = -1;
   uint64_t wake_value_ = 0;
 
-  io_uring ring_{};
-  __kernel_timespec connect_timeout_spec_{};
-  bool ring_ready_ = false;
-  int64_t now_ms_ = 0;
   std::vector<std::unique_ptr<Listener>> listeners_;
-  PipePool pipes_;
-  ProvidedBuffers buffers_;
-  std::unique_ptr<TlsContext> tls_context_;
-  std::unique_ptr<TimerWheel> timers_;
   std::vector<Session*> credential_waiters_;
   std::vector<Session*> to_destroy_;
-  absl::flat_hash_map<std::string, size_t> rejected_tokens_;  // key → hash of the token
   Session* sessions_ = nullptr;  // intrusive list head
   uint64_t next_session_id_ = 1;
   bool draining_ = false;
@@ -172,7 +124,6 @@ class Worker {
   int64_t listen_retry_at_ms_ = 0;  // a route's listener could not be opened: try again then
   int64_t drain_deadline_ms_ = 0;
   bool drain_bye_sent_ = false;
-  WorkerCounters counters_;
 };
 
 }  // namespace mailring::core

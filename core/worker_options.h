@@ -4,9 +4,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/time/time.h"
+#include "core/clock.h"
 
 namespace mailring::core {
 
@@ -46,6 +48,12 @@ struct WorkerOptions {
   int keepalive_idle_s = 60;
   int keepalive_interval_s = 15;
   int keepalive_count = 4;
+  // The clock of the worker's timers and deadlines (login, idle, half-close, drain, retries),
+  // read once per batch of completions. Production: CLOCK_MONOTONIC, the clock the control
+  // thread stamps token expiries with. Tests advance their own to fire a timeout at once; a
+  // test clock must only move forward. The connect timeout is the kernel's (a linked
+  // io_uring timeout) and does not follow this clock.
+  std::function<int64_t()> now_ms = MonotonicMs;
 };
 
 }  // namespace mailring::core

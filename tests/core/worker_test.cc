@@ -1,10 +1,12 @@
 // Worker and Session end to end on loopback, against scripted upstream servers: the paths a
 // real Dovecot does not take on demand (silence, BYE greetings, synchronizing literals, drain).
+// Timeouts and retries run on the worker's clock, which the test moves (TestClock); the test
+// waits only on what it can observe (lines, EOF, the worker's counters and loop iterations).
 #include "core/worker.h"
 
 #include <arpa/inet.h>
-#include <netinet/in.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -12,14 +14,17 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "core/clock.h"
 #include "gtest/gtest.h"
 #include "tests/core/scripted_upstream.h"
 
@@ -56,8 +61,58 @@ void MinimalImapServer(int fd, std::string* login_seen) {
   }
 }
 
+// The worker's clock in these tests: real monotonic time plus an offset the test advances, so
+// a timeout fires when the test says, without waiting for it. Frozen, it stands still until
+// advanced (a test that must not see a timer fire on its own). Never goes backwards.
+class TestClock {
+ public:
+  int64_t NowMs() const {
+    absl::MutexLock lock(&mutex_);
+    return frozen_ ? frozen_at_ms_ : MonotonicMs() + offset_ms_;
+  }
+  void Advance(absl::Duration by) {
+    absl::MutexLock lock(&mutex_);
+    (frozen_ ? frozen_at_ms_ : offset_ms_) += absl::ToInt64Milliseconds(by);
+  }
+  void Freeze() {
+    absl::MutexLock lock(&mutex_);
+    frozen_at_ms_ = MonotonicMs() + offset_ms_;
+    frozen_ = true;
+  }
+  void Thaw() {
+    absl::MutexLock lock(&mutex_);
+    offset_ms_ = frozen_at_ms_ - MonotonicMs();
+    frozen_ = false;
+  }
+
+ private:
+  mutable absl::Mutex mutex_;
+  bool frozen_ = false;
+  int64_t frozen_at_ms_ = 0;
+  int64_t offset_ms_ = 0;
+};
+
+// Polls `done` every millisecond for at most `timeout_ms`: waiting on state the test can see.
+bool PollUntil(const std::function<bool()>& done, int timeout_ms = 5000) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    ::poll(nullptr, 0, 1);
+  }
+  return true;
+}
+
+// True when `fd` has something to read (bytes or EOF) right now.
+bool Readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1;
+}
+
 class WorkerTest : public ::testing::Test {
  protected:
+  WorkerTest() {
+    options_.now_ms = [this] { return clock_.NowMs(); };
+  }
   // As control/main.cc does: splice(2) to a socket the client closed raises SIGPIPE otherwise.
   void SetUp() override { ::signal(SIGPIPE, SIG_IGN); }
   void StartWorker(uint16_t upstream_port, std::string password = "secret",
@@ -96,6 +151,24 @@ class WorkerTest : public ::testing::Test {
     return fd;
   }
 
+  // Returns once the worker has run a whole loop iteration after this call: it has read its
+  // clock, run its due timers and handled its wake-ups (routes, drain). False if it did not
+  // within the bound (its thread ended).
+  bool SyncWithWorker() {
+    const uint64_t seen = worker_->iterations();
+    return PollUntil([&] {
+      if (worker_->iterations() >= seen + 2) return true;
+      worker_->Wake();  // again: one eventfd read may have taken several wake-ups
+      return false;
+    });
+  }
+  // Moves the worker's clock and lets it act on the new time.
+  void AdvanceClock(absl::Duration by) {
+    clock_.Advance(by);
+    ASSERT_TRUE(SyncWithWorker());
+  }
+
+  TestClock clock_;
   WorkerOptions options_;
   absl::Duration drain_timeout_ = absl::Seconds(1);
   uint16_t listen_port_ = 0;
@@ -122,10 +195,12 @@ TEST_F(WorkerTest, LoginWithSynchronizingLiteralThenRelays) {
 
 TEST_F(WorkerTest, SilentUpstreamTimesOutWithBye) {
   ScriptedUpstream upstream([](int fd) { WaitForEof(fd, 5000); });
-  options_.login_timeout = absl::Seconds(1);
   StartWorker(upstream.port());
   const int client = Connect();
   ASSERT_GE(client, 0);
+  // The login timeout (30 s) passes on the worker's clock, not the test's.
+  ASSERT_TRUE(PollUntil([&] { return worker_->counters().sessions_open.load() == 1; }));
+  AdvanceClock(options_.login_timeout + absl::Seconds(1));
   const std::string line = ReadLine(client, 5000);
   EXPECT_EQ(line.rfind("* BYE [UNAVAILABLE] ", 0), 0u) << line;
   EXPECT_NE(line.find("timed out"), std::string::npos) << line;
@@ -227,13 +302,16 @@ TEST_F(WorkerTest, PureRelayShowsTheUpstreamGreeting) {
 
 TEST_F(WorkerTest, IdleRelayedSessionIsClosedAfterIdleTimeout) {
   ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
-  options_.idle_timeout = absl::Seconds(1);
   StartWorker(upstream.port());
   const int client = Connect();
   ASSERT_EQ(ReadLine(client).rfind("* PREAUTH", 0), 0u);
-  const auto start = std::chrono::steady_clock::now();
+  // A second before the idle timeout (30 min of the worker's clock) the session is still open.
+  AdvanceClock(options_.idle_timeout - absl::Seconds(1));
+  EXPECT_FALSE(Readable(client)) << "closed before the idle timeout";
+  EXPECT_EQ(worker_->counters().sessions_open.load(), 1u);
+  // Past it (timers fire at most one one-second tick late): closed.
+  AdvanceClock(absl::Seconds(2));
   EXPECT_TRUE(WaitForEof(client, 5000));
-  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(900));
   ::close(client);
 }
 
@@ -244,9 +322,13 @@ TEST_F(WorkerTest, DrainStopsAcceptingAndByesOpenSessions) {
   const int client = Connect();
   ASSERT_EQ(ReadLine(client).rfind("* PREAUTH", 0), 0u);
   worker_->RequestDrain();
+  ASSERT_TRUE(SyncWithWorker()) << "the worker began draining";
   // New connections are refused once the listener is shut.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_LT(Connect(), 0);
+  // The session may run until the drain timeout, then gets a BYE. (No SyncWithWorker(): the
+  // worker's thread ends with its last session.)
+  clock_.Advance(drain_timeout_);
+  worker_->Wake();
   EXPECT_EQ(ReadLine(client, 5000), "* BYE [UNAVAILABLE] shutting down\r\n");
   EXPECT_TRUE(WaitForEof(client));
   worker_->Join();
@@ -332,13 +414,10 @@ TEST_F(WorkerTest, RoutesChangeWithoutDisturbingOpenSessions) {
   auto table = std::make_shared<RouteTable>();
   table->push_back(route);
   worker_->UpdateRoutes(table);
+  ASSERT_TRUE(SyncWithWorker()) << "the worker applied the routes";
 
   listen_port_ = new_port;
-  int fresh = -1;
-  for (int i = 0; i < 100 && fresh < 0; ++i) {
-    fresh = Connect();
-    if (fresh < 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const int fresh = Connect();
   ASSERT_GE(fresh, 0) << "the new route's listener opened";
   const std::string greeting = ReadLine(fresh);
   EXPECT_NE(greeting.find("scripted-2"), std::string::npos) << greeting;
@@ -374,15 +453,16 @@ TEST_F(WorkerTest, ListenerOnABusyPortIsOpenedOnceThePortIsFree) {
   auto table = std::make_shared<RouteTable>();
   table->push_back(route);
   worker_->UpdateRoutes(table);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(SyncWithWorker()) << "the worker applied the routes";
   EXPECT_GE(worker_->listen_failures(), 1u);
+  EXPECT_EQ(worker_->listening(), 0u);
   ::close(squatter);
   listen_port_ = busy_port;
+  // The worker tries again two seconds (of its clock) after the failure.
+  AdvanceClock(absl::Seconds(2));
+  EXPECT_EQ(worker_->listening(), 1u);
   std::string greeting;
-  for (int i = 0; i < 50 && greeting.rfind("* PREAUTH", 0) != 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    const int client = Connect();
-    if (client < 0) continue;
+  if (const int client = Connect(); client >= 0) {
     greeting = ReadLine(client, 2000);
     ::close(client);
   }
@@ -390,10 +470,12 @@ TEST_F(WorkerTest, ListenerOnABusyPortIsOpenedOnceThePortIsFree) {
 }
 
 TEST_F(WorkerTest, RequiredStartTlsNotOfferedGivesByeAndSendsNoCredentials) {
-  std::string seen;
+  std::promise<std::string> next_line;
+  std::future<std::string> seen_future = next_line.get_future();
   ScriptedUpstream upstream([&](int fd) {
     SendText(fd, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] plain only\r\n");
-    seen = ReadLine(fd, 2000);  // whatever mailring sends next (nothing expected)
+    // Whatever mailring sends next (nothing expected): returns at its close.
+    next_line.set_value(ReadLine(fd, 2000));
   });
   StartWorker(upstream.port(), "secret", true, Route::Tls::kStartTlsRequired);
   const int client = Connect();
@@ -401,19 +483,52 @@ TEST_F(WorkerTest, RequiredStartTlsNotOfferedGivesByeAndSendsNoCredentials) {
   EXPECT_EQ(line.rfind("* BYE [UNAVAILABLE] ", 0), 0u) << line;
   EXPECT_NE(line.find("STARTTLS"), std::string::npos) << line;
   ::close(client);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(seen_future.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  const std::string seen = seen_future.get();
   EXPECT_EQ(seen.find("secret"), std::string::npos) << seen;
   EXPECT_EQ(seen.find("LOGIN"), std::string::npos) << seen;
   EXPECT_EQ(seen.find("AUTHENTICATE"), std::string::npos) << seen;
 }
 
-size_t OpenFds() {
-  size_t n = 0;
-  for (int fd = 0; fd < 4096; ++fd) {
-    if (::fcntl(fd, F_GETFD) != -1) ++n;
+// Lowers the process's fd limit and, on Exhaust(), takes every fd number left below it; the
+// destructor gives everything back, also when an assertion ends the test early.
+//
+// Why fill rather than only lower: io_uring reads the limit when an accept is submitted (a
+// multishot accept armed before the limit fell would keep the old one), so the accept fails
+// for certain only when no fd number below either limit is free.
+class FdExhaustion {
+ public:
+  explicit FdExhaustion(rlim_t headroom) {
+    ::getrlimit(RLIMIT_NOFILE, &original_);
+    const int lowest_free = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ::close(lowest_free);
+    rlimit tight = original_;
+    tight.rlim_cur = static_cast<rlim_t>(lowest_free) + headroom;
+    ok_ = ::setrlimit(RLIMIT_NOFILE, &tight) == 0;
   }
-  return n;
-}
+  ~FdExhaustion() { Release(); }
+  bool ok() const { return ok_; }
+  // Opens fds until the limit refuses one; false if it never did.
+  bool Exhaust() {
+    for (int i = 0; i < 4096; ++i) {
+      const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return errno == EMFILE;
+      fillers_.push_back(fd);
+    }
+    return false;
+  }
+  void Release() {
+    for (int fd : fillers_) ::close(fd);
+    fillers_.clear();
+    if (ok_) ::setrlimit(RLIMIT_NOFILE, &original_);
+    ok_ = false;
+  }
+
+ private:
+  rlimit original_{};
+  bool ok_ = false;
+  std::vector<int> fillers_;
+};
 
 double CpuSeconds() {
   rusage usage{};
@@ -424,25 +539,48 @@ double CpuSeconds() {
 
 TEST_F(WorkerTest, OutOfFdsPausesAcceptsInsteadOfSpinningAndRecovers) {
   ScriptedUpstream upstream([](int fd) { MinimalImapServer(fd, nullptr); });
+  // The worker's clock stands still: the one-second pause cannot end by itself while the test
+  // looks, however slow the machine.
+  clock_.Freeze();
+  // Room for the worker's own fds and twenty clients' sockets, then none.
+  FdExhaustion fds(/*headroom=*/64);
+  ASSERT_TRUE(fds.ok());
   StartWorker(upstream.port());
-  rlimit original{};
-  ::getrlimit(RLIMIT_NOFILE, &original);
-  rlimit tight = original;
-  tight.rlim_cur = OpenFds() + 24;  // room for a few sessions, not for twenty
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  ASSERT_TRUE(SyncWithWorker());  // its accept is armed, under the lowered limit
   std::vector<int> clients;
-  for (int i = 0; i < 20; ++i) {
-    const int fd = Connect();
-    if (fd < 0) break;
-    clients.push_back(fd);
+  for (int i = 0; i < 20; ++i) clients.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(fds.Exhaust());
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(listen_port_);
+  for (int fd : clients) {
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
   }
+  ASSERT_TRUE(PollUntil([&] { return worker_->accept_failures() >= 1; }))
+      << "the worker ran out of fds";
+  ASSERT_TRUE(SyncWithWorker());  // failures already in flight have arrived
+  const uint64_t failures = worker_->accept_failures();
+  // While the clock stands still the worker runs iteration after iteration (woken) and never
+  // tries to accept again: a failing accept is not retried in a tight loop ...
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(SyncWithWorker());
+  EXPECT_EQ(worker_->accept_failures(), failures);
+  // ... nor does it burn CPU while paused. A measurement window, not a wait for an event: a
+  // spinning worker would use most of it.
   const double cpu_before = CpuSeconds();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const double cpu_used = CpuSeconds() - cpu_before;
-  EXPECT_LT(cpu_used, 0.5) << "a failing accept must not be retried in a tight loop";
+  EXPECT_LT(cpu_used, 0.25) << "a failing accept must not be retried in a tight loop";
+  EXPECT_EQ(worker_->accept_failures(), failures);
+  // Once the pause is over (a second of the worker's clock), it tries again and, still out of
+  // fds, pauses again.
+  AdvanceClock(absl::Seconds(1));
+  EXPECT_TRUE(PollUntil([&] { return worker_->accept_failures() > failures; }));
   for (int fd : clients) ::close(fd);
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &original), 0);
-  // Once fds are free again, new clients are served (after the one-second pause).
+  fds.Release();
+  // Once fds are free again, new clients are served after the pause.
+  AdvanceClock(absl::Seconds(1));
+  clock_.Thaw();  // sessions and the drain run on real time again
   std::string greeting;
   for (int attempt = 0; attempt < 30 && greeting.rfind("* PREAUTH", 0) != 0; ++attempt) {
     const int client = Connect();

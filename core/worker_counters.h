@@ -1,0 +1,25 @@
+// WorkerCounters: what a worker and its sessions count, for /metrics (control/metrics.cc).
+//
+// Written by the worker thread only (its sessions count in their constructors, destructors and
+// login steps); read by other threads only as relaxed snapshots.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace mailring::core {
+
+struct WorkerCounters {
+  std::atomic<uint64_t> sessions_accepted{0};
+  std::atomic<uint64_t> sessions_open{0};
+  std::atomic<uint64_t> logins_ok{0};
+  std::atomic<uint64_t> logins_failed{0};
+  std::atomic<uint64_t> bytes_client_to_upstream{0};
+  std::atomic<uint64_t> bytes_upstream_to_client{0};
+  // Reads that found the provided-buffer ring empty (-ENOBUFS) and fell back to poll + recv
+  // (before the relay) or splice (during it): nothing is lost, but a steady rate says the ring
+  // (--recv-buffers) is too small for the worker's load.
+  std::atomic<uint64_t> recv_ring_empty{0};
+};
+
+}  // namespace mailring::core
