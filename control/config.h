@@ -15,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "control/cluster_control.h"
+#include "control/cluster_options.h"
 #include "control/service_key.h"
 #include "control/standalone_routes.h"
 #include "core/log.h"

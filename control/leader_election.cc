@@ -74,16 +74,15 @@ void LeaderElection::OnRead(absl::StatusOr<KubeResponse> response) {
   const int64_t now_ms = core::MonotonicMs();
   const std::string path = mailring::StrCat("/apis/coordination.k8s.io/v1/namespaces/",
                                             options_.namespace_name, "/leases");
-  if (!response.ok() || (response->status != 200 && response->status != 404)) {
-    in_flight_ = false;
-    MAILRING_LOG(kWarning, "leader election: reading the Lease failed: ",
-                 response.ok() ? mailring::StrCat("HTTP ", response->status)
-                               : std::string(response.status().message()));
-    return;
-  }
-  if (response->status == 404) {
+  if (absl::IsNotFound(response.status())) {
     kube_->Create(path, LeaseJson("", "", 0),
                   [this](absl::StatusOr<KubeResponse> r) { OnWritten(std::move(r)); });
+    return;
+  }
+  if (!response.ok()) {
+    in_flight_ = false;
+    MAILRING_LOG(kWarning, "leader election: reading the Lease failed: ",
+                 response.status().message());
     return;
   }
   simdjson::dom::parser parser;
@@ -124,13 +123,16 @@ void LeaderElection::OnRead(absl::StatusOr<KubeResponse> response) {
 
 void LeaderElection::OnWritten(absl::StatusOr<KubeResponse> response) {
   in_flight_ = false;
-  if (response.ok() && (response->status == 200 || response->status == 201)) {
+  if (response.ok()) {
     last_renew_ms_ = core::MonotonicMs();
     SetLeader(true);
     return;
   }
-  // 409: another pod wrote first; anything else: try again next period.
-  if (response.ok() && response->status == 409) SetLeader(false);
+  // Another pod wrote first (a stale resourceVersion, or its create won); anything else: try
+  // again next period.
+  if (absl::IsAborted(response.status()) || absl::IsAlreadyExists(response.status())) {
+    SetLeader(false);
+  }
 }
 
 }  // namespace mailring::control
