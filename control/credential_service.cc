@@ -346,7 +346,8 @@ void CredentialService::OnToken(const std::string& key,
   if (it == grants_.end()) return;
   Grant& grant = *it->second;
   grant.in_flight = false;
-  const int64_t now_ms = core::MonotonicMs();
+  // An HTTP answer arrives between ticks: the time is read now, not taken from the last Tick.
+  const int64_t now_ms = options_.now_ms();
   const core::Route& route = *grant.route;
   if (token.ok()) {
     const int64_t lifetime_ms =

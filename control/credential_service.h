@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -37,6 +38,7 @@
 #include "control/http_client.h"
 #include "control/service_key.h"
 #include "core/credential_broker.h"
+#include "core/clock.h"
 #include "core/credential_cache.h"
 #include "core/route.h"
 #include "proto/oauth_token.h"
@@ -66,6 +68,9 @@ struct CredentialServiceOptions {
   // The Connectivity service's key, for the JWTs OnPremise sessions present to the
   // Connectivity Proxy (one per tenant); absent when no route is OnPremise.
   std::optional<ServiceKey> connectivity;
+  // The clock of token expiry and refresh (milliseconds, monotonic, as core::Credential's
+  // expires_at_ms is read by the workers); tests drive their own. Tick() is given the same time.
+  std::function<int64_t()> now_ms = core::MonotonicMs;
 };
 
 // Read by the admin thread (metrics) as relaxed snapshots.

@@ -6,14 +6,13 @@
 #include <cstdio>
 
 #include "absl/strings/escaping.h"
-#include "proto/json_quote.h"
+#include "proto/json_writer.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
 
 namespace mailring::control {
 namespace {
 
-using proto::JsonQuote;
 
 
 std::string_view StringOr(simdjson::dom::element element, std::string_view path,
@@ -132,35 +131,70 @@ std::string ManagedServiceName(std::string_view cr_namespace, std::string_view c
   return mailring::StrCat("mr-", readable, "-", hash);
 }
 
+namespace {
+
+// metadata of a Service mailring manages: name, namespace, the managed-by label and the
+// annotations that tie it to its CR. The object stays open after "annotations".
+void ServiceMetadata(proto::JsonWriter& json, std::string_view name, std::string_view ns) {
+  json.StringField("apiVersion", "v1").StringField("kind", "Service");
+  json.Key("metadata").BeginObject().StringField("name", name).StringField("namespace", ns);
+  json.Key("labels").BeginObject().StringField(kManagedByLabel, kManagedByValue).EndObject();
+}
+
+void ServicePort(proto::JsonWriter& json, const ManagedServiceSpec& spec, bool target_port) {
+  json.Key("ports").BeginArray().BeginObject();
+  json.StringField("name", spec.port_name).StringField("protocol", "TCP");
+  json.IntField("port", spec.port);
+  if (target_port) json.IntField("targetPort", spec.target_port);
+  json.EndObject().EndArray();
+}
+
+}  // namespace
+
 std::string ManagedServiceJson(const ManagedServiceSpec& spec) {
-  return mailring::StrCat(
-      R"({"apiVersion":"v1","kind":"Service","metadata":{"name":)", JsonQuote(spec.name),
-      R"(,"namespace":)", JsonQuote(spec.mailring_namespace), R"(,"labels":{)",
-      JsonQuote(kManagedByLabel), ":", JsonQuote(kManagedByValue), R"(},"annotations":{)",
-      JsonQuote(Annotation("cr-namespace")), ":", JsonQuote(spec.cr_namespace), ",",
-      JsonQuote(Annotation("cr-name")), ":", JsonQuote(spec.cr_name), ",",
-      JsonQuote(Annotation("cr-uid")), ":", JsonQuote(spec.cr_uid), ",",
-      JsonQuote(Annotation("tenant")), ":", JsonQuote(spec.tenant), ",",
-      JsonQuote(Annotation("destination")), ":", JsonQuote(spec.destination_name), ",",
-      JsonQuote(Annotation("instance")), ":", JsonQuote(spec.instance),
-      R"(}},"spec":{"selector":{"app.kubernetes.io/name":"mailring"},)",
-      R"("internalTrafficPolicy":"Local","ports":[{"name":)", JsonQuote(spec.port_name),
-      R"(,"protocol":"TCP","port":)", spec.port, R"(,"targetPort":)", spec.target_port, "}]}}");
+  proto::JsonWriter json;
+  json.BeginObject();
+  ServiceMetadata(json, spec.name, spec.mailring_namespace);
+  json.Key("annotations").BeginObject();
+  json.StringField(Annotation("cr-namespace"), spec.cr_namespace);
+  json.StringField(Annotation("cr-name"), spec.cr_name);
+  json.StringField(Annotation("cr-uid"), spec.cr_uid);
+  json.StringField(Annotation("tenant"), spec.tenant);
+  json.StringField(Annotation("destination"), spec.destination_name);
+  json.StringField(Annotation("instance"), spec.instance);
+  json.EndObject().EndObject();  // annotations, metadata
+  json.Key("spec").BeginObject();
+  json.Key("selector").BeginObject().StringField("app.kubernetes.io/name", "mailring").EndObject();
+  json.StringField("internalTrafficPolicy", "Local");
+  ServicePort(json, spec, /*target_port=*/true);
+  json.EndObject().EndObject();  // spec, the Service
+  return std::move(json).Take();
 }
 
 std::string ClientServiceJson(const ManagedServiceSpec& spec, std::string_view client_name,
                               std::string_view cluster_domain) {
-  return mailring::StrCat(
-      R"({"apiVersion":"v1","kind":"Service","metadata":{"name":)", JsonQuote(client_name),
-      R"(,"namespace":)", JsonQuote(spec.cr_namespace), R"(,"labels":{)",
-      JsonQuote(kManagedByLabel), ":", JsonQuote(kManagedByValue), R"(},"annotations":{)",
-      JsonQuote(Annotation("cr-name")), ":", JsonQuote(spec.cr_name), ",",
-      JsonQuote(Annotation("cr-uid")), ":", JsonQuote(spec.cr_uid), ",",
-      JsonQuote(Annotation("tenant")), ":", JsonQuote(spec.tenant),
-      R"(}},"spec":{"type":"ExternalName","externalName":)",
-      JsonQuote(mailring::StrCat(spec.name, ".", spec.mailring_namespace, ".svc.", cluster_domain)),
-      R"(,"ports":[{"name":)", JsonQuote(spec.port_name), R"(,"protocol":"TCP","port":)",
-      spec.port, "}]}}");
+  proto::JsonWriter json;
+  json.BeginObject();
+  ServiceMetadata(json, client_name, spec.cr_namespace);
+  json.Key("annotations").BeginObject();
+  json.StringField(Annotation("cr-name"), spec.cr_name);
+  json.StringField(Annotation("cr-uid"), spec.cr_uid);
+  json.StringField(Annotation("tenant"), spec.tenant);
+  json.EndObject().EndObject();  // annotations, metadata
+  json.Key("spec").BeginObject().StringField("type", "ExternalName");
+  json.StringField("externalName", mailring::StrCat(spec.name, ".", spec.mailring_namespace,
+                                                    ".svc.", cluster_domain));
+  ServicePort(json, spec, /*target_port=*/false);
+  json.EndObject().EndObject();  // spec, the Service
+  return std::move(json).Take();
+}
+
+std::string ServicePortsPatchJson(const ManagedServiceSpec& spec, bool target_port) {
+  proto::JsonWriter json;
+  json.BeginObject().Key("spec").BeginObject();
+  ServicePort(json, spec, target_port);
+  json.EndObject().EndObject();
+  return std::move(json).Take();
 }
 
 absl::StatusOr<ManagedService> ParseManagedService(std::string_view json) {
@@ -201,25 +235,39 @@ absl::StatusOr<ManagedService> ParseManagedService(std::string_view json) {
 std::string StatusJson(const DestinationCr& cr, bool available, std::string_view reason,
                        std::string_view message, const std::vector<TenantStatus>& tenants,
                        std::string_view now_rfc3339) {
-  std::string tenant_list;
+  proto::JsonWriter json;
+  json.BeginObject();
+  json.StringField("apiVersion", "destination.connectivity.api.sap/v1");
+  json.StringField("kind", "Destination");
+  json.Key("metadata").BeginObject().StringField("name", cr.name);
+  json.StringField("namespace", cr.namespace_name);
+  json.StringField("resourceVersion", cr.resource_version).EndObject();
+  json.Key("status").BeginObject().IntField("observedGeneration", cr.generation);
+  json.Key("conditions").BeginArray().BeginObject();
+  json.StringField("type", "Available").StringField("status", available ? "True" : "False");
+  json.StringField("reason", reason).StringField("message", message);
+  json.StringField("lastUpdateTime", now_rfc3339).StringField("lastTransitionTime", now_rfc3339);
+  json.EndObject().EndArray();
+  json.Key("tenants").BeginArray();
   for (const TenantStatus& tenant : tenants) {
-    if (!tenant_list.empty()) tenant_list += ",";
     // tenantSubdomain is what SAP's CRD types each entry as (tooling reads it); the rest is ours.
-    mailring::StrAppend(&tenant_list, R"({"tenantSubdomain":)", JsonQuote(tenant.name),
-                        R"(,"name":)", JsonQuote(tenant.name), R"(,"serviceName":)",
-                        JsonQuote(tenant.service_name), R"(,"status":)", JsonQuote(tenant.status),
-                        R"(,"message":)", JsonQuote(tenant.message), "}");
+    json.BeginObject().StringField("tenantSubdomain", tenant.name);
+    json.StringField("name", tenant.name).StringField("serviceName", tenant.service_name);
+    json.StringField("status", tenant.status).StringField("message", tenant.message);
+    json.EndObject();
   }
-  return mailring::StrCat(
-      R"({"apiVersion":"destination.connectivity.api.sap/v1","kind":"Destination",)",
-      R"("metadata":{"name":)", JsonQuote(cr.name), R"(,"namespace":)",
-      JsonQuote(cr.namespace_name), R"(,"resourceVersion":)", JsonQuote(cr.resource_version),
-      R"(},"status":{"observedGeneration":)", cr.generation,
-      R"(,"conditions":[{"type":"Available","status":)",
-      JsonQuote(available ? "True" : "False"), R"(,"reason":)", JsonQuote(reason),
-      R"(,"message":)", JsonQuote(message), R"(,"lastUpdateTime":)", JsonQuote(now_rfc3339),
-      R"(,"lastTransitionTime":)", JsonQuote(now_rfc3339), R"(}],"tenants":[)", tenant_list,
-      "]}}");
+  json.EndArray().EndObject().EndObject();  // tenants, status, the CR
+  return std::move(json).Take();
+}
+
+std::string FinalizersPatchJson(std::string_view resource_version,
+                                const std::vector<std::string>& finalizers) {
+  proto::JsonWriter json;
+  json.BeginObject().Key("metadata").BeginObject();
+  if (!resource_version.empty()) json.StringField("resourceVersion", resource_version);
+  json.StringArrayField("finalizers", finalizers);
+  json.EndObject().EndObject();
+  return std::move(json).Take();
 }
 
 }  // namespace mailring::control

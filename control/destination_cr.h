@@ -81,6 +81,9 @@ struct ManagedServiceSpec {
 std::string ManagedServiceJson(const ManagedServiceSpec& spec);
 std::string ClientServiceJson(const ManagedServiceSpec& spec, std::string_view client_name,
                               std::string_view cluster_domain);
+// A merge patch that sets a Service's one port (name, protocol, port and, when `target_port`,
+// targetPort): a CR's port changed.
+std::string ServicePortsPatchJson(const ManagedServiceSpec& spec, bool target_port);
 
 // A managed Service read back from the API (or from the informer).
 struct ManagedService {
@@ -109,5 +112,9 @@ struct TenantStatus {
 std::string StatusJson(const DestinationCr& cr, bool available, std::string_view reason,
                        std::string_view message, const std::vector<TenantStatus>& tenants,
                        std::string_view now_rfc3339);
+
+// A merge patch that sets a CR's finalizers, guarded by `resource_version` unless empty.
+std::string FinalizersPatchJson(std::string_view resource_version,
+                                const std::vector<std::string>& finalizers);
 
 }  // namespace mailring::control

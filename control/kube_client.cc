@@ -27,6 +27,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
+#include "control/kube_status.h"
 #include "control/small_file.h"
 #include "core/log.h"
 #include "proto/absl_string_view.h"
@@ -125,20 +126,6 @@ class TokenSource {
   std::string warned_;
 };
 
-// "HTTP 500: <the Status object's message, or the start of the body>".
-std::string DescribeResponse(const HttpResponse& response) {
-  std::string_view detail = response.body;
-  simdjson::dom::parser parser;
-  simdjson::dom::element document;
-  std::string_view message;
-  if (parser.parse(response.body.data(), response.body.size()).get(document) == simdjson::SUCCESS &&
-      document["message"].get_string().get(message) == simdjson::SUCCESS) {
-    detail = message;
-  }
-  if (detail.size() > 300) detail = detail.substr(0, 300);
-  return StrCat("HTTP ", response.status, detail.empty() ? "" : ": ", detail);
-}
-
 // What requests and informers share. Control thread only.
 struct KubeContext {
   KubeContext(HttpClient* http_client, KubeConfig kube_config)
@@ -198,6 +185,10 @@ struct KubeClient::Impl {
           context->Observe(response);
           if (!response.ok()) {
             done(response.status());
+            return;
+          }
+          if (response->status < 200 || response->status > 299) {
+            done(KubeApiStatus(response->status, response->body));
             return;
           }
           done(KubeResponse{response->status, std::move(response->body)});
@@ -317,7 +308,7 @@ class InformerState : public std::enable_shared_from_this<InformerState> {
     }
     if (response->status != 200) {
       return Retry(&InformerState::List,
-                   absl::UnavailableError(StrCat(what, ": ", DescribeResponse(*response))));
+                   absl::UnavailableError(StrCat(what, ": ", DescribeKubeResponse(response->status, response->body))));
     }
     simdjson::dom::element document;
     simdjson::dom::array items;
@@ -484,7 +475,7 @@ class InformerState : public std::enable_shared_from_this<InformerState> {
     if (response->status == 410) return List();
     if (response->status != 200) {
       return Retry(&InformerState::Watch, absl::UnavailableError(StrCat(
-                                              "watch ", path_, ": ", DescribeResponse(*response))));
+                                              "watch ", path_, ": ", DescribeKubeResponse(response->status, response->body))));
     }
     Retry(&InformerState::Watch, absl::OkStatus());  // the server's timeoutSeconds ended it
   }

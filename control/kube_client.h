@@ -4,7 +4,8 @@
 //  - KubeConfig (control/kubeconfig.h): where the API server is and how to authenticate; the
 //    bearer token is re-read from its file whenever that changes (service-account rotation).
 //  - Requests: GET, POST (create), PUT (replace, 409 on a stale resourceVersion), PATCH
-//    (application/merge-patch+json), DELETE; responses as status + body.
+//    (application/merge-patch+json), DELETE; a 2xx response as status + body, anything else
+//    as the absl::Status that KubeApiStatus (control/kube_status.h) maps it to.
 //  - Informer: list + watch of one collection with resourceVersion and allowWatchBookmarks;
 //    on 410 Gone (HTTP 410 or an ERROR event with code 410) it relists and reports the
 //    difference (objects that vanished while the watch was down are reported deleted), so no

@@ -6,7 +6,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "proto/json_quote.h"
+#include "proto/json_writer.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
 
@@ -31,18 +31,19 @@ LeaderElection::LeaderElection(KubeClient* kube, LeaderElectionOptions options,
 std::string LeaderElection::LeaseJson(std::string_view resource_version,
                                       std::string_view acquire_time, int64_t transitions) const {
   const std::string now = NowRfc3339Micro();
-  return mailring::StrCat(
-      R"({"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":)",
-      proto::JsonQuote(options_.lease_name), R"(,"namespace":)",
-      proto::JsonQuote(options_.namespace_name),
-      resource_version.empty()
-          ? std::string()
-          : mailring::StrCat(R"(,"resourceVersion":)", proto::JsonQuote(resource_version)),
-      R"(},"spec":{"holderIdentity":)", proto::JsonQuote(options_.identity),
-      R"(,"leaseDurationSeconds":)", absl::ToInt64Seconds(options_.lease_duration),
-      R"(,"acquireTime":)",
-      proto::JsonQuote(acquire_time.empty() ? std::string_view(now) : acquire_time),
-      R"(,"renewTime":)", proto::JsonQuote(now), R"(,"leaseTransitions":)", transitions, "}}");
+  proto::JsonWriter json;
+  json.BeginObject();
+  json.StringField("apiVersion", "coordination.k8s.io/v1").StringField("kind", "Lease");
+  json.Key("metadata").BeginObject().StringField("name", options_.lease_name);
+  json.StringField("namespace", options_.namespace_name);
+  if (!resource_version.empty()) json.StringField("resourceVersion", resource_version);
+  json.EndObject();
+  json.Key("spec").BeginObject().StringField("holderIdentity", options_.identity);
+  json.IntField("leaseDurationSeconds", absl::ToInt64Seconds(options_.lease_duration));
+  json.StringField("acquireTime", acquire_time.empty() ? std::string_view(now) : acquire_time);
+  json.StringField("renewTime", now).IntField("leaseTransitions", transitions);
+  json.EndObject().EndObject();
+  return std::move(json).Take();
 }
 
 void LeaderElection::SetLeader(bool leader) {
@@ -73,16 +74,15 @@ void LeaderElection::OnRead(absl::StatusOr<KubeResponse> response) {
   const int64_t now_ms = core::MonotonicMs();
   const std::string path = mailring::StrCat("/apis/coordination.k8s.io/v1/namespaces/",
                                             options_.namespace_name, "/leases");
-  if (!response.ok() || (response->status != 200 && response->status != 404)) {
-    in_flight_ = false;
-    MAILRING_LOG(kWarning, "leader election: reading the Lease failed: ",
-                 response.ok() ? mailring::StrCat("HTTP ", response->status)
-                               : std::string(response.status().message()));
-    return;
-  }
-  if (response->status == 404) {
+  if (absl::IsNotFound(response.status())) {
     kube_->Create(path, LeaseJson("", "", 0),
                   [this](absl::StatusOr<KubeResponse> r) { OnWritten(std::move(r)); });
+    return;
+  }
+  if (!response.ok()) {
+    in_flight_ = false;
+    MAILRING_LOG(kWarning, "leader election: reading the Lease failed: ",
+                 response.status().message());
     return;
   }
   simdjson::dom::parser parser;
@@ -123,13 +123,16 @@ void LeaderElection::OnRead(absl::StatusOr<KubeResponse> response) {
 
 void LeaderElection::OnWritten(absl::StatusOr<KubeResponse> response) {
   in_flight_ = false;
-  if (response.ok() && (response->status == 200 || response->status == 201)) {
+  if (response.ok()) {
     last_renew_ms_ = core::MonotonicMs();
     SetLeader(true);
     return;
   }
-  // 409: another pod wrote first; anything else: try again next period.
-  if (response.ok() && response->status == 409) SetLeader(false);
+  // Another pod wrote first (a stale resourceVersion, or its create won); anything else: try
+  // again next period.
+  if (absl::IsAborted(response.status()) || absl::IsAlreadyExists(response.status())) {
+    SetLeader(false);
+  }
 }
 
 }  // namespace mailring::control

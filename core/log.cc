@@ -9,7 +9,7 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
-#include "proto/json_quote.h"
+#include "proto/json_writer.h"
 
 namespace mailring::core {
 namespace {
@@ -64,14 +64,16 @@ std::string JsonLine(LogLevel level, const timespec& time, std::string_view thre
     if (!matched) break;
     message.remove_prefix(std::min(word_end + 1, message.size()));
   }
-  std::string line = mailring::StrCat(
-      "{\"time\":\"", Rfc3339Millis(time), "\",\"level\":\"",
-      kJsonLevelNames[static_cast<int>(level)], "\",\"worker\":", proto::JsonQuote(thread_name));
+  proto::JsonWriter json;
+  json.BeginObject().StringField("time", Rfc3339Millis(time));
+  json.StringField("level", kJsonLevelNames[static_cast<int>(level)]);
+  json.StringField("worker", thread_name);
   for (size_t i = 0; i < kContextFields.size(); ++i) {
-    if (values[i].empty()) continue;
-    mailring::StrAppend(&line, ",\"", kContextFields[i].name, "\":", proto::JsonQuote(values[i]));
+    if (!values[i].empty()) json.StringField(kContextFields[i].name, values[i]);
   }
-  mailring::StrAppend(&line, ",\"message\":", proto::JsonQuote(message), "}\n");
+  json.StringField("message", message).EndObject();
+  std::string line = std::move(json).Take();
+  line += '\n';
   return line;
 }
 
