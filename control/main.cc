@@ -58,6 +58,9 @@ ABSL_FLAG(absl::Duration, client_auth_timeout, absl::Minutes(2),
 ABSL_FLAG(bool, tls_aes_ni, true,
           "TLS records (AES-GCM) on the CPU's AES-NI through libcrypto; false: wolfSSL's software "
           "AES, several times the CPU per GB");
+ABSL_FLAG(bool, tls_resumption, true,
+          "Resume upstream TLS sessions (TLS 1.3 tickets, TLS 1.2 sessions) kept per worker and "
+          "destination; false: a full handshake for every session");
 ABSL_FLAG(std::string, ca_file, "",
           "Extra PEM CA bundle trusted for upstream TLS and https token services, besides the "
           "system store");
@@ -311,6 +314,7 @@ int main(int argc, char** argv) {
   options.client_auth_timeout = absl::GetFlag(FLAGS_client_auth_timeout);
   options.ca_file = absl::GetFlag(FLAGS_ca_file);
   options.tls_aes_ni = absl::GetFlag(FLAGS_tls_aes_ni);
+  options.tls_resumption = absl::GetFlag(FLAGS_tls_resumption);
   for (const auto& [name, value] :
        {std::pair{"--connect-timeout", options.connect_timeout},
         std::pair{"--login-timeout", options.login_timeout},
