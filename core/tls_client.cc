@@ -84,8 +84,8 @@ absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const TlsContextO
   // Sessions to resume are kept by TlsClient in the worker's own cache, not in wolfSSL's
   // process-wide one (which is shared by all threads behind a lock and keyed by nothing we
   // choose): wolfSSL hands each new session to the callback and stores none itself.
-  wolfSSL_CTX_set_session_cache_mode(
-      ctx, WOLFSSL_SESS_CACHE_CLIENT | WOLFSSL_SESS_CACHE_NO_INTERNAL);
+  wolfSSL_CTX_set_session_cache_mode(ctx,
+                                     WOLFSSL_SESS_CACHE_CLIENT | WOLFSSL_SESS_CACHE_NO_INTERNAL);
   wolfSSL_CTX_sess_set_new_cb(ctx, &TlsClient::NewSessionCallback);
 
   if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
@@ -168,7 +168,8 @@ void TlsClient::OfferKeptSession() {
       wolfSSL_d2i_SSL_SESSION(nullptr, &bytes, static_cast<long>(kept->size()));
   if (session == nullptr) return;  // unreadable: a full handshake, nothing lost
   // wolfSSL_set_session copies the session into ssl_ (NO_SESSION_CACHE_REF build), so ours is
-  // freed at once. It refuses an expired session by wolfSSL's own clock; then nothing is offered.
+  // freed at once. When it refuses the session (e.g. expired by wolfSSL's own clock), nothing
+  // is offered and the handshake is a full one.
   offered_session_ = wolfSSL_set_session(ssl_, session) == WOLFSSL_SUCCESS;
   wolfSSL_SESSION_free(session);
 }
@@ -183,8 +184,11 @@ int TlsClient::NewSessionCallback(WOLFSSL* ssl, WOLFSSL_SESSION* session) {
 void TlsClient::KeepSession(WOLFSSL_SESSION* session) {
   if (resumption_.cache == nullptr || !wolfSSL_SESSION_is_resumable(session)) return;
   // TLS 1.2 hands over the new session inside the handshake, before Handshake() sees whether
-  // the offered one was declined: the stale ones must go before the new one is kept.
-  if (offered_session_ && wolfSSL_session_reused(ssl_) != 1) ForgetKeptSessions();
+  // the offered one was declined: the stale ones must go before the new one is kept. (TLS 1.3
+  // tickets come after the handshake, whose end already settled it.)
+  if (!handshake_done_ && offered_session_ && wolfSSL_session_reused(ssl_) != 1) {
+    ForgetKeptSessions();
+  }
   const int size = wolfSSL_i2d_SSL_SESSION(session, nullptr);
   if (size <= 0) return;
   std::string bytes(static_cast<size_t>(size), '\0');
@@ -193,8 +197,9 @@ void TlsClient::KeepSession(WOLFSSL_SESSION* session) {
   // TLS 1.3: the ticket's lifetime; TLS 1.2: the session's timeout (wolfSSL sets it from the
   // ticket lifetime hint when there is one). Both in seconds.
   const bool tls13 = wolfSSL_version(ssl_) == TLS1_3_VERSION;
-  const long lifetime_s = tls13 ? static_cast<long>(wolfSSL_SESSION_get_ticket_lifetime_hint(session))
-                                : wolfSSL_SESSION_get_timeout(session);
+  const long lifetime_s =
+      tls13 ? static_cast<long>(wolfSSL_SESSION_get_ticket_lifetime_hint(session))
+            : wolfSSL_SESSION_get_timeout(session);
   resumption_.cache->Put(resumption_.key, std::move(bytes), int64_t{lifetime_s} * 1000,
                          /*single_use=*/tls13);
 }

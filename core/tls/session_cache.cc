@@ -27,7 +27,10 @@ int64_t TlsSessionCache::now_ms() const { return options_.clock(); }
 
 void TlsSessionCache::Put(std::string_view key, std::string session, int64_t lifetime_ms,
                           bool single_use) {
-  if (options_.max_destinations == 0 || options_.max_sessions_per_key == 0) return;
+  if (options_.max_destinations == 0 || options_.max_sessions_per_key == 0 ||
+      options_.max_sessions == 0) {
+    return;
+  }
   if (session.empty() || session.size() > options_.max_session_bytes) return;
   const int64_t usable = UsableLifetimeMs(std::min(lifetime_ms, options_.max_lifetime_ms));
   if (usable <= 0) return;
@@ -53,6 +56,17 @@ void TlsSessionCache::Put(std::string_view key, std::string session, int64_t lif
   session_bytes_ += session.size();
   ++sessions_;
   destination->entries.push_back(Entry{std::move(session), now + usable, single_use});
+  // Bounded in all: the least recently used destination gives up its oldest first. The loop
+  // ends: each pass removes an entry or a destination, and the new entry (the front
+  // destination's newest) is the last one left when max_sessions is 1.
+  while (sessions_ > options_.max_sessions) {
+    const Lru::iterator last = std::prev(lru_.end());
+    if (last->entries.empty()) {
+      Erase(last);
+    } else {
+      RemoveEntry(*last, 0);
+    }
+  }
 }
 
 std::optional<std::string> TlsSessionCache::Take(std::string_view key) {

@@ -113,7 +113,8 @@ TEST_F(TlsSessionCacheTest, LeastRecentlyUsedDestinationIsEvicted) {
 TEST_F(TlsSessionCacheTest, ManyDestinationsStayWithinTheBound) {
   TlsSessionCache cache = MakeCache(/*destinations=*/100, /*per_key=*/2);
   for (int i = 0; i < 1000; ++i) {
-    for (int t = 0; t < 3; ++t) cache.Put("dest-" + std::to_string(i), "ticket", kSecond * 60, true);
+    for (int t = 0; t < 3; ++t)
+      cache.Put("dest-" + std::to_string(i), "ticket", kSecond * 60, true);
   }
   EXPECT_EQ(cache.destinations(), 100u);
   EXPECT_EQ(cache.sessions(), 200u);
@@ -130,6 +131,31 @@ TEST_F(TlsSessionCacheTest, PerKeyBoundDropsTheOldestTicket) {
   EXPECT_EQ(cache.Take("a"), std::optional<std::string>("ticket-3"));
   EXPECT_EQ(cache.Take("a"), std::optional<std::string>("ticket-2"));
   EXPECT_EQ(cache.Take("a"), std::nullopt);
+}
+
+TEST_F(TlsSessionCacheTest, TotalBoundTakesTheLeastRecentlyUsedDestinationsOldestFirst) {
+  TlsSessionCacheOptions options;
+  options.max_sessions = 3;
+  options.clock = [this] { return now_; };
+  TlsSessionCache cache(std::move(options));
+  cache.Put("a", "a-1", 300 * kSecond, true);
+  cache.Put("a", "a-2", 300 * kSecond, true);
+  cache.Put("b", "b-1", 300 * kSecond, true);
+  cache.Put("b", "b-2", 300 * kSecond, true);  // a is the least recently used: a-1 goes
+  EXPECT_EQ(cache.sessions(), 3u);
+  EXPECT_EQ(cache.session_bytes(), 9u);
+  cache.Put("c", "c-1", 300 * kSecond, true);  // a-2 goes, and with it a's last session
+  EXPECT_EQ(cache.Take("a"), std::nullopt);
+  EXPECT_EQ(cache.Take("b"), std::optional<std::string>("b-2"));
+  EXPECT_EQ(cache.Take("b"), std::optional<std::string>("b-1"));
+  EXPECT_EQ(cache.Take("c"), std::optional<std::string>("c-1"));
+}
+
+TEST_F(TlsSessionCacheTest, DefaultsHoldATicketForEachOf64ConnectionsInFlight) {
+  TlsSessionCache cache = MakeCache(256, TlsSessionCacheOptions().max_sessions_per_key);
+  for (int i = 0; i < 64; ++i) cache.Put("busy", "ticket-" + std::to_string(i), kSecond * 60, true);
+  for (int i = 0; i < 64; ++i) EXPECT_TRUE(cache.Take("busy").has_value()) << i;
+  EXPECT_EQ(cache.Take("busy"), std::nullopt);
 }
 
 TEST_F(TlsSessionCacheTest, ForgetDropsEverySessionOfTheKey) {
