@@ -109,14 +109,24 @@ std::string AdminGet(uint16_t port, const std::string& path) {
   return response;
 }
 
+// The value of the sample `series` (a metric name with its labels, if any) in Prometheus text;
+// -1 when absent.
+int64_t MetricValue(const std::string& metrics, absl::string_view series) {
+  const std::string prefix = absl::StrCat(series, " ");
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    int64_t value = -1;
+    if (absl::StartsWith(line, prefix) &&
+        absl::SimpleAtoi(line.substr(prefix.size()), &value)) {
+      return value;
+    }
+  }
+  return -1;
+}
+
 // mailring_tls_handshakes_total{kind="<kind>"} from /metrics on `admin_port`; -1 when absent.
 int64_t TlsHandshakes(uint16_t admin_port, absl::string_view kind) {
-  const std::string metrics = AdminGet(admin_port, "/metrics");
-  const std::string prefix = absl::StrCat("mailring_tls_handshakes_total{kind=\"", kind, "\"} ");
-  const std::string line = LineWith(metrics, prefix);
-  int64_t value = -1;
-  if (line.empty() || !absl::SimpleAtoi(line.substr(prefix.size()), &value)) return -1;
-  return value;
+  return MetricValue(AdminGet(admin_port, "/metrics"),
+                     absl::StrCat("mailring_tls_handshakes_total{kind=\"", kind, "\"}"));
 }
 
 // Waits (bounded) until the admin endpoint accepts connections.
@@ -448,7 +458,8 @@ TEST_F(TlsTest, MeasureTlsLegAgainstPlaintextSplice) {
 // Dovecot (OpenSSL) issues TLS 1.3 tickets after the handshake; mailring's worker keeps them per
 // destination, so the next session to the same destination resumes: no certificate exchange.
 // StartMailring's readiness probe already opens one session per route (its upstream handshake is
-// the route's first, a full one), so the tests count from when that probe session has ended.
+// the route's first, a full one), so the tests count from when that probe session has ended:
+// the worker may accept it only after StartMailring returned.
 class TlsResumptionTest : public TlsTest {
  protected:
   struct Handshakes {
@@ -458,6 +469,7 @@ class TlsResumptionTest : public TlsTest {
 
   // Starts mailring (1 worker, admin endpoint) on `destinations` with `flags` added.
   void Start(const std::vector<Destination>& destinations, std::vector<std::string> flags) {
+    sessions_ = destinations.size();  // the readiness probes
     admin_port_ = PickFreeLoopbackPort();
     flags.push_back(CaFlag());
     flags.push_back("--workers=1");
@@ -467,12 +479,16 @@ class TlsResumptionTest : public TlsTest {
     ASSERT_TRUE(AdminReady(admin_port_));
   }
 
-  // The handshake counters once no session is open (bounded wait): every handshake of the
-  // sessions so far is counted.
+  // The handshake counters once every session so far (probes included) was accepted and none
+  // is open (bounded wait): every handshake of them is counted.
   Handshakes Settled() {
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (LineWith(AdminGet(admin_port_, "/metrics"), "mailring_sessions_open 0").empty() &&
-           absl::Now() < deadline) {
+    while (absl::Now() < deadline) {
+      const std::string metrics = AdminGet(admin_port_, "/metrics");
+      if (MetricValue(metrics, "mailring_sessions_open") == 0 &&
+          MetricValue(metrics, "mailring_sessions_total") >= static_cast<int64_t>(sessions_)) {
+        break;
+      }
       absl::SleepFor(absl::Milliseconds(20));
     }
     return {TlsHandshakes(admin_port_, "full"), TlsHandshakes(admin_port_, "resumed")};
@@ -480,12 +496,14 @@ class TlsResumptionTest : public TlsTest {
 
   // One client session on `route` that reads the INBOX.
   void Session(size_t route = 0) {
+    ++sessions_;
     MR_ASSERT_OK_AND_ASSIGN(ProxySession session, OpenSession(route));
     ASSERT_TRUE(absl::StartsWith(session.greeting.text, "* PREAUTH ")) << session.greeting.text;
     ExpectInboxReadable(*session.client);
   }
 
   uint16_t admin_port_ = 0;
+  size_t sessions_ = 0;  // client sessions opened so far, readiness probes included
 };
 
 TEST_F(TlsResumptionTest, ImapsSessionsAfterTheFirstResume) {
