@@ -36,6 +36,7 @@ struct Flags {
   absl::Duration client_auth_timeout = absl::Minutes(2);
   absl::Duration idle_timeout = absl::Minutes(30);
   bool tls_aes_ni = true;
+  bool tls_resumption = true;
   std::string ca_file;
   std::string upstream_starttls = "destination";
   std::string admin_listen;

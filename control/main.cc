@@ -41,6 +41,9 @@ ABSL_FLAG(absl::Duration, client_auth_timeout, absl::Minutes(2),
 ABSL_FLAG(bool, tls_aes_ni, true,
           "TLS records (AES-GCM) on the CPU's AES-NI through libcrypto; false: wolfSSL's software "
           "AES, several times the CPU per GB");
+ABSL_FLAG(bool, tls_resumption, true,
+          "Resume upstream TLS sessions (TLS 1.3 tickets, TLS 1.2 sessions) kept per worker and "
+          "destination; false: a full handshake for every session");
 ABSL_FLAG(std::string, ca_file, "",
           "Extra PEM CA bundle trusted for upstream TLS and https token services, besides the "
           "system store");
@@ -136,6 +139,7 @@ mailring::control::Flags ReadFlags() {
   flags.client_auth_timeout = absl::GetFlag(FLAGS_client_auth_timeout);
   flags.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   flags.tls_aes_ni = absl::GetFlag(FLAGS_tls_aes_ni);
+  flags.tls_resumption = absl::GetFlag(FLAGS_tls_resumption);
   flags.ca_file = absl::GetFlag(FLAGS_ca_file);
   flags.upstream_starttls = absl::GetFlag(FLAGS_upstream_starttls);
   flags.admin_listen = absl::GetFlag(FLAGS_admin_listen);

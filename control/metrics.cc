@@ -32,7 +32,7 @@ std::string RenderMetrics(const MetricsSources& sources) {
   uint64_t accepted = 0, open = 0, logins_ok = 0, logins_failed = 0, to_upstream = 0,
            to_client = 0, listening = 0, listen_failures = 0, ring_empty = 0, pipes_in_use = 0,
            pipes_limit = 0, pipe_pool_exhausted = 0, pipe_create_failures = 0,
-           copy_fallbacks = 0;
+           copy_fallbacks = 0, tls_full = 0, tls_resumed = 0;
   for (const core::Worker* worker : sources.workers) {
     const core::WorkerCounters& c = worker->counters();
     accepted += c.sessions_accepted.load(std::memory_order_relaxed);
@@ -42,6 +42,8 @@ std::string RenderMetrics(const MetricsSources& sources) {
     to_upstream += c.bytes_client_to_upstream.load(std::memory_order_relaxed);
     to_client += c.bytes_upstream_to_client.load(std::memory_order_relaxed);
     ring_empty += c.recv_ring_empty.load(std::memory_order_relaxed);
+    tls_full += c.tls_handshakes_full.load(std::memory_order_relaxed);
+    tls_resumed += c.tls_handshakes_resumed.load(std::memory_order_relaxed);
     const core::PipeCounters& pipes = worker->pipe_counters();
     pipes_in_use += pipes.in_use.load(std::memory_order_relaxed);
     pipes_limit += worker->options().max_pipes;
@@ -77,6 +79,13 @@ std::string RenderMetrics(const MetricsSources& sources) {
                       "mailring_logins_total{result=\"ok\"} ",
                       logins_ok, "\nmailring_logins_total{result=\"failed\"} ", logins_failed,
                       "\n");
+  mailring::StrAppend(&out,
+                      "# HELP mailring_tls_handshakes_total TLS handshakes with mail servers: "
+                      "full, or resuming a session kept from an earlier connection.\n"
+                      "# TYPE mailring_tls_handshakes_total counter\n"
+                      "mailring_tls_handshakes_total{kind=\"full\"} ",
+                      tls_full, "\nmailring_tls_handshakes_total{kind=\"resumed\"} ",
+                      tls_resumed, "\n");
   Counter(&out, "mailring_recv_buffer_ring_empty_total",
           "Reads that found a worker's provided-buffer ring empty and fell back to poll or "
           "splice (raise --recv-buffers if this grows steadily).",

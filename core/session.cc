@@ -19,6 +19,7 @@
 #include "core/send_some.h"
 #include "core/session_host.h"
 #include "core/tcp_options.h"
+#include "core/tls/resumption_key.h"
 #include "proto/absl_string_view.h"
 #include "proto/printable_text.h"
 #include "proto/socks5.h"
@@ -327,7 +328,9 @@ void Session::StartTlsHandshake(bool after_starttls) {
                  " TLS to the mail server WITHOUT certificate verification (the destination's "
                  "ssl.trust / checkserveridentity opts out)");
   }
-  tls_ = std::make_unique<TlsClient>(*context, route_->destination.host, route_->tls_verify);
+  tls_ = std::make_unique<TlsClient>(
+      *context, route_->destination.host, route_->tls_verify,
+      TlsResumption{context->session_cache(), TlsResumptionKey(*route_)});
   login.tls_handshaking = true;
   login.starttls = after_starttls;
   // Bytes the server sent after its STARTTLS answer already belong to TLS.
@@ -362,8 +365,11 @@ void Session::ContinueTlsHandshake() {
     return;
   }
   login.tls_handshaking = false;
+  WorkerCounters& counters = host_->mutable_counters();
+  (tls_->resumed() ? counters.tls_handshakes_resumed : counters.tls_handshakes_full)
+      .fetch_add(1, std::memory_order_relaxed);
   MAILRING_LOG(kDebug, LogPrefix(), " TLS established with upstream (", tls_->protocol_version(),
-               ", ", tls_->cipher_suite(), ")");
+               ", ", tls_->cipher_suite(), tls_->resumed() ? ", resumed" : "", ")");
   if (RelayOnly()) {
     StartRelay();  // the server's greeting, if already here, waits inside TlsClient
     return;

@@ -79,7 +79,14 @@ absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const TlsContextO
   InitializeWolfSslOnce();
   WOLFSSL_CTX* ctx = wolfSSL_CTX_new(wolfTLS_client_method());
   if (ctx == nullptr) return absl::InternalError("TLS: cannot create a wolfSSL context");
-  auto context = std::unique_ptr<TlsContext>(new TlsContext(ctx));
+  auto context = std::unique_ptr<TlsContext>(new TlsContext(ctx, options.session_cache));
+
+  // Sessions to resume are kept by TlsClient in the worker's own cache, not in wolfSSL's
+  // process-wide one (which is shared by all threads behind a lock and keyed by nothing we
+  // choose): wolfSSL hands each new session to the callback and stores none itself.
+  wolfSSL_CTX_set_session_cache_mode(ctx,
+                                     WOLFSSL_SESS_CACHE_CLIENT | WOLFSSL_SESS_CACHE_NO_INTERNAL);
+  wolfSSL_CTX_sess_set_new_cb(ctx, &TlsClient::NewSessionCallback);
 
   if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
     return absl::InternalError("TLS: cannot set TLS 1.2 as the minimum version");
@@ -123,8 +130,9 @@ absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const TlsContextO
 
 TlsContext::~TlsContext() { wolfSSL_CTX_free(ctx_); }
 
-TlsClient::TlsClient(const TlsContext& context, std::string_view server_name, bool verify)
-    : server_name_(server_name), verify_(verify) {
+TlsClient::TlsClient(const TlsContext& context, std::string_view server_name, bool verify,
+                     TlsResumption resumption)
+    : server_name_(server_name), verify_(verify), resumption_(std::move(resumption)) {
   ssl_ = wolfSSL_new(context.get());
   if (ssl_ == nullptr) {
     error_ = "cannot create a TLS session (out of memory)";
@@ -146,7 +154,60 @@ TlsClient::TlsClient(const TlsContext& context, std::string_view server_name, bo
   if (verify_ && !server_name_.empty() &&
       wolfSSL_check_domain_name(ssl_, server_name_.c_str()) != WOLFSSL_SUCCESS) {
     error_ = StrCat("cannot check the certificate against ", server_name_);
+    return;
   }
+  OfferKeptSession();
+}
+
+void TlsClient::OfferKeptSession() {
+  if (resumption_.cache == nullptr) return;
+  std::optional<std::string> kept = resumption_.cache->Take(resumption_.key);
+  if (!kept.has_value()) return;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(kept->data());
+  WOLFSSL_SESSION* session =
+      wolfSSL_d2i_SSL_SESSION(nullptr, &bytes, static_cast<long>(kept->size()));
+  if (session == nullptr) return;  // unreadable: a full handshake, nothing lost
+  // wolfSSL_set_session copies the session into ssl_ (NO_SESSION_CACHE_REF build), so ours is
+  // freed at once. When it refuses the session (e.g. expired by wolfSSL's own clock), nothing
+  // is offered and the handshake is a full one.
+  offered_session_ = wolfSSL_set_session(ssl_, session) == WOLFSSL_SUCCESS;
+  wolfSSL_SESSION_free(session);
+}
+
+int TlsClient::NewSessionCallback(WOLFSSL* ssl, WOLFSSL_SESSION* session) {
+  // The read context is the TlsClient (set in the constructor for every ssl of our contexts).
+  auto* self = static_cast<TlsClient*>(wolfSSL_GetIOReadCtx(ssl));
+  if (self != nullptr) self->KeepSession(session);
+  return 0;  // not kept by reference: wolfSSL frees `session`
+}
+
+void TlsClient::KeepSession(WOLFSSL_SESSION* session) {
+  if (resumption_.cache == nullptr || !wolfSSL_SESSION_is_resumable(session)) return;
+  // TLS 1.2 hands over the new session inside the handshake, before Handshake() sees whether
+  // the offered one was declined: the stale ones must go before the new one is kept. (TLS 1.3
+  // tickets come after the handshake, whose end already settled it.)
+  if (!handshake_done_ && offered_session_ && wolfSSL_session_reused(ssl_) != 1) {
+    ForgetKeptSessions();
+  }
+  const int size = wolfSSL_i2d_SSL_SESSION(session, nullptr);
+  if (size <= 0) return;
+  std::string bytes(static_cast<size_t>(size), '\0');
+  auto* out = reinterpret_cast<unsigned char*>(bytes.data());
+  if (wolfSSL_i2d_SSL_SESSION(session, &out) != size) return;
+  // TLS 1.3: the ticket's lifetime; TLS 1.2: the session's timeout (wolfSSL sets it from the
+  // ticket lifetime hint when there is one). Both in seconds.
+  const bool tls13 = wolfSSL_version(ssl_) == TLS1_3_VERSION;
+  const long lifetime_s =
+      tls13 ? static_cast<long>(wolfSSL_SESSION_get_ticket_lifetime_hint(session))
+            : wolfSSL_SESSION_get_timeout(session);
+  resumption_.cache->Put(resumption_.key, std::move(bytes), int64_t{lifetime_s} * 1000,
+                         /*single_use=*/tls13);
+}
+
+void TlsClient::ForgetKeptSessions() {
+  if (resumption_.cache == nullptr || forgot_kept_sessions_) return;
+  forgot_kept_sessions_ = true;  // once: what this connection keeps afterwards is fresh
+  resumption_.cache->Forget(resumption_.key);
 }
 
 TlsClient::~TlsClient() {
@@ -180,8 +241,18 @@ TlsClient::Result TlsClient::Handshake() {
     return Result::kError;
   }
   const int result = wolfSSL_connect(ssl_);
-  if (result == WOLFSSL_SUCCESS) return Result::kDone;
+  if (result == WOLFSSL_SUCCESS) {
+    if (!handshake_done_) {
+      handshake_done_ = true;
+      resumed_ = offered_session_ && wolfSSL_session_reused(ssl_) == 1;
+      // Declined: the server no longer knows its tickets (restart, rotated keys); the other
+      // kept sessions of the destination would be declined too.
+      if (offered_session_ && !resumed_) ForgetKeptSessions();
+    }
+    return Result::kDone;
+  }
   if (wolfSSL_get_error(ssl_, result) == WOLFSSL_ERROR_WANT_READ) return Result::kWantInput;
+  if (offered_session_) ForgetKeptSessions();
   return Fail(result);
 }
 

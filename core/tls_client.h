@@ -13,17 +13,28 @@
 // ("certificate has expired", "host name mismatch: certificate is for x, not y", "TLS alert:
 // handshake failure", ...) and never contain key material. Output buffers are bounded by what
 // the caller writes; Read() appends at most `max_bytes` of plaintext.
+//
+// Resumption: a TlsClient given a TlsResumption offers a session its worker kept for the same
+// destination (core/tls/session_cache.h) and keeps the sessions the server issues: TLS 1.2's at
+// the end of the handshake, TLS 1.3's NewSessionTickets when a later Read() processes them (they
+// arrive after the handshake). A resumed handshake skips the certificate exchange; the session
+// being resumed was verified when it was made, under the same key (which includes the
+// verification setting). A handshake that offered a session and failed, or that the server
+// completed without resuming, drops the destination's kept sessions.
 #pragma once
 
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "core/tls/session_cache.h"
 
 struct WOLFSSL_CTX;
 struct WOLFSSL;
+struct WOLFSSL_SESSION;
 
 namespace mailring::core {
 
@@ -33,9 +44,12 @@ struct TlsContextOptions {
   // AES-GCM record crypto on AES-NI through libcrypto (core/tls/aes_gcm_device.h) when the
   // machine has it; false keeps wolfSSL's software AES (tests compare the two).
   bool aes_gcm_device = true;
+  // The worker's resumption cache; max_destinations = 0 turns resumption off.
+  TlsSessionCacheOptions session_cache;
 };
 
-// A WOLFSSL_CTX: CA store and protocol limits, shared by the sessions of one worker.
+// A WOLFSSL_CTX: CA store and protocol limits, shared by the sessions of one worker, and that
+// worker's TLS session cache (a new context, e.g. with another CA file, starts with none).
 class TlsContext {
  public:
   static absl::StatusOr<std::unique_ptr<TlsContext>> Create(const TlsContextOptions& options);
@@ -45,11 +59,22 @@ class TlsContext {
   WOLFSSL_CTX* get() const { return ctx_; }
   // True when the context's AES-GCM records go through the AES-NI device.
   bool uses_aes_gcm_device() const { return uses_aes_gcm_device_; }
+  // The worker's sessions to resume. Mutable through a const context on purpose: the context is
+  // shared read-only by the worker's sessions, the cache is the worker thread's own state.
+  TlsSessionCache* session_cache() const { return session_cache_.get(); }
 
  private:
-  explicit TlsContext(WOLFSSL_CTX* ctx) : ctx_(ctx) {}
+  TlsContext(WOLFSSL_CTX* ctx, TlsSessionCacheOptions cache_options)
+      : ctx_(ctx), session_cache_(std::make_unique<TlsSessionCache>(std::move(cache_options))) {}
   WOLFSSL_CTX* ctx_;
   bool uses_aes_gcm_device_ = false;
+  std::unique_ptr<TlsSessionCache> session_cache_;
+};
+
+// Where a TlsClient takes a session to offer and keeps the ones the server issues.
+struct TlsResumption {
+  TlsSessionCache* cache = nullptr;  // null: neither offer nor keep (a full handshake)
+  std::string key;                   // TlsResumptionKey(route)
 };
 
 // Frees the calling thread's wolfSSL caches (the ECC fixed-point cache is thread-local): call
@@ -62,7 +87,9 @@ class TlsClient {
 
   // `server_name`: for SNI and, when `verify`, the certificate check. Empty server_name with
   // verify is an error at Handshake().
-  TlsClient(const TlsContext& context, std::string_view server_name, bool verify);
+  // `resumption`: see the top of this file; the default resumes nothing.
+  TlsClient(const TlsContext& context, std::string_view server_name, bool verify,
+            TlsResumption resumption = {});
   ~TlsClient();
   TlsClient(const TlsClient&) = delete;
   TlsClient& operator=(const TlsClient&) = delete;
@@ -92,8 +119,19 @@ class TlsClient {
   const std::string& error() const { return error_; }
   std::string_view protocol_version() const;  // "TLSv1.3", after the handshake
   std::string_view cipher_suite() const;
+  // After the handshake: true when it resumed a kept session (no certificate exchange).
+  bool resumed() const { return resumed_; }
+  // True when a kept session was offered in the ClientHello.
+  bool offered_session() const { return offered_session_; }
+
+  // wolfSSL's new-session callback, set on every TlsContext (TLS 1.2: at the handshake's end;
+  // TLS 1.3: per NewSessionTicket). Public only so that TlsContext can register it.
+  static int NewSessionCallback(WOLFSSL* ssl, WOLFSSL_SESSION* session);
 
  private:
+  void OfferKeptSession();
+  void KeepSession(WOLFSSL_SESSION* session);
+  void ForgetKeptSessions();
   static int ReceiveCallback(WOLFSSL* ssl, char* buffer, int size, void* context);
   static int SendCallback(WOLFSSL* ssl, char* buffer, int size, void* context);
   Result Fail(int wolfssl_return);
@@ -104,6 +142,11 @@ class TlsClient {
   std::string output_;     // ciphertext produced, not yet taken
   std::string server_name_;
   bool verify_ = true;
+  TlsResumption resumption_;
+  bool offered_session_ = false;
+  bool resumed_ = false;
+  bool handshake_done_ = false;
+  bool forgot_kept_sessions_ = false;
   std::string error_;
 };
 

@@ -20,6 +20,9 @@ struct WorkerCounters {
   // (before the relay) or splice (during it): nothing is lost, but a steady rate says the ring
   // (--recv-buffers) is too small for the worker's load.
   std::atomic<uint64_t> recv_ring_empty{0};
+  // Upstream TLS handshakes completed: full (certificate exchange) or resuming a kept session.
+  std::atomic<uint64_t> tls_handshakes_full{0};
+  std::atomic<uint64_t> tls_handshakes_resumed{0};
 };
 
 }  // namespace mailring::core

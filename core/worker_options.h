@@ -44,6 +44,8 @@ struct WorkerOptions {
   // AES-GCM TLS records on AES-NI through libcrypto (core/tls/aes_gcm_device.h) where the CPU
   // has it; false: wolfSSL's software AES (for comparison, or to rule the device out).
   bool tls_aes_ni = true;
+  // Upstream TLS sessions resumed from the worker's cache (core/tls/session_cache.h).
+  bool tls_resumption = true;
   // TCP keepalive on both legs: idle seconds before probing, interval, probes.
   int keepalive_idle_s = 60;
   int keepalive_interval_s = 15;

@@ -28,6 +28,11 @@
 # synthetic upstream; HAProxy relays to it with `ssl verify required` on its server line and
 # mailring with an imap4s route verified against --ca-file. Clients still speak plain IMAP.
 # Use it with --proxies haproxy,mailring-1 (splice and nginx do not apply to a TLS leg).
+# Both resume TLS sessions by default (HAProxy keeps the last session per server, mailring a
+# ticket cache per worker and destination); for churn with a full handshake every session:
+#   haproxy-noreuse       HAProxy with no-ssl-reuse on its server line
+#   mailring-1-noresume   mailring-1 with --tls-resumption=false
+#   perf/compare.sh --tls --proxies haproxy,haproxy-noreuse,mailring-1,mailring-1-noresume
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,6 +43,7 @@ usage: perf/compare.sh [options]
   --rounds N            interleaved rounds (default 5; medians are taken over them)
   --quick               2 rounds, smaller sizes (a smoke run, not a table to quote)
   --proxies LIST        comma list from: direct,haproxy,haproxy-splice,nginx,mailring-1,mailring-2
+                        and, with --tls, haproxy-noreuse,mailring-1-noresume
   --build-dir DIR       where to build the harness and mailring (default: build-perf/)
   --no-build            use the binaries already in --build-dir
   --mailring BIN        benchmark this mailring binary instead of building one
@@ -241,14 +247,19 @@ port_of() {
     nginx) echo $((BASE_PORT + 3)) ;;
     mailring-1) echo $((BASE_PORT + 4)) ;;
     mailring-2) echo $((BASE_PORT + 5)) ;;
+    haproxy-noreuse) echo $((BASE_PORT + 7)) ;;
+    mailring-1-noresume) echo $((BASE_PORT + 8)) ;;
   esac
 }
 
 write_configs() {
-  local splice pipes
-  for variant in haproxy haproxy-splice; do
+  local splice pipes reuse
+  for variant in haproxy haproxy-splice haproxy-noreuse; do
     splice=""
     pipes=""
+    reuse=""
+    # A full TLS handshake per session: HAProxy otherwise resumes its last session per server.
+    [[ $variant == haproxy-noreuse && $TLS == 1 ]] && reuse=" no-ssl-reuse"
     if [[ $variant == haproxy-splice ]]; then
       splice=$'  option splice-request\n  option splice-response'
       # maxpipes defaults to maxconn/4, and its fds would not fit under a 20 000-fd limit.
@@ -271,7 +282,7 @@ frontend imap
   bind 127.0.0.1:$(port_of "$variant")
   default_backend upstream
 backend upstream
-  server synthetic 127.0.0.1:$HAPROXY_SERVER_PORT$HAPROXY_SERVER_TLS
+  server synthetic 127.0.0.1:$HAPROXY_SERVER_PORT$HAPROXY_SERVER_TLS$reuse
 EOF
   done
   cat >"$WORK_DIR/nginx.conf" <<EOF
@@ -299,9 +310,9 @@ EOF
     protocol=imap4s
     port=$TLS_PORT
   fi
-  for workers in 1 2; do
-    cat >"$WORK_DIR/mailring-$workers.json" <<EOF
-{"routes":[{"listen":"127.0.0.1:$(port_of "mailring-$workers")","destination":{"Name":"bench","Type":"MAIL","Authentication":"BasicAuthentication","mail.transport.protocol":"$protocol","mail.user":"u","mail.password":"p","mail.$protocol.host":"127.0.0.1","mail.$protocol.port":"$port","mail.$protocol.auth":"true","ProxyType":"Internet"}}]}
+  for variant in mailring-1 mailring-2 mailring-1-noresume; do
+    cat >"$WORK_DIR/$variant.json" <<EOF
+{"routes":[{"listen":"127.0.0.1:$(port_of "$variant")","destination":{"Name":"bench","Type":"MAIL","Authentication":"BasicAuthentication","mail.transport.protocol":"$protocol","mail.user":"u","mail.password":"p","mail.$protocol.host":"127.0.0.1","mail.$protocol.port":"$port","mail.$protocol.auth":"true","ProxyType":"Internet"}}]}
 EOF
   done
 }
@@ -309,7 +320,9 @@ EOF
 available() {
   case $1 in
     direct|mailring-1|mailring-2) return 0 ;;
+    mailring-1-noresume) [[ $TLS == 1 ]] ;;
     haproxy|haproxy-splice) command -v haproxy >/dev/null 2>&1 ;;
+    haproxy-noreuse) [[ $TLS == 1 ]] && command -v haproxy >/dev/null 2>&1 ;;
     nginx) [[ -x /usr/sbin/nginx && -f /usr/lib/nginx/modules/ngx_mail_module.so ]] ;;
     *) return 1 ;;
   esac
@@ -324,11 +337,14 @@ start_proxy() {
   PROXY_PIDS=""
   case $name in
     direct) return 0 ;;
-    haproxy|haproxy-splice) haproxy -db -f "$WORK_DIR/$name.cfg" >>"$log" 2>&1 & ;;
+    haproxy|haproxy-splice|haproxy-noreuse) haproxy -db -f "$WORK_DIR/$name.cfg" >>"$log" 2>&1 & ;;
     nginx) /usr/sbin/nginx -e "$WORK_DIR/nginx-error.log" -p "$WORK_DIR/" \
              -c "$WORK_DIR/nginx.conf" >>"$log" 2>&1 & ;;
     mailring-1|mailring-2)
       "$MAILRING_BIN" --destinations "$WORK_DIR/$name.json" --workers "${name#mailring-}" \
+        "${MAILRING_TLS_FLAGS[@]}" --log-level "$MAILRING_LOG_LEVEL" >>"$log" 2>&1 & ;;
+    mailring-1-noresume)
+      "$MAILRING_BIN" --destinations "$WORK_DIR/$name.json" --workers 1 --tls-resumption=false \
         "${MAILRING_TLS_FLAGS[@]}" --log-level "$MAILRING_LOG_LEVEL" >>"$log" 2>&1 & ;;
   esac
   PROXY_PID=$!
@@ -448,7 +464,7 @@ for name in "${requested[@]}"; do
 done
 [[ ${#SELECTED[@]} -gt 0 ]] || die "no proxy to run"
 
-for offset in 0 1 2 3 4 5 9; do
+for offset in 0 1 2 3 4 5 7 8 9; do
   listening $((BASE_PORT + offset)) && die "port $((BASE_PORT + offset)) is already in use (--base-port)"
 done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

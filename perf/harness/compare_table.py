@@ -10,7 +10,8 @@ Ratios (xH) are against HAProxy with 1 thread, from the same run.
 import statistics
 import sys
 
-ORDER = ["direct", "haproxy", "haproxy-splice", "nginx", "mailring-1", "mailring-2"]
+ORDER = ["direct", "haproxy", "haproxy-splice", "haproxy-noreuse", "nginx", "mailring-1",
+         "mailring-1-noresume", "mailring-2"]
 REFERENCE = "haproxy"
 
 

@@ -30,6 +30,9 @@ TEST(MetricsTest, SumsEveryWorkersCountersIntoPrometheusText) {
   second.mutable_counters().bytes_upstream_to_client = 2000;
   first.mutable_counters().recv_ring_empty = 3;
   second.mutable_counters().recv_ring_empty = 4;
+  first.mutable_counters().tls_handshakes_full = 3;
+  second.mutable_counters().tls_handshakes_full = 2;
+  second.mutable_counters().tls_handshakes_resumed = 9;
   const std::string text = RenderMetrics({.workers = {&first, &second}});
   for (const char* line : {
            "mailring_sessions_total 12\n",
@@ -39,6 +42,9 @@ TEST(MetricsTest, SumsEveryWorkersCountersIntoPrometheusText) {
            "mailring_relayed_bytes_total{direction=\"client_to_upstream\"} 100\n",
            "mailring_relayed_bytes_total{direction=\"upstream_to_client\"} 2000\n",
            "mailring_recv_buffer_ring_empty_total 7\n",
+           "mailring_tls_handshakes_total{kind=\"full\"} 5\n",
+           "mailring_tls_handshakes_total{kind=\"resumed\"} 9\n",
+           "# TYPE mailring_tls_handshakes_total counter\n",
            "# TYPE mailring_recv_buffer_ring_empty_total counter\n",
            "# TYPE mailring_sessions_open gauge\n",
            "mailring_pipes_in_use 0\n",

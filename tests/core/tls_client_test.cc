@@ -61,9 +61,20 @@ class TlsServer {
     wolfSSL_SetIOReadCtx(ssl_, this);
     wolfSSL_SetIOWriteCtx(ssl_, this);
   }
+  // A connection of `shared_ctx` (not owned): servers of one context share its ticket key and
+  // session cache, so a client may resume with them what it got from another.
+  explicit TlsServer(WOLFSSL_CTX* shared_ctx) : owns_ctx_(false) {
+    ctx_ = shared_ctx;
+    ssl_ = wolfSSL_new(ctx_);
+    EXPECT_NE(ssl_, nullptr);
+    wolfSSL_SSLSetIORecv(ssl_, &TlsServer::Receive);
+    wolfSSL_SSLSetIOSend(ssl_, &TlsServer::Send);
+    wolfSSL_SetIOReadCtx(ssl_, this);
+    wolfSSL_SetIOWriteCtx(ssl_, this);
+  }
   ~TlsServer() {
     wolfSSL_free(ssl_);
-    wolfSSL_CTX_free(ctx_);
+    if (owns_ctx_) wolfSSL_CTX_free(ctx_);
   }
 
   WOLFSSL* ssl() { return ssl_; }
@@ -106,6 +117,7 @@ class TlsServer {
     return size;
   }
 
+  bool owns_ctx_ = true;
   WOLFSSL_CTX* ctx_ = nullptr;
   WOLFSSL* ssl_ = nullptr;
   std::string input_;
@@ -635,6 +647,202 @@ TEST_F(TlsClientTest, ScriptIsIdempotent) {
   const std::string again = "'" + ScriptPath().string() + "' '" + (*dir_ / "ca").string() + "'";
   ASSERT_EQ(std::system(again.c_str()), 0);
   EXPECT_EQ(std::filesystem::last_write_time(before), stamp);
+}
+
+// --- Resumption: the worker's session cache (core/tls/session_cache.h) through TlsClient ---
+
+// A server context whose connections share one ticket key and session cache, like one Dovecot.
+class ServerContext {
+ public:
+  ServerContext(WOLFSSL_METHOD* method, const std::string& chain, const std::string& key)
+      : ctx_(wolfSSL_CTX_new(method)) {
+    EXPECT_NE(ctx_, nullptr);
+    EXPECT_EQ(wolfSSL_CTX_use_certificate_chain_file(ctx_, chain.c_str()), WOLFSSL_SUCCESS);
+    EXPECT_EQ(wolfSSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), WOLFSSL_FILETYPE_PEM),
+              WOLFSSL_SUCCESS);
+  }
+  ~ServerContext() { wolfSSL_CTX_free(ctx_); }
+  std::unique_ptr<TlsServer> Connection() { return std::make_unique<TlsServer>(ctx_); }
+
+ private:
+  WOLFSSL_CTX* ctx_;
+};
+
+class TlsResumptionTest : public TlsClientTest {
+ protected:
+  void SetUp() override {
+    TlsClientTest::SetUp();
+    if (IsSkipped()) return;
+    context_ = Context(Ca("ca.pem"));
+    ASSERT_NE(context_, nullptr);
+    tls13_ = std::make_unique<ServerContext>(wolfTLS_server_method(), Ca("server-chain.pem"),
+                                             Ca("server.key"));
+  }
+  TlsResumption For(const std::string& key) { return {context_->session_cache(), key}; }
+
+  // One connection: handshake, then the server's greeting read (which, in TLS 1.3, carries the
+  // server's NewSessionTicket to the client before it). Returns whether it resumed.
+  bool Connect(ServerContext& server_context, const std::string& key) {
+    auto server = server_context.Connection();
+    TlsClient client(*context_, "localhost", /*verify=*/true, For(key));
+    EXPECT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+    EXPECT_EQ(client.resumed(), wolfSSL_session_reused(server->ssl()) == 1);
+    EXPECT_TRUE(server->Write("* OK ready\r\n"));
+    std::string greeting;
+    EXPECT_EQ(ReadFromServer(client, *server, &greeting, 12), Result::kDone) << client.error();
+    EXPECT_EQ(greeting, "* OK ready\r\n");
+    return client.resumed();
+  }
+
+  TlsSessionCache& cache() { return *context_->session_cache(); }
+
+  std::unique_ptr<TlsContext> context_;
+  std::unique_ptr<ServerContext> tls13_;
+};
+
+TEST_F(TlsResumptionTest, SecondConnectionResumesWithATls13Ticket) {
+  EXPECT_FALSE(Connect(*tls13_, "dest"));
+  EXPECT_EQ(cache().sessions(), 1u);  // the ticket that came before the greeting
+  // A session of a few KiB at most (the memory bound the cache's header states).
+  EXPECT_GT(cache().session_bytes(), 0u);
+  EXPECT_LT(cache().session_bytes(), 5u * 1024);
+
+  auto server = tls13_->Connection();
+  TlsClient client(*context_, "localhost", true, For("dest"));
+  EXPECT_TRUE(client.offered_session());
+  EXPECT_EQ(cache().sessions(), 0u);  // taken: a TLS 1.3 ticket is offered once
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  EXPECT_TRUE(client.resumed());
+  EXPECT_EQ(wolfSSL_session_reused(server->ssl()), 1);
+  EXPECT_EQ(client.protocol_version(), "TLSv1.3");
+  // The resumed connection carries data both ways and brings its own next ticket.
+  ASSERT_TRUE(server->Write("* OK resumed\r\n"));
+  std::string at_client;
+  ASSERT_EQ(ReadFromServer(client, *server, &at_client, 14), Result::kDone) << client.error();
+  EXPECT_EQ(at_client, "* OK resumed\r\n");
+  ASSERT_EQ(client.Write("a1 NOOP\r\n"), Result::kDone);
+  server->Feed(client.TakeOutput());
+  std::string at_server;
+  EXPECT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
+  EXPECT_EQ(at_server, "a1 NOOP\r\n");
+  EXPECT_EQ(cache().sessions(), 1u);
+  EXPECT_TRUE(Connect(*tls13_, "dest"));
+}
+
+TEST_F(TlsResumptionTest, ATicketIsNeverOfferedTwice) {
+  EXPECT_FALSE(Connect(*tls13_, "dest"));
+  {
+    // Resumes, but ends before reading anything: no new ticket reaches the client.
+    auto server = tls13_->Connection();
+    TlsClient client(*context_, "localhost", true, For("dest"));
+    ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+    EXPECT_TRUE(client.resumed());
+  }
+  auto server = tls13_->Connection();
+  TlsClient client(*context_, "localhost", true, For("dest"));
+  EXPECT_FALSE(client.offered_session());
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  EXPECT_FALSE(client.resumed());
+}
+
+TEST_F(TlsResumptionTest, AnotherDestinationDoesNotGetTheTicket) {
+  EXPECT_FALSE(Connect(*tls13_, "dest-a"));
+  EXPECT_FALSE(Connect(*tls13_, "dest-b"));  // full: dest-a's ticket stays with dest-a
+  EXPECT_TRUE(Connect(*tls13_, "dest-a"));
+  EXPECT_TRUE(Connect(*tls13_, "dest-b"));
+}
+
+TEST_F(TlsResumptionTest, WithoutResumptionNothingIsOfferedOrKept) {
+  auto server = tls13_->Connection();
+  TlsClient client(*context_, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("* OK\r\n"));
+  std::string greeting;
+  ASSERT_EQ(ReadFromServer(client, *server, &greeting, 6), Result::kDone) << client.error();
+  EXPECT_FALSE(client.offered_session());
+  EXPECT_FALSE(client.resumed());
+  EXPECT_EQ(cache().sessions(), 0u);
+}
+
+TEST_F(TlsResumptionTest, DeclinedTicketIsForgottenAndReplaced) {
+  EXPECT_FALSE(Connect(*tls13_, "dest"));
+  EXPECT_FALSE(Connect(*tls13_, "dest-other"));
+  // Another server process (another ticket key) behind the same destination: it declines.
+  ServerContext restarted(wolfTLS_server_method(), Ca("server-chain.pem"), Ca("server.key"));
+  auto server = restarted.Connection();
+  TlsClient client(*context_, "localhost", true, For("dest"));
+  EXPECT_TRUE(client.offered_session());
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  EXPECT_FALSE(client.resumed());
+  ASSERT_TRUE(server->Write("* OK\r\n"));
+  std::string greeting;
+  ASSERT_EQ(ReadFromServer(client, *server, &greeting, 6), Result::kDone) << client.error();
+  EXPECT_EQ(cache().sessions(), 2u);  // dest-other's, and the restarted server's new ticket
+  EXPECT_TRUE(Connect(restarted, "dest"));
+}
+
+TEST_F(TlsResumptionTest, FailedHandshakeAfterAnOfferDropsTheDestinationsSessions) {
+  // Two connections open side by side, neither with a ticket to offer: "dest" gets two.
+  auto server_1 = tls13_->Connection();
+  auto server_2 = tls13_->Connection();
+  TlsClient client_1(*context_, "localhost", true, For("dest"));
+  TlsClient client_2(*context_, "localhost", true, For("dest"));
+  for (auto [client, server] : {std::pair{&client_1, server_1.get()}, {&client_2, server_2.get()}}) {
+    ASSERT_EQ(Handshake(*client, *server), Result::kDone) << client->error();
+    ASSERT_TRUE(server->Write("* OK\r\n"));
+    std::string greeting;
+    ASSERT_EQ(ReadFromServer(*client, *server, &greeting, 6), Result::kDone) << client->error();
+  }
+  EXPECT_FALSE(Connect(*tls13_, "dest-other"));
+  ASSERT_EQ(cache().sessions(), 3u);
+  // The next "dest" connection offers one ticket and fails: the other one goes too.
+  TlsServer tls11(wolfTLSv1_1_server_method(), Ca("server-chain.pem"), Ca("server.key"));
+  TlsClient client(*context_, "localhost", true, For("dest"));
+  EXPECT_TRUE(client.offered_session());
+  ASSERT_EQ(Handshake(client, tls11), Result::kError);
+  EXPECT_EQ(cache().sessions(), 1u);  // only dest-other's is left
+  EXPECT_FALSE(Connect(*tls13_, "dest"));
+  EXPECT_TRUE(Connect(*tls13_, "dest-other"));
+}
+
+TEST_F(TlsResumptionTest, Tls12SessionResumesRepeatedly) {
+  ServerContext tls12(wolfTLSv1_2_server_method(), Ca("server-chain.pem"), Ca("server.key"));
+  EXPECT_FALSE(Connect(tls12, "dest"));
+  EXPECT_EQ(cache().sessions(), 1u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(Connect(tls12, "dest")) << "connection " << i;
+    EXPECT_EQ(cache().sessions(), 1u);  // reusable: it stays
+  }
+}
+
+TEST_F(TlsResumptionTest, ExpiredTicketIsNotOffered) {
+  int64_t now = 5'000'000;
+  TlsContextOptions options;
+  options.use_system_ca = false;
+  options.ca_file = Ca("ca.pem");
+  options.session_cache.clock = [&now] { return now; };
+  absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(options);
+  ASSERT_TRUE(context.ok()) << context.status();
+  context_ = *std::move(context);
+  EXPECT_FALSE(Connect(*tls13_, "dest"));
+  ASSERT_EQ(cache().sessions(), 1u);
+  // wolfSSL's server gives its tickets 300 s (less our 15 s margin).
+  now += 285 * 1000;
+  TlsClient client(*context_, "localhost", true, For("dest"));
+  EXPECT_FALSE(client.offered_session());
+  EXPECT_EQ(cache().sessions(), 0u);
+}
+
+TEST_F(TlsResumptionTest, ZeroCapacityTurnsResumptionOff) {
+  TlsContextOptions options;
+  options.use_system_ca = false;
+  options.ca_file = Ca("ca.pem");
+  options.session_cache.max_destinations = 0;
+  absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(options);
+  ASSERT_TRUE(context.ok()) << context.status();
+  context_ = *std::move(context);
+  EXPECT_FALSE(Connect(*tls13_, "dest"));
+  EXPECT_FALSE(Connect(*tls13_, "dest"));
 }
 
 }  // namespace

@@ -12,7 +12,10 @@
 //
 // Dovecot logs every login with the transport ("..., TLS, session=<...>" over TLS, "secured" for
 // plaintext from loopback); the tests read the lines logged after they started.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -78,6 +81,62 @@ double CpuSeconds(pid_t pid) {
   double utime = 0, stime = 0;
   if (!absl::SimpleAtod(fields[11], &utime) || !absl::SimpleAtod(fields[12], &stime)) return -1;
   return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// GET `path` from mailring's admin endpoint on 127.0.0.1:port: the whole response, or "".
+std::string AdminGet(uint16_t port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) {
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    (void)!write(fd, request.data(), request.size());
+    char buffer[4096];
+    for (int reads = 0; reads < 1000; ++reads) {  // bounded; the endpoint closes after its answer
+      const ssize_t n = read(fd, buffer, sizeof(buffer));
+      if (n <= 0) break;
+      response.append(buffer, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return response;
+}
+
+// The value of the sample `series` (a metric name with its labels, if any) in Prometheus text;
+// -1 when absent.
+int64_t MetricValue(const std::string& metrics, absl::string_view series) {
+  const std::string prefix = absl::StrCat(series, " ");
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    int64_t value = -1;
+    if (absl::StartsWith(line, prefix) &&
+        absl::SimpleAtoi(line.substr(prefix.size()), &value)) {
+      return value;
+    }
+  }
+  return -1;
+}
+
+// mailring_tls_handshakes_total{kind="<kind>"} from /metrics on `admin_port`; -1 when absent.
+int64_t TlsHandshakes(uint16_t admin_port, absl::string_view kind) {
+  return MetricValue(AdminGet(admin_port, "/metrics"),
+                     absl::StrCat("mailring_tls_handshakes_total{kind=\"", kind, "\"}"));
+}
+
+// Waits (bounded) until the admin endpoint accepts connections.
+bool AdminReady(uint16_t admin_port) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!PortAcceptsConnections(admin_port)) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
 }
 
 const ImapResponse* FindLiteralResponse(const std::vector<ImapResponse>& responses,
@@ -392,6 +451,105 @@ TEST_F(TlsTest, MeasureTlsLegAgainstPlaintextSplice) {
   report("imap4 plaintext (splice)", plain);
   RecordProperty("tls_mb_per_s", static_cast<int>(tls.bytes / 1e6 / tls.seconds));
   RecordProperty("plain_mb_per_s", static_cast<int>(plain.bytes / 1e6 / plain.seconds));
+}
+
+// --- TLS session resumption (core/tls/session_cache.h) ------------------------------------------
+
+// Dovecot (OpenSSL) issues TLS 1.3 tickets after the handshake; mailring's worker keeps them per
+// destination, so the next session to the same destination resumes: no certificate exchange.
+// StartMailring's readiness probe already opens one session per route (its upstream handshake is
+// the route's first, a full one), so the tests count from when that probe session has ended:
+// the worker may accept it only after StartMailring returned.
+class TlsResumptionTest : public TlsTest {
+ protected:
+  struct Handshakes {
+    int64_t full = -1;
+    int64_t resumed = -1;
+  };
+
+  // Starts mailring (1 worker, admin endpoint) on `destinations` with `flags` added.
+  void Start(const std::vector<Destination>& destinations, std::vector<std::string> flags) {
+    sessions_ = destinations.size();  // the readiness probes
+    admin_port_ = PickFreeLoopbackPort();
+    flags.push_back(CaFlag());
+    flags.push_back("--workers=1");
+    flags.push_back("--log-level=debug");
+    flags.push_back(absl::StrCat("--admin-listen=127.0.0.1:", admin_port_));
+    MR_ASSERT_OK(StartMailring(destinations, flags));
+    ASSERT_TRUE(AdminReady(admin_port_));
+  }
+
+  // The handshake counters once every session so far (probes included) was accepted and none
+  // is open (bounded wait): every handshake of them is counted.
+  Handshakes Settled() {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      const std::string metrics = AdminGet(admin_port_, "/metrics");
+      if (MetricValue(metrics, "mailring_sessions_open") == 0 &&
+          MetricValue(metrics, "mailring_sessions_total") >= static_cast<int64_t>(sessions_)) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return {TlsHandshakes(admin_port_, "full"), TlsHandshakes(admin_port_, "resumed")};
+  }
+
+  // One client session on `route` that reads the INBOX.
+  void Session(size_t route = 0) {
+    ++sessions_;
+    MR_ASSERT_OK_AND_ASSIGN(ProxySession session, OpenSession(route));
+    ASSERT_TRUE(absl::StartsWith(session.greeting.text, "* PREAUTH ")) << session.greeting.text;
+    ExpectInboxReadable(*session.client);
+  }
+
+  uint16_t admin_port_ = 0;
+  size_t sessions_ = 0;  // client sessions opened so far, readiness probes included
+};
+
+TEST_F(TlsResumptionTest, ImapsSessionsAfterTheFirstResume) {
+  MR_DOVECOT(dovecot, "server");
+  Start({ImapsDestination("alice", "secret", "localhost", dovecot->imaps_port())}, {});
+  const Handshakes start = Settled();
+  EXPECT_GE(start.full, 1);  // the probe session's, and nothing kept before it
+  EXPECT_EQ(start.resumed, 0);
+  for (int i = 1; i <= 3; ++i) {
+    Session();
+    if (HasFatalFailure()) return;
+    const Handshakes now = Settled();
+    EXPECT_EQ(now.full, start.full) << "session " << i << "\n" << MailringLog();
+    EXPECT_EQ(now.resumed, i) << "session " << i << "\n" << MailringLog();
+  }
+  EXPECT_TRUE(absl::StrContains(MailringLog(), ", resumed)")) << MailringLog();
+}
+
+TEST_F(TlsResumptionTest, StartTlsSessionsResumeToo) {
+  MR_DOVECOT(dovecot, "server");
+  Start({Imap4Destination("alice", "secret", "localhost", dovecot->port(),
+                          "mail.imap4.starttls.required")},
+        {});
+  const Handshakes start = Settled();
+  EXPECT_GE(start.full, 1);
+  for (int i = 1; i <= 2; ++i) {
+    Session();
+    if (HasFatalFailure()) return;
+  }
+  const Handshakes now = Settled();
+  EXPECT_EQ(now.full, start.full) << MailringLog();
+  EXPECT_EQ(now.resumed, start.resumed + 2) << MailringLog();
+}
+
+TEST_F(TlsResumptionTest, TlsResumptionFalseRunsAFullHandshakeEverySession) {
+  MR_DOVECOT(dovecot, "server");
+  Start({ImapsDestination("alice", "secret", "localhost", dovecot->imaps_port())},
+        {"--tls-resumption=false"});
+  const Handshakes start = Settled();
+  for (int i = 1; i <= 2; ++i) {
+    Session();
+    if (HasFatalFailure()) return;
+  }
+  const Handshakes now = Settled();
+  EXPECT_EQ(now.full, start.full + 2);
+  EXPECT_EQ(now.resumed, 0);
 }
 
 // --- STARTTLS ----------------------------------------------------------------------------------
