@@ -101,6 +101,7 @@ absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(const TlsContextO
       context->uses_aes_gcm_device_ = true;
     }
   }
+  context->takes_over_records_ = options.take_over_records;
   // Peer verification is chosen per session (TlsClient); this is the safe default.
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, nullptr);
 
@@ -133,6 +134,7 @@ TlsContext::~TlsContext() { wolfSSL_CTX_free(ctx_); }
 TlsClient::TlsClient(const TlsContext& context, std::string_view server_name, bool verify,
                      TlsResumption resumption)
     : server_name_(server_name), verify_(verify), resumption_(std::move(resumption)) {
+  take_over_records_ = context.takes_over_records();
   ssl_ = wolfSSL_new(context.get());
   if (ssl_ == nullptr) {
     error_ = "cannot create a TLS session (out of memory)";
@@ -235,7 +237,7 @@ bool TlsClient::has_output() const { return !output_.empty(); }
 
 TlsClient::Result TlsClient::Handshake() {
   if (!error_.empty()) return Result::kError;
-  if (wolfSSL_is_init_finished(ssl_)) return Result::kDone;
+  if (records_.has_value() || wolfSSL_is_init_finished(ssl_)) return Result::kDone;
   if (verify_ && server_name_.empty()) {
     error_ = "no server name to check the certificate against";
     return Result::kError;
@@ -258,6 +260,13 @@ TlsClient::Result TlsClient::Handshake() {
 
 TlsClient::Result TlsClient::Write(std::string_view plaintext) {
   if (!error_.empty()) return Result::kError;
+  if (records_.has_value()) {
+    if (absl::Status sealed = records_->SealApplicationData(plaintext, &output_); !sealed.ok()) {
+      error_ = std::string(sealed.message());
+      return Result::kError;
+    }
+    return Result::kDone;
+  }
   if (!wolfSSL_is_init_finished(ssl_)) {
     error_ = "write before the TLS handshake completed";
     return Result::kError;
@@ -274,6 +283,15 @@ TlsClient::Result TlsClient::Write(std::string_view plaintext) {
 
 TlsClient::Result TlsClient::Read(std::string* out, size_t max_bytes) {
   if (!error_.empty()) return Result::kError;
+  if (records_.has_value()) return ReadRecords(out, max_bytes);
+  const Result result = ReadWithWolfSsl(out, max_bytes);
+  // Only after application data: by then the server's post-handshake tickets have been read by
+  // wolfSSL (servers send them before their first data), where resumption can keep them.
+  if (result == Result::kDone) MaybeTakeOverRecords();
+  return result;
+}
+
+TlsClient::Result TlsClient::ReadWithWolfSsl(std::string* out, size_t max_bytes) {
   if (wolfSSL_get_shutdown(ssl_) & WOLFSSL_RECEIVED_SHUTDOWN) return Result::kClosed;
   if (!wolfSSL_is_init_finished(ssl_)) {
     error_ = "read before the TLS handshake completed";
@@ -299,27 +317,111 @@ TlsClient::Result TlsClient::Read(std::string* out, size_t max_bytes) {
   return appended > 0 ? Result::kDone : Result::kWantInput;
 }
 
+TlsClient::Result TlsClient::ReadRecords(std::string* out, size_t max_bytes) {
+  size_t appended = std::min(pending_plaintext_.size(), max_bytes);
+  out->append(pending_plaintext_, 0, appended);
+  pending_plaintext_.erase(0, appended);
+  if (!pending_plaintext_.empty()) return Result::kDone;
+  while (appended < max_bytes && !closed_by_server_) {
+    size_t consumed = 0;
+    const size_t before = out->size();
+    const absl::StatusOr<Tls13RecordLayer::Opened> opened = records_->Open(
+        std::string_view(input_).substr(input_offset_), &consumed, out);
+    if (!opened.ok()) {
+      error_ = std::string(opened.status().message());
+      // The plaintext before the failure goes first; the next call reports it.
+      return appended > 0 ? Result::kDone : Result::kError;
+    }
+    if (*opened == Tls13RecordLayer::Opened::kNeedMore) break;
+    input_offset_ += consumed;
+    if (input_offset_ == input_.size()) {
+      input_.clear();
+      input_offset_ = 0;
+    }
+    if (*opened == Tls13RecordLayer::Opened::kCloseNotify) closed_by_server_ = true;
+    if (*opened != Tls13RecordLayer::Opened::kApplicationData) continue;
+    appended += out->size() - before;
+    if (appended > max_bytes) {  // a record's worth more than the caller takes: keep the rest
+      const size_t extra = appended - max_bytes;
+      pending_plaintext_.assign(*out, out->size() - extra, extra);
+      out->resize(out->size() - extra);
+      appended = max_bytes;
+    }
+  }
+  if (appended > 0) return Result::kDone;
+  return closed_by_server_ ? Result::kClosed : Result::kWantInput;
+}
+
+void TlsClient::MaybeTakeOverRecords() {
+  // At a record boundary (nothing of a record half-delivered), with no plaintext left inside
+  // wolfSSL, on TLS 1.3 with AES-GCM and its 12-byte static IV: what Tls13RecordLayer handles.
+  if (!take_over_records_ || ssl_ == nullptr || !error_.empty() || record_delivered_ != 0 ||
+      wolfSSL_pending(ssl_) != 0 || (wolfSSL_get_shutdown(ssl_) & WOLFSSL_RECEIVED_SHUTDOWN) ||
+      wolfSSL_version(ssl_) != TLS1_3_VERSION || wolfSSL_GetBulkCipher(ssl_) != wolfssl_aes_gcm ||
+      wolfSSL_GetIVSize(ssl_) != 12) {
+    return;
+  }
+  const int key_size = wolfSSL_GetKeySize(ssl_);
+  const unsigned char* client_key = wolfSSL_GetClientWriteKey(ssl_);
+  const unsigned char* client_iv = wolfSSL_GetClientWriteIV(ssl_);
+  const unsigned char* server_key = wolfSSL_GetServerWriteKey(ssl_);
+  const unsigned char* server_iv = wolfSSL_GetServerWriteIV(ssl_);
+  word64 write_sequence = 0, read_sequence = 0;
+  // Both return !sequence (1 for 0) on success and BAD_FUNC_ARG (< 0) on misuse.
+  if ((key_size != 16 && key_size != 32) || client_key == nullptr || client_iv == nullptr ||
+      server_key == nullptr || server_iv == nullptr ||
+      wolfSSL_GetSequenceNumber(ssl_, &write_sequence) < 0 ||
+      wolfSSL_GetPeerSequenceNumber(ssl_, &read_sequence) < 0) {
+    return;
+  }
+  TrafficKey write, read;
+  write.key.assign(reinterpret_cast<const char*>(client_key), static_cast<size_t>(key_size));
+  std::memcpy(write.iv.data(), client_iv, write.iv.size());
+  write.sequence = write_sequence;
+  read.key.assign(reinterpret_cast<const char*>(server_key), static_cast<size_t>(key_size));
+  std::memcpy(read.iv.data(), server_iv, read.iv.size());
+  read.sequence = read_sequence;
+  absl::StatusOr<Tls13RecordLayer> records =
+      Tls13RecordLayer::Create(std::move(write), std::move(read));
+  if (!records.ok()) return;  // wolfSSL keeps the connection
+  version_ = std::string(protocol_version());
+  cipher_ = std::string(cipher_suite());
+  records_.emplace(*std::move(records));
+  wolfSSL_free(ssl_);
+  ssl_ = nullptr;
+  CountTls13Handover();
+}
+
 void TlsClient::ReleaseDrainedBuffers() {
   if (input_offset_ == input_.size()) {
     std::string().swap(input_);
     input_offset_ = 0;
   }
   if (output_.empty()) std::string().swap(output_);
+  if (pending_plaintext_.empty()) std::string().swap(pending_plaintext_);
 }
 
 void TlsClient::Shutdown() {
+  if (records_.has_value()) {
+    if (absl::Status sealed = records_->SealCloseNotify(&output_); !sealed.ok()) {
+      error_ = std::string(sealed.message());
+    }
+    return;
+  }
   if (ssl_ == nullptr || !wolfSSL_is_init_finished(ssl_)) return;
   // Returns "not done" because the server's close_notify is not awaited; only ours is wanted.
   wolfSSL_shutdown(ssl_);
 }
 
 std::string_view TlsClient::protocol_version() const {
+  if (records_.has_value()) return version_;
   if (ssl_ == nullptr || !wolfSSL_is_init_finished(ssl_)) return {};
   const char* version = wolfSSL_get_version(ssl_);
   return version == nullptr ? std::string_view() : std::string_view(version);
 }
 
 std::string_view TlsClient::cipher_suite() const {
+  if (records_.has_value()) return cipher_;
   if (ssl_ == nullptr || !wolfSSL_is_init_finished(ssl_)) return {};
   const char* name = wolfSSL_get_cipher_name(ssl_);
   return name == nullptr ? std::string_view() : std::string_view(name);
@@ -329,8 +431,27 @@ int TlsClient::ReceiveCallback(WOLFSSL* /*ssl*/, char* buffer, int size, void* c
   auto* self = static_cast<TlsClient*>(context);
   const size_t available = self->input_.size() - self->input_offset_;
   if (available == 0 || size <= 0) return WOLFSSL_CBIO_ERR_WANT_READ;
-  const size_t n = std::min(available, static_cast<size_t>(size));
-  std::memcpy(buffer, self->input_.data() + self->input_offset_, n);
+  // Never past the current record: its header first, then its body (wolfSSL asks again for
+  // what it still needs).
+  constexpr size_t kHeaderSize = sizeof(record_header_);
+  const size_t record_left = self->record_size_ == 0
+                                 ? kHeaderSize - self->record_delivered_
+                                 : self->record_size_ - self->record_delivered_;
+  const size_t n = std::min({available, static_cast<size_t>(size), record_left});
+  const char* bytes = self->input_.data() + self->input_offset_;
+  std::memcpy(buffer, bytes, n);
+  if (self->record_size_ == 0) {
+    std::memcpy(self->record_header_ + self->record_delivered_, bytes, n);
+  }
+  self->record_delivered_ += n;
+  if (self->record_size_ == 0 && self->record_delivered_ == kHeaderSize) {
+    self->record_size_ = kHeaderSize + ((size_t{self->record_header_[3]} << 8) |
+                                        self->record_header_[4]);
+  }
+  if (self->record_delivered_ == self->record_size_) {
+    self->record_delivered_ = 0;
+    self->record_size_ = 0;
+  }
   self->input_offset_ += n;
   if (self->input_offset_ == self->input_.size()) {
     self->input_.clear();

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "core/tls/aes_gcm_device.h"
+#include "core/tls/tls13_record_layer.h"
 #include "gtest/gtest.h"
 
 namespace mailring::core {
@@ -156,9 +157,11 @@ class TlsClientTest : public ::testing::Test {
 
   // A context trusting only `ca_file` (not the system store).
   static std::unique_ptr<TlsContext> Context(const std::string& ca_file,
-                                             bool aes_gcm_device = true) {
+                                             bool aes_gcm_device = true,
+                                             bool take_over_records = true) {
     TlsContextOptions options;
     options.aes_gcm_device = aes_gcm_device;
+    options.take_over_records = take_over_records;
     options.use_system_ca = false;
     options.ca_file = ca_file;
     absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(options);
@@ -304,7 +307,7 @@ TEST_F(TlsClientTest, ReadAppendsAtMostMaxBytes) {
 }
 
 TEST_F(TlsClientTest, TwentyMebibytesEachWayByteIdentical) {
-  auto context = Context(Ca("ca.pem"));
+  auto context = Context(Ca("ca.pem"), /*aes_gcm_device=*/true, /*take_over_records=*/false);
   ASSERT_NE(context, nullptr);
   const AesGcmDeviceCounts before = AesGcmDeviceRecordCounts();
   auto server = Server("server");
@@ -357,7 +360,7 @@ TEST_F(TlsClientTest, TwentyMebibytesEachWayByteIdentical) {
 // implementation on each side. Every data record in both directions must go through the device.
 TEST_F(TlsClientTest, AesGcmDeviceCarriesEveryRecordByteIdentical) {
   if (!AesGcmDeviceId().has_value()) GTEST_SKIP() << "no AES-GCM device on this machine";
-  auto context = Context(Ca("ca.pem"));
+  auto context = Context(Ca("ca.pem"), /*aes_gcm_device=*/true, /*take_over_records=*/false);
   ASSERT_NE(context, nullptr);
   ASSERT_TRUE(context->uses_aes_gcm_device());
   auto server = Server("server");
@@ -409,7 +412,7 @@ TEST_F(TlsClientTest, WithoutTheDeviceRecordsStayInWolfSslSoftware) {
 
 TEST_F(TlsClientTest, CorruptRecordThroughTheDeviceIsAnErrorWithoutPlaintext) {
   if (!AesGcmDeviceId().has_value()) GTEST_SKIP() << "no AES-GCM device on this machine";
-  auto context = Context(Ca("ca.pem"));
+  auto context = Context(Ca("ca.pem"), /*aes_gcm_device=*/true, /*take_over_records=*/false);
   ASSERT_NE(context, nullptr);
   auto server = Server("server");
   TlsClient client(*context, "localhost", true);
@@ -843,6 +846,201 @@ TEST_F(TlsResumptionTest, ZeroCapacityTurnsResumptionOff) {
   context_ = *std::move(context);
   EXPECT_FALSE(Connect(*tls13_, "dest"));
   EXPECT_FALSE(Connect(*tls13_, "dest"));
+}
+
+// --- the record take-over (core/tls/tls13_record_layer.h) -------------------------------------
+// The server stays wolfSSL's own record layer (software AES): every record the client seals or
+// opens after the take-over is checked by an independent implementation.
+
+TEST_F(TlsClientTest, RecordsMoveFromWolfSslAfterTheFirstDataAndCarryTwentyMebibytesEachWay) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  EXPECT_FALSE(client.took_over_records()) << "not before the first application data";
+  const Tls13RecordLayerCounts before = Tls13RecordLayerRecordCounts();
+  ASSERT_TRUE(server->Write("* OK [CAPABILITY IMAP4rev1] ready\r\n"));
+  std::string greeting;
+  ASSERT_EQ(ReadFromServer(client, *server, &greeting, 1), Result::kDone) << client.error();
+  EXPECT_EQ(greeting, "* OK [CAPABILITY IMAP4rev1] ready\r\n");
+  ASSERT_TRUE(client.took_over_records());
+  EXPECT_EQ(client.protocol_version(), "TLSv1.3");
+  EXPECT_EQ(client.cipher_suite(), "TLS13-AES128-GCM-SHA256");
+
+  constexpr size_t kSize = 20u << 20;
+  const std::string down = Pattern(kSize, 11);
+  std::string received;
+  received.reserve(kSize);
+  for (size_t offset = 0; offset < kSize; offset += 256u << 10) {
+    ASSERT_TRUE(server->Write(std::string_view(down).substr(offset, 256u << 10)));
+    const std::string ciphertext = server->TakeOutput();
+    // Slices that cut records anywhere, as recv does.
+    for (size_t slice = 0; slice < ciphertext.size(); slice += 7001) {
+      client.Feed(std::string_view(ciphertext).substr(slice, 7001));
+      Result result;
+      do {
+        result = client.Read(&received, 65536);
+      } while (result == Result::kDone);
+      ASSERT_EQ(result, Result::kWantInput) << client.error();
+    }
+  }
+  ASSERT_EQ(received.size(), kSize);
+  EXPECT_TRUE(received == down) << "server → client bytes differ";
+
+  const std::string up = Pattern(kSize, 12);
+  std::string at_server;
+  at_server.reserve(kSize);
+  for (size_t offset = 0; offset < kSize; offset += 1u << 20) {
+    ASSERT_EQ(client.Write(std::string_view(up).substr(offset, 1u << 20)), Result::kDone)
+        << client.error();
+    server->Feed(client.TakeOutput());
+    ASSERT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
+  }
+  EXPECT_TRUE(at_server == up) << "client → server bytes differ";
+  const Tls13RecordLayerCounts after = Tls13RecordLayerRecordCounts();
+  EXPECT_EQ(after.handovers - before.handovers, 1u);
+  EXPECT_GE(after.opened - before.opened, kSize / 16384);
+  EXPECT_GE(after.sealed - before.sealed, kSize / 16384);
+}
+
+TEST_F(TlsClientTest, TakeOverWaitsForARecordBoundary) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("first record\r\n"));
+  ASSERT_TRUE(server->Write("second record\r\n"));
+  const std::string records = server->TakeOutput();
+  client.Feed(std::string_view(records).substr(0, records.size() - 3));  // the second cut short
+  std::string received;
+  while (client.Read(&received, 65536) == Result::kDone) {
+  }
+  EXPECT_EQ(received, "first record\r\n");
+  EXPECT_FALSE(client.took_over_records()) << "wolfSSL holds part of the second record";
+  client.Feed(std::string_view(records).substr(records.size() - 3));
+  ASSERT_EQ(client.Read(&received, 65536), Result::kDone) << client.error();
+  EXPECT_EQ(received, "first record\r\nsecond record\r\n");
+  EXPECT_TRUE(client.took_over_records());
+  ASSERT_TRUE(server->Write("third\r\n"));
+  ASSERT_EQ(ReadFromServer(client, *server, &received, received.size() + 7), Result::kDone);
+  EXPECT_EQ(received, "first record\r\nsecond record\r\nthird\r\n");
+}
+
+TEST_F(TlsClientTest, AfterTheTakeOverReadsRespectMaxBytes) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("hello\r\n"));
+  std::string received;
+  ASSERT_EQ(ReadFromServer(client, *server, &received, 7), Result::kDone);
+  ASSERT_TRUE(client.took_over_records());
+  const std::string big = Pattern(40000, 13);
+  ASSERT_TRUE(server->Write(big));
+  client.Feed(server->TakeOutput());
+  received.clear();
+  for (int round = 0; round < 100 && received.size() < big.size(); ++round) {
+    const size_t before = received.size();
+    ASSERT_EQ(client.Read(&received, 1000), Result::kDone) << client.error();
+    EXPECT_LE(received.size() - before, 1000u);
+  }
+  EXPECT_TRUE(received == big);
+  EXPECT_EQ(client.Read(&received, 1000), Result::kWantInput);
+}
+
+TEST_F(TlsClientTest, AfterTheTakeOverCloseNotifyGoesBothWays) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("* BYE\r\n"));
+  std::string received;
+  ASSERT_EQ(ReadFromServer(client, *server, &received, 7), Result::kDone);
+  ASSERT_TRUE(client.took_over_records());
+  client.Shutdown();
+  server->Feed(client.TakeOutput());
+  std::string at_server;
+  EXPECT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_ZERO_RETURN) << "the server saw our close";
+  wolfSSL_shutdown(server->ssl());
+  client.Feed(server->TakeOutput());
+  EXPECT_EQ(client.Read(&received, 1000), Result::kClosed) << client.error();
+  EXPECT_EQ(client.Read(&received, 1000), Result::kClosed);
+}
+
+TEST_F(TlsClientTest, AfterTheTakeOverACorruptRecordIsAnErrorWithoutPlaintext) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("ok\r\n"));
+  std::string out;
+  ASSERT_EQ(ReadFromServer(client, *server, &out, 4), Result::kDone);
+  ASSERT_TRUE(client.took_over_records());
+  ASSERT_TRUE(server->Write("secret plaintext"));
+  std::string record = server->TakeOutput();
+  record[record.size() - 20] ^= 0x01;
+  client.Feed(record);
+  out.clear();
+  EXPECT_EQ(client.Read(&out, 1000), Result::kError);
+  EXPECT_TRUE(out.empty());
+  EXPECT_NE(client.error().find("integrity"), std::string::npos) << client.error();
+}
+
+TEST_F(TlsClientTest, AfterTheTakeOverAServerKeyUpdateEndsTheConnectionClearly) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("ok\r\n"));
+  std::string out;
+  ASSERT_EQ(ReadFromServer(client, *server, &out, 4), Result::kDone);
+  ASSERT_TRUE(client.took_over_records());
+  ASSERT_EQ(wolfSSL_update_keys(server->ssl()), WOLFSSL_SUCCESS);
+  client.Feed(server->TakeOutput());
+  EXPECT_EQ(client.Read(&out, 1000), Result::kError);
+  EXPECT_NE(client.error().find("key update"), std::string::npos) << client.error();
+}
+
+TEST_F(TlsClientTest, AfterTheTakeOverASessionTicketIsIgnored) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("ok\r\n"));
+  std::string out;
+  ASSERT_EQ(ReadFromServer(client, *server, &out, 4), Result::kDone);
+  ASSERT_TRUE(client.took_over_records());
+  ASSERT_EQ(wolfSSL_send_SessionTicket(server->ssl()), WOLFSSL_SUCCESS);
+  ASSERT_TRUE(server->Write("after the ticket\r\n"));
+  out.clear();
+  ASSERT_EQ(ReadFromServer(client, *server, &out, 18), Result::kDone) << client.error();
+  EXPECT_EQ(out, "after the ticket\r\n");
+}
+
+TEST_F(TlsClientTest, Tls12KeepsWolfSslRecords) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = std::make_unique<TlsServer>(wolfTLSv1_2_server_method(), Ca("server-chain.pem"),
+                                            Ca("server.key"));
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("hello\r\n"));
+  std::string out;
+  ASSERT_EQ(ReadFromServer(client, *server, &out, 7), Result::kDone);
+  EXPECT_EQ(client.protocol_version(), "TLSv1.2");
+  EXPECT_FALSE(client.took_over_records());
+  ASSERT_EQ(client.Write("a1 NOOP\r\n"), Result::kDone);
+  server->Feed(client.TakeOutput());
+  std::string at_server;
+  EXPECT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
+  EXPECT_EQ(at_server, "a1 NOOP\r\n");
 }
 
 }  // namespace
