@@ -77,25 +77,8 @@ std::optional<std::string> ParseHead(std::string_view head, HttpRequest* request
   }
   request->head = std::string(head);
   request->method = std::string(parts[0]);
-  request->target = std::string(parts[1]);
-  const size_t question = request->target.find('?');
-  std::optional<std::string> path = Decode(std::string_view(request->target).substr(0, question),
-                                           proto::PercentStyle::kUriComponent);
-  if (!path.has_value()) return "malformed escape in the path";
-  request->path = *std::move(path);
-  if (question != std::string::npos) {
-    request->query_string = request->target.substr(question + 1);
-    for (absl::string_view pair : absl::StrSplit(request->query_string, '&', absl::SkipEmpty())) {
-      const size_t eq = pair.find('=');
-      std::optional<std::string> name = Decode(
-          std::string_view(pair.data(), std::min(eq, pair.size())), proto::PercentStyle::kForm);
-      std::optional<std::string> value = std::string();
-      if (eq != absl::string_view::npos) {
-        absl::string_view raw = pair.substr(eq + 1);
-        value = Decode(std::string_view(raw.data(), raw.size()), proto::PercentStyle::kForm);
-      }
-      if (name.has_value() && value.has_value()) request->query[*name] = *std::move(value);
-    }
+  if (!ParseRequestTarget(std::string_view(parts[1].data(), parts[1].size()), request)) {
+    return "malformed escape in the path";
   }
   for (size_t i = 1; i < lines.size(); ++i) {
     const size_t colon = lines[i].find(':');
@@ -204,6 +187,31 @@ int ReadSlice(int fd, std::string* in) {
 
 }  // namespace
 
+bool ParseRequestTarget(std::string_view target, HttpRequest* request) {
+  request->target = std::string(target);
+  const size_t question = target.find('?');
+  std::optional<std::string> path =
+      Decode(target.substr(0, question), proto::PercentStyle::kUriComponent);
+  if (!path.has_value()) return false;
+  request->path = *std::move(path);
+  request->query_string.clear();
+  request->query.clear();
+  if (question == std::string_view::npos) return true;
+  request->query_string = std::string(target.substr(question + 1));
+  for (absl::string_view pair : absl::StrSplit(request->query_string, '&', absl::SkipEmpty())) {
+    const size_t eq = pair.find('=');
+    std::optional<std::string> name = Decode(
+        std::string_view(pair.data(), std::min(eq, pair.size())), proto::PercentStyle::kForm);
+    std::optional<std::string> value = std::string();
+    if (eq != absl::string_view::npos) {
+      absl::string_view raw = pair.substr(eq + 1);
+      value = Decode(std::string_view(raw.data(), raw.size()), proto::PercentStyle::kForm);
+    }
+    if (name.has_value() && value.has_value()) request->query[*name] = *std::move(value);
+  }
+  return true;
+}
+
 std::string HttpRequest::Header(std::string_view lower_case_name) const {
   auto it = headers.find(std::string(lower_case_name));
   return it == headers.end() ? "" : it->second;
@@ -277,7 +285,7 @@ std::string_view HttpReasonPhrase(int status) {
 bool HttpStream::SendHead() {
   if (head_sent_) return true;
   head_sent_ = true;
-  return SendAll(fd_, head_);
+  return head_.empty() || SendAll(fd_, head_);
 }
 
 bool HttpStream::Write(std::string_view data) {
@@ -485,18 +493,25 @@ void HttpServer::Serve(Connection* connection) {
     if (!response.stream) {
       if (!Send(fd, response, request.keep_alive)) break;
     } else {
-      std::string head = absl::StrCat("HTTP/1.1 ", response.status, " ",
-                                      AsAbsl(HttpReasonPhrase(response.status)), "\r\n");
-      for (const auto& [name, value] : response.headers) {
-        absl::StrAppend(&head, name, ": ", value, "\r\n");
+      std::string head;
+      if (!response.raw_stream) {
+        head = absl::StrCat("HTTP/1.1 ", response.status, " ",
+                            AsAbsl(HttpReasonPhrase(response.status)), "\r\n");
+        for (const auto& [name, value] : response.headers) {
+          absl::StrAppend(&head, name, ": ", value, "\r\n");
+        }
+        head += "Transfer-Encoding: chunked\r\n\r\n";
       }
-      head += "Transfer-Encoding: chunked\r\n\r\n";
       HttpStream stream(fd, std::move(head), &stopping_);
       if (response.stream(stream) == HttpResponse::StreamEnd::kAbort) {
         shutdown(fd, SHUT_RDWR);
         break;
       }
-      if (!stream.SendHead() || !SendAll(fd, "0\r\n\r\n") || !request.keep_alive) break;
+      if (response.raw_stream) {
+        if (!request.keep_alive) break;
+      } else if (!stream.SendHead() || !SendAll(fd, "0\r\n\r\n") || !request.keep_alive) {
+        break;
+      }
     }
     idle_since = absl::Now();
   }

@@ -62,8 +62,8 @@ struct HttpRequest {
 // only.
 class HttpStream {
  public:
-  // Sends the head (first call only), then `data` as one chunk (nothing for ""); false when the
-  // peer is gone or the server stops.
+  // Sends the head (first call only; none for a raw stream), then `data` as one chunk (nothing
+  // for ""); false when the peer is gone or the server stops.
   bool Write(std::string_view data);
   // Sends the head (first call only), then `bytes` as they are: for scripted faults such as a
   // chunk cut in the middle.
@@ -95,9 +95,16 @@ struct HttpResponse {
   // When set, the answer is streamed (see the file comment). kComplete sends the head if no
   // write did, then the last chunk; kAbort shuts the connection down without either.
   std::function<StreamEnd(HttpStream&)> stream;
+  // With `stream`: the stream writes the whole answer itself, head included (WriteRaw), and
+  // kComplete sends nothing more. For scripted servers that answer malformed HTTP on purpose.
+  bool raw_stream = false;
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+// Fills `request`'s target, path, query_string and query from a request target as sent; false
+// on a bad escape in the path. For fakes that also answer in-process requests.
+bool ParseRequestTarget(std::string_view target, HttpRequest* request);
 
 // "OK", "Not Found", ...; "Status" for a code it does not know.
 std::string_view HttpReasonPhrase(int status);

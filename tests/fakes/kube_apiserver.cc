@@ -1,5 +1,4 @@
 #include "tests/fakes/kube_apiserver.h"
-#include "proto/percent_encoding.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -30,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "proto/percent_encoding.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
 
@@ -360,34 +360,6 @@ std::string AgeOf(const Json& object) {
   return HumanDuration(std::time(nullptr) - created);
 }
 
-bool PercentDecode(std::string_view in, std::string* out) {
-  std::optional<std::string> decoded =
-      mailring::proto::PercentDecode(in, mailring::proto::PercentStyle::kForm);
-  if (!decoded.has_value()) return false;
-  *out = *std::move(decoded);
-  return true;
-}
-
-std::map<std::string, std::string> ParseQuery(std::string_view query) {
-  std::map<std::string, std::string> out;
-  for (absl::string_view pair :
-       absl::StrSplit(absl::string_view(query.data(), query.size()), '&', absl::SkipEmpty())) {
-    size_t eq = pair.find('=');
-    std::string name, value;
-    if (!PercentDecode(
-            std::string_view(pair.data(), eq == absl::string_view::npos ? pair.size() : eq),
-            &name)) {
-      continue;
-    }
-    if (eq != absl::string_view::npos) {
-      absl::string_view raw = pair.substr(eq + 1);
-      if (!PercentDecode(std::string_view(raw.data(), raw.size()), &value)) continue;
-    }
-    out[name] = value;
-  }
-  return out;
-}
-
 std::string QueryValue(const std::map<std::string, std::string>& query, const std::string& key) {
   auto it = query.find(key);
   return it == query.end() ? "" : it->second;
@@ -404,52 +376,6 @@ bool ValidName(const std::string& name, bool label, bool rfc1035) {
     if (!alnum(c) && c != '-' && !(c == '.' && !label)) return false;
   }
   return true;
-}
-
-std::string ReasonPhrase(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 202:
-      return "Accepted";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 406:
-      return "Not Acceptable";
-    case 409:
-      return "Conflict";
-    case 410:
-      return "Gone";
-    case 411:
-      return "Length Required";
-    case 413:
-      return "Request Entity Too Large";
-    case 415:
-      return "Unsupported Media Type";
-    case 422:
-      return "Unprocessable Entity";
-    case 429:
-      return "Too Many Requests";
-    case 500:
-      return "Internal Server Error";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-  }
-  return "Status";
 }
 
 // The metav1.StatusReason Kubernetes pairs with an HTTP status.
@@ -1518,20 +1444,6 @@ std::string SchemaName(const ResourceType& t) {
   std::reverse(parts.begin(), parts.end());
   return StrCat(absl::StrJoin(parts, "."), ".", t.version, ".", t.kind);
 }
-
-struct HttpRequest {
-  std::string method;
-  std::string path;
-  std::string query_string;
-  std::map<std::string, std::string> query;
-  std::map<std::string, std::string> headers;  // names in lower case
-  std::string body;
-
-  std::string Header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
 
 struct WatchSpec {
   ResourceType type;
@@ -3114,296 +3026,77 @@ struct FakeKubeApiServer::State {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The HTTP side.
-
-// One accepted socket and the thread that serves it. `fd` is closed by the thread when it ends
-// (under connections_mutex_, so Stop() never shuts down a reused descriptor); `done` tells the
-// acceptor it may join the thread.
-struct FakeKubeApiServer::Connection {
-  int fd = -1;
-  std::thread thread;
-  std::atomic<bool> done{false};
-};
-
-namespace {
-
-bool SendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-std::string Chunk(std::string_view data) {
-  char size[20];
-  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
-  return StrCat(size, data, "\r\n");
-}
-
-// Parses the head of a request (request line and headers) from `head`; false when malformed.
-bool ParseHead(std::string_view head, HttpRequest* request) {
-  std::vector<absl::string_view> lines =
-      absl::StrSplit(absl::string_view(head.data(), head.size()), "\r\n");
-  if (lines.empty()) return false;
-  std::vector<absl::string_view> parts = absl::StrSplit(lines[0], ' ', absl::SkipEmpty());
-  if (parts.size() != 3 || !absl::StartsWith(parts[2], "HTTP/1.")) return false;
-  request->method = std::string(parts[0]);
-  std::string target(parts[1]);
-  size_t question = target.find('?');
-  std::string raw_path = target.substr(0, question);
-  if (!PercentDecode(raw_path, &request->path)) return false;
-  if (question != std::string::npos) {
-    request->query_string = target.substr(question + 1);
-    request->query = ParseQuery(request->query_string);
-  }
-  for (size_t i = 1; i < lines.size(); ++i) {
-    size_t colon = lines[i].find(':');
-    if (colon == absl::string_view::npos) continue;
-    std::string name = absl::AsciiStrToLower(lines[i].substr(0, colon));
-    request->headers[name] = std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
-  }
-  return true;
-}
-
-std::string ResponseHead(int status, const std::string& content_type, size_t length, bool close) {
-  return StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\nContent-Type: ", content_type,
-                "\r\nContent-Length: ", length, "\r\nCache-Control: no-cache, private\r\n",
-                close ? "Connection: close\r\n" : "", "\r\n");
-}
-
-}  // namespace
+// The HTTP side: tests/fakes/http_server, with answers and errors as metav1.Status objects.
 
 FakeKubeApiServer::FakeKubeApiServer() : FakeKubeApiServer(Options()) {}
 
 FakeKubeApiServer::FakeKubeApiServer(Options options)
-    : options_(std::move(options)), state_(std::make_unique<State>(options_)) {}
+    : options_(std::move(options)), state_(std::make_unique<State>(options_)) {
+  HttpServer::Options http;
+  http.max_request_bytes = kMaxRequestBytes;
+  http.max_connections = options_.max_connections;
+  http.idle_timeout = kIdleTimeout;
+  http.error_response = [](int status, std::string_view message) {
+    HttpResponse response;
+    response.status = status;
+    response.headers = {{"Content-Type", "application/json"}};
+    response.body = StatusObject(status, ReasonFor(status), std::string(message)).Dump();
+    return response;
+  };
+  server_ = std::make_unique<HttpServer>(
+      [this](const HttpRequest& request) { return Serve(request); }, std::move(http));
+}
 
 FakeKubeApiServer::~FakeKubeApiServer() { Stop(); }
 
 std::string FakeKubeApiServer::Url() const { return StrCat("http://127.0.0.1:", port()); }
 
+uint16_t FakeKubeApiServer::port() const { return server_->port(); }
+
 absl::Status FakeKubeApiServer::Start(uint16_t port) {
-  if (acceptor_.joinable()) return absl::FailedPreconditionError("already started");
+  if (server_->running()) return absl::FailedPreconditionError("already started");
   {
     absl::MutexLock lock(&state_->mu);
     if (absl::Status status = state_->LoadLocked(); !status.ok()) return status;
     state_->stopping = false;
   }
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(StrCat("socket: ", std::strerror(errno)));
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  socklen_t len = sizeof addr;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 128) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    int err = errno;
-    close(fd);
-    return absl::UnavailableError(StrCat("listen on 127.0.0.1:", port, ": ", std::strerror(err)));
-  }
-  if (pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
-    close(fd);
-    return absl::InternalError(StrCat("pipe2: ", std::strerror(errno)));
-  }
-  listen_fd_ = fd;
-  port_.store(ntohs(addr.sin_port));
-  {
-    absl::MutexLock lock(&state_->mu);
-    state_->port = port_.load();
-  }
-  {
-    absl::MutexLock lock(&connections_mutex_);
-    stopping_ = false;
-  }
-  acceptor_ = std::thread([this] { AcceptLoop(); });
+  if (absl::Status status = server_->Start(port); !status.ok()) return status;
+  absl::MutexLock lock(&state_->mu);
+  state_->port = server_->port();
   return absl::OkStatus();
 }
 
 void FakeKubeApiServer::Stop() {
-  if (!acceptor_.joinable()) return;
+  if (!server_->running()) return;
   {
-    absl::MutexLock lock(&connections_mutex_);
-    stopping_ = true;
-  }
-  {
+    // Watches wait on `changed`: wake them, so the server's threads can be joined.
     absl::MutexLock lock(&state_->mu);
     state_->stopping = true;
     state_->changed.SignalAll();
   }
-  char byte = 1;
-  (void)!write(wake_fds_[1], &byte, 1);
-  acceptor_.join();
-  std::vector<std::unique_ptr<Connection>> connections;
-  {
-    absl::MutexLock lock(&connections_mutex_);
-    for (auto& c : connections_) {
-      if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
-    }
-    connections = std::move(connections_);
-    connections_.clear();
-  }
-  for (auto& c : connections) c->thread.join();
-  close(listen_fd_);
-  listen_fd_ = -1;
-  for (int& fd : wake_fds_) {
-    close(fd);
-    fd = -1;
-  }
+  server_->Stop();
 }
 
-void FakeKubeApiServer::ReapConnectionsLocked() {
-  for (auto it = connections_.begin(); it != connections_.end();) {
-    if ((*it)->done.load()) {
-      (*it)->thread.join();
-      it = connections_.erase(it);
-    } else {
-      ++it;
-    }
+HttpResponse FakeKubeApiServer::Serve(const HttpRequest& request) {
+  auto watch = std::make_shared<WatchSpec>();
+  Response answer = state_->Handle(request, watch.get());
+  HttpResponse response;
+  response.status = answer.status == 0 ? 200 : answer.status;
+  response.headers = {
+      {"Content-Type", answer.status == 0 ? "application/json" : answer.content_type},
+      {"Cache-Control", "no-cache, private"}};
+  if (answer.status != 0) {
+    response.body = std::move(answer.body);
+    return response;
   }
-}
-
-void FakeKubeApiServer::AcceptLoop() {
-  for (;;) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fds_[0], POLLIN, 0}};
-    int ready = poll(fds, 2, static_cast<int>(absl::ToInt64Milliseconds(kPollSlice)));
-    {
-      absl::MutexLock lock(&connections_mutex_);
-      if (stopping_) return;
-      ReapConnectionsLocked();
-    }
-    if (ready <= 0 || !(fds[0].revents & POLLIN)) continue;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    timeval slice{0, static_cast<suseconds_t>(absl::ToInt64Microseconds(kPollSlice))};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice);
-    timeval send_timeout{10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
-    absl::MutexLock lock(&connections_mutex_);
-    if (static_cast<int>(connections_.size()) >= options_.max_connections) {
-      close(fd);
-      continue;
-    }
-    auto connection = std::make_unique<Connection>();
-    connection->fd = fd;
-    Connection* raw = connection.get();
-    connection->thread = std::thread([this, raw] { ServeConnection(raw); });
-    connections_.push_back(std::move(connection));
-  }
-}
-
-void FakeKubeApiServer::ServeConnection(Connection* connection) {
-  const int fd = connection->fd;
-  std::string in;
-  absl::Time idle_since = absl::Now();
-  auto stopping = [this] {
-    absl::MutexLock lock(&connections_mutex_);
-    return stopping_;
+  response.stream = [this, watch](HttpStream& stream) {
+    State::WatchEnd end = state_->RunWatch(
+        *watch, [&stream](const std::string& lines) { return stream.Write(lines); },
+        [&stream] { return stream.PeerOpen(); });
+    return end == State::WatchEnd::kAbrupt ? HttpResponse::StreamEnd::kAbort
+                                           : HttpResponse::StreamEnd::kComplete;
   };
-  bool keep_going = true;
-  while (keep_going && !stopping() && absl::Now() - idle_since < kIdleTimeout) {
-    size_t head_end = in.find("\r\n\r\n");
-    if (head_end == std::string::npos) {
-      if (in.size() > kMaxRequestBytes) break;
-      char buf[16384];
-      ssize_t n = recv(fd, buf, sizeof buf, 0);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
-      if (n <= 0) break;
-      in.append(buf, static_cast<size_t>(n));
-      continue;
-    }
-    HttpRequest request;
-    if (!ParseHead(std::string_view(in).substr(0, head_end), &request)) {
-      std::string body = StatusObject(400, "BadRequest", "malformed HTTP request").Dump();
-      SendAll(fd, ResponseHead(400, "application/json", body.size(), true) + body);
-      break;
-    }
-    size_t length = 0;
-    if (!request.Header("transfer-encoding").empty()) {
-      std::string body =
-          StatusObject(411, "BadRequest", "chunked request bodies are not served").Dump();
-      SendAll(fd, ResponseHead(411, "application/json", body.size(), true) + body);
-      break;
-    }
-    if (std::string cl = request.Header("content-length");
-        !cl.empty() && (!absl::SimpleAtoi(cl, &length) || length > kMaxRequestBytes)) {
-      std::string body = StatusObject(413, "RequestEntityTooLarge", "request too large").Dump();
-      SendAll(fd, ResponseHead(413, "application/json", body.size(), true) + body);
-      break;
-    }
-    if (absl::EqualsIgnoreCase(request.Header("expect"), "100-continue") &&
-        in.size() < head_end + 4 + length) {
-      SendAll(fd, "HTTP/1.1 100 Continue\r\n\r\n");
-    }
-    bool complete = true;
-    while (in.size() < head_end + 4 + length) {
-      if (stopping()) {
-        complete = false;
-        break;
-      }
-      char buf[16384];
-      ssize_t n = recv(fd, buf, sizeof buf, 0);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
-      if (n <= 0) {
-        complete = false;
-        break;
-      }
-      in.append(buf, static_cast<size_t>(n));
-    }
-    if (!complete) break;
-    request.body = in.substr(head_end + 4, length);
-    in.erase(0, head_end + 4 + length);
-    bool close_after = absl::EqualsIgnoreCase(request.Header("connection"), "close");
-
-    WatchSpec watch;
-    Response response = state_->Handle(request, &watch);
-    if (response.status == 0) {
-      std::string head =
-          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-          "Cache-Control: no-cache, private\r\n\r\n";
-      bool head_sent = false;
-      auto write_chunk = [&](const std::string& lines) {
-        std::string out;
-        if (!head_sent) {
-          out = head;
-          head_sent = true;
-        }
-        if (!lines.empty()) out += Chunk(lines);
-        return out.empty() || SendAll(fd, out);
-      };
-      auto peer_open = [fd] {
-        pollfd p{fd, POLLIN | POLLRDHUP, 0};
-        if (poll(&p, 1, 0) <= 0) return true;
-        if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return false;
-        char c;
-        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
-      };
-      State::WatchEnd end = state_->RunWatch(watch, write_chunk, peer_open);
-      if (end == State::WatchEnd::kAbrupt) {
-        shutdown(fd, SHUT_RDWR);
-        break;
-      }
-      if (!write_chunk("") || !SendAll(fd, "0\r\n\r\n")) break;
-    } else {
-      if (!SendAll(fd, ResponseHead(response.status, response.content_type, response.body.size(),
-                                    close_after) +
-                           response.body)) {
-        break;
-      }
-    }
-    if (close_after) keep_going = false;
-    idle_since = absl::Now();
-  }
-  absl::MutexLock lock(&connections_mutex_);
-  close(fd);
-  connection->fd = -1;
-  connection->done.store(true);
+  return response;
 }
 
 FakeKubeApiServer::Response FakeKubeApiServer::Request(std::string_view method,
@@ -3413,12 +3106,9 @@ FakeKubeApiServer::Response FakeKubeApiServer::Request(std::string_view method,
                                                        std::string_view accept) {
   HttpRequest request;
   request.method = std::string(method);
-  std::string t(target);
-  size_t question = t.find('?');
-  PercentDecode(t.substr(0, question), &request.path);
-  if (question != std::string::npos) {
-    request.query_string = t.substr(question + 1);
-    request.query = ParseQuery(request.query_string);
+  if (!ParseRequestTarget(target, &request)) {
+    return Response{400, "application/json",
+                    StatusObject(400, "BadRequest", "malformed escape in the path").Dump()};
   }
   request.headers["content-type"] = std::string(content_type);
   request.headers["accept"] = std::string(accept);
