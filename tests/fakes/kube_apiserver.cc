@@ -1,12 +1,5 @@
 #include "tests/fakes/kube_apiserver.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -29,7 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
-#include "proto/percent_encoding.h"
+#include "nlohmann/json.hpp"
 #include "proto/str_cat.h"
 #include "simdjson.h"
 
@@ -588,22 +581,85 @@ struct Selectors {
 // ---------------------------------------------------------------------------------------------
 // Patches.
 
-// RFC 7386 JSON merge patch.
-void MergePatch(Json* target, const Json& patch) {
-  if (!patch.IsObject()) {
-    *target = patch;
-    return;
-  }
-  if (!target->IsObject()) *target = Json::Object();
-  for (const auto& [key, value] : patch.fields) {
-    if (value.IsNull()) {
-      target->Erase(key);
-    } else {
-      Json* existing = target->Get(key);
-      if (existing == nullptr) existing = &target->Set(key, Json());
-      MergePatch(existing, value);
+// The merge patch (RFC 7386) and the JSON patch (RFC 6902, with its JSON pointers) are
+// nlohmann-json's, on a copy of the tree: ordered_json keeps the key order the fake shows.
+using LibraryJson = nlohmann::ordered_json;
+
+LibraryJson ToLibrary(const Json& value) {
+  switch (value.type) {
+    case Json::Type::kNull:
+      return nullptr;
+    case Json::Type::kBool:
+      return value.boolean;
+    case Json::Type::kNumber: {
+      int64_t integer = 0;
+      uint64_t unsigned_integer = 0;
+      double real = 0;
+      if (absl::SimpleAtoi(value.text, &integer)) return integer;
+      if (absl::SimpleAtoi(value.text, &unsigned_integer)) return unsigned_integer;
+      if (absl::SimpleAtod(value.text, &real)) return real;
+      return nullptr;
+    }
+    case Json::Type::kString:
+      return value.text;
+    case Json::Type::kArray: {
+      LibraryJson array = LibraryJson::array();
+      for (const Json& item : value.items) array.push_back(ToLibrary(item));
+      return array;
+    }
+    case Json::Type::kObject: {
+      LibraryJson object = LibraryJson::object();
+      for (const auto& [key, field] : value.fields) object[key] = ToLibrary(field);
+      return object;
     }
   }
+  return nullptr;
+}
+
+Json FromLibrary(const LibraryJson& value) {
+  Json out;
+  switch (value.type()) {
+    case LibraryJson::value_t::null:
+    case LibraryJson::value_t::discarded:
+    case LibraryJson::value_t::binary:
+      break;
+    case LibraryJson::value_t::boolean:
+      out = Json::Bool(value.get<bool>());
+      break;
+    case LibraryJson::value_t::number_integer:
+      out = Json::Int(value.get<int64_t>());
+      break;
+    case LibraryJson::value_t::number_unsigned:
+      out.type = Json::Type::kNumber;
+      out.text = StrCat(value.get<uint64_t>());
+      break;
+    case LibraryJson::value_t::number_float: {
+      char buffer[64];
+      auto result = std::to_chars(buffer, buffer + sizeof buffer, value.get<double>());
+      out.type = Json::Type::kNumber;
+      out.text.assign(buffer, result.ptr);
+      break;
+    }
+    case LibraryJson::value_t::string:
+      out = Json::Str(value.get<std::string>());
+      break;
+    case LibraryJson::value_t::array:
+      out = Json::Array();
+      for (const LibraryJson& item : value) out.items.push_back(FromLibrary(item));
+      break;
+    case LibraryJson::value_t::object:
+      out = Json::Object();
+      for (const auto& [key, field] : value.items()) out.Set(key, FromLibrary(field));
+      break;
+  }
+  return out;
+}
+
+// RFC 7386 JSON merge patch.
+void MergePatch(Json* target, const Json& patch) {
+  LibraryJson result = ToLibrary(*target);
+  result.merge_patch(ToLibrary(patch));
+  *target = FromLibrary(result);
 }
 
 // Removes strategic-merge-patch directives ($patch, $setElementOrder/..., $retainKeys, ...).
@@ -753,120 +809,26 @@ void StrategicMergePatch(Json* target, const Json& patch) {
   }
 }
 
-// RFC 6902 JSON patch (add, remove, replace, test, move, copy); false with a reason.
-bool SplitPointer(const std::string& pointer, std::vector<std::string>* tokens) {
-  if (pointer.empty()) return true;
-  if (pointer[0] != '/') return false;
-  for (absl::string_view raw : absl::StrSplit(pointer.substr(1), '/')) {
-    std::string token;
-    for (size_t i = 0; i < raw.size(); ++i) {
-      if (raw[i] == '~' && i + 1 < raw.size() && (raw[i + 1] == '0' || raw[i + 1] == '1')) {
-        token.push_back(raw[i + 1] == '0' ? '~' : '/');
-        ++i;
-      } else {
-        token.push_back(raw[i]);
-      }
-    }
-    tokens->push_back(std::move(token));
-  }
-  return true;
-}
-
-Json* Resolve(Json* root, const std::vector<std::string>& tokens, size_t count) {
-  Json* node = root;
-  for (size_t i = 0; i < count && node != nullptr; ++i) {
-    if (node->IsObject()) {
-      node = node->Get(tokens[i]);
-    } else if (node->IsArray()) {
-      size_t index = 0;
-      if (!absl::SimpleAtoi(tokens[i], &index) || index >= node->items.size()) return nullptr;
-      node = &node->items[index];
-    } else {
-      return nullptr;
-    }
-  }
-  return node;
-}
-
-// Removes the value at `tokens` into *removed; false when absent.
-bool PointerRemove(Json* root, const std::vector<std::string>& tokens, Json* removed) {
-  if (tokens.empty()) return false;
-  Json* parent = Resolve(root, tokens, tokens.size() - 1);
-  if (parent == nullptr) return false;
-  const std::string& last = tokens.back();
-  if (parent->IsObject()) {
-    Json* value = parent->Get(last);
-    if (value == nullptr) return false;
-    *removed = *value;
-    return parent->Erase(last);
-  }
-  size_t index = 0;
-  if (!parent->IsArray() || !absl::SimpleAtoi(last, &index) || index >= parent->items.size()) {
-    return false;
-  }
-  *removed = parent->items[index];
-  parent->items.erase(parent->items.begin() + index);
-  return true;
-}
-
-bool PointerAdd(Json* root, const std::vector<std::string>& tokens, Json value) {
-  if (tokens.empty()) {
-    *root = std::move(value);
-    return true;
-  }
-  Json* parent = Resolve(root, tokens, tokens.size() - 1);
-  if (parent == nullptr) return false;
-  const std::string& last = tokens.back();
-  if (parent->IsObject()) {
-    parent->Set(last, std::move(value));
-    return true;
-  }
-  if (!parent->IsArray()) return false;
-  size_t index = parent->items.size();
-  if (last != "-" && (!absl::SimpleAtoi(last, &index) || index > parent->items.size())) {
-    return false;
-  }
-  parent->items.insert(parent->items.begin() + index, std::move(value));
-  return true;
-}
-
+// RFC 6902 JSON patch (add, remove, replace, test, move, copy); false with a reason, naming the
+// first operation that cannot be applied.
 bool JsonPatch(Json* target, const Json& patch, std::string* error) {
   if (!patch.IsArray()) {
     *error = "a JSON patch must be an array of operations";
     return false;
   }
+  LibraryJson result = ToLibrary(*target);
   for (const Json& op : patch.items) {
-    std::string name = op.StringAt("op");
-    std::vector<std::string> path, from;
-    if (!SplitPointer(op.StringAt("path"), &path) || !SplitPointer(op.StringAt("from"), &from)) {
-      *error = "invalid JSON pointer";
-      return false;
-    }
-    const Json* value = op.Get("value");
-    Json removed;
-    bool ok = false;
-    if (name == "add") {
-      ok = value != nullptr && PointerAdd(target, path, *value);
-    } else if (name == "remove") {
-      ok = PointerRemove(target, path, &removed);
-    } else if (name == "replace") {
-      ok = value != nullptr && PointerRemove(target, path, &removed) &&
-           PointerAdd(target, path, *value);
-    } else if (name == "test") {
-      const Json* current = Resolve(target, path, path.size());
-      ok = value != nullptr && current != nullptr && *current == *value;
-    } else if (name == "move") {
-      ok = PointerRemove(target, from, &removed) && PointerAdd(target, path, removed);
-    } else if (name == "copy") {
-      const Json* source = Resolve(target, from, from.size());
-      ok = source != nullptr && PointerAdd(target, path, *source);
-    }
-    if (!ok) {
-      *error = StrCat("the JSON patch operation \"", name, "\" on \"", op.StringAt("path"),
-                      "\" cannot be applied");
+    // One operation at a time, so that the error names the one that failed. nlohmann-json
+    // reports a failed operation by an exception; it stays inside this function.
+    try {
+      result = result.patch(LibraryJson::array({ToLibrary(op)}));
+    } catch (const nlohmann::json::exception&) {
+      *error = StrCat("the JSON patch operation \"", op.StringAt("op"), "\" on \"",
+                      op.StringAt("path"), "\" cannot be applied");
       return false;
     }
   }
+  *target = FromLibrary(result);
   return true;
 }
 
