@@ -695,7 +695,10 @@ TEST(KubeClientTest, TokenFileIsReReadWhenItChanges) {
   KubeConfig config;
   config.server = server.Url();
   config.token_file = dir.File("token");
-  KubeClient client(&http, config);
+  int64_t now_ms = 1'000'000;
+  KubeClientOptions options;
+  options.now_ms = [&now_ms] { return now_ms; };
+  KubeClient client(&http, config, options);
   int done = 0;
   auto count = [&done](absl::StatusOr<KubeResponse>) { ++done; };
   client.Get("/api/v1/a", count);
@@ -703,9 +706,10 @@ TEST(KubeClientTest, TokenFileIsReReadWhenItChanges) {
   // Rotated the way kubelet does it: a new file moved into place.
   dir.Write("token.new", "second-token");
   ASSERT_EQ(std::rename(dir.File("token.new").c_str(), dir.File("token").c_str()), 0);
+  now_ms += 1999;  // the file is checked at most every two seconds: not yet
   client.Get("/api/v1/b", count);
   ASSERT_TRUE(PollUntil(http, [&] { return done == 2; }));
-  absl::SleepFor(absl::Milliseconds(2200));  // the file is checked at most every two seconds
+  now_ms += 1;
   client.Get("/api/v1/c", count);
   ASSERT_TRUE(PollUntil(http, [&] { return done == 3; }));
   const std::vector<std::string> requests = server.requests();
