@@ -22,282 +22,34 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
-#include "nlohmann/json.hpp"
 #include "proto/str_cat.h"
 #include "simdjson.h"
+#include "tests/fakes/kube/json.h"
+#include "tests/fakes/kube/patch.h"
+#include "tests/fakes/kube/status.h"
+#include "tests/fakes/kube/watch.h"
 
 namespace mailring::fakes {
 namespace {
 
+using kube::AppendQuoted;
+using kube::EventLine;
+using kube::Json;
+using kube::JsonPatch;
+using kube::MergePatch;
+using kube::ParseJson;
+using kube::Quote;
+using kube::ReasonFor;
+using kube::StatusObject;
+using kube::StrategicMergePatch;
+using kube::WatchEvent;
+using kube::WatchHub;
 using mailring::StrCat;
 
 // Requests (headers + body) larger than this are answered 413 and the connection is closed.
 constexpr size_t kMaxRequestBytes = 16 * 1024 * 1024;
 // A keep-alive connection idle this long is closed.
 constexpr absl::Duration kIdleTimeout = absl::Seconds(120);
-// How often a blocked connection thread looks at the stop flag (and a watch at its peer).
-constexpr absl::Duration kPollSlice = absl::Milliseconds(200);
-
-// ---------------------------------------------------------------------------------------------
-// A mutable JSON tree: simdjson parses (read-only DOM), this holds what the server edits.
-// Objects keep their key order; numbers keep their literal text.
-struct Json {
-  enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
-  Type type = Type::kNull;
-  bool boolean = false;
-  std::string text;  // a string's value, or a number's literal
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> fields;
-
-  static Json Str(std::string s) {
-    Json j;
-    j.type = Type::kString;
-    j.text = std::move(s);
-    return j;
-  }
-  static Json Int(int64_t n) {
-    Json j;
-    j.type = Type::kNumber;
-    j.text = StrCat(n);
-    return j;
-  }
-  static Json Bool(bool b) {
-    Json j;
-    j.type = Type::kBool;
-    j.boolean = b;
-    return j;
-  }
-  static Json Object() {
-    Json j;
-    j.type = Type::kObject;
-    return j;
-  }
-  static Json Array() {
-    Json j;
-    j.type = Type::kArray;
-    return j;
-  }
-
-  bool IsNull() const { return type == Type::kNull; }
-  bool IsObject() const { return type == Type::kObject; }
-  bool IsArray() const { return type == Type::kArray; }
-  bool IsString() const { return type == Type::kString; }
-
-  const Json* Get(std::string_view key) const {
-    if (type != Type::kObject) return nullptr;
-    for (const auto& [k, v] : fields) {
-      if (k == key) return &v;
-    }
-    return nullptr;
-  }
-  Json* Get(std::string_view key) {
-    return const_cast<Json*>(static_cast<const Json*>(this)->Get(key));
-  }
-  // Inserts or replaces; makes this an object if it is not one.
-  Json& Set(std::string_view key, Json value) {
-    if (type != Type::kObject) *this = Object();
-    for (auto& [k, v] : fields) {
-      if (k == key) return v = std::move(value);
-    }
-    fields.emplace_back(std::string(key), std::move(value));
-    return fields.back().second;
-  }
-  // The object member `key`, created as an empty object when absent or not an object.
-  Json& Child(std::string_view key) {
-    Json* existing = Get(key);
-    if (existing != nullptr && existing->IsObject()) return *existing;
-    return Set(key, Object());
-  }
-  bool Erase(std::string_view key) {
-    if (type != Type::kObject) return false;
-    for (auto it = fields.begin(); it != fields.end(); ++it) {
-      if (it->first == key) {
-        fields.erase(it);
-        return true;
-      }
-    }
-    return false;
-  }
-  // A string member's value, "" otherwise.
-  std::string StringAt(std::string_view key) const {
-    const Json* v = Get(key);
-    return v != nullptr && v->IsString() ? v->text : "";
-  }
-  // The value's text for display (strings unquoted, numbers as written, others as JSON).
-  std::string Display() const;
-
-  void DumpTo(std::string* out) const;
-  std::string Dump() const {
-    std::string out;
-    DumpTo(&out);
-    return out;
-  }
-  bool operator==(const Json& other) const {
-    return type == other.type && boolean == other.boolean && text == other.text &&
-           items == other.items && fields == other.fields;
-  }
-};
-
-void AppendQuoted(std::string_view s, std::string* out) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        *out += "\\\"";
-        break;
-      case '\\':
-        *out += "\\\\";
-        break;
-      case '\n':
-        *out += "\\n";
-        break;
-      case '\r':
-        *out += "\\r";
-        break;
-      case '\t':
-        *out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          *out += buf;
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
-
-std::string Quote(std::string_view s) {
-  std::string out;
-  AppendQuoted(s, &out);
-  return out;
-}
-
-void Json::DumpTo(std::string* out) const {
-  switch (type) {
-    case Type::kNull:
-      *out += "null";
-      break;
-    case Type::kBool:
-      *out += boolean ? "true" : "false";
-      break;
-    case Type::kNumber:
-      *out += text;
-      break;
-    case Type::kString:
-      AppendQuoted(text, out);
-      break;
-    case Type::kArray:
-      out->push_back('[');
-      for (size_t i = 0; i < items.size(); ++i) {
-        if (i > 0) out->push_back(',');
-        items[i].DumpTo(out);
-      }
-      out->push_back(']');
-      break;
-    case Type::kObject:
-      out->push_back('{');
-      for (size_t i = 0; i < fields.size(); ++i) {
-        if (i > 0) out->push_back(',');
-        AppendQuoted(fields[i].first, out);
-        out->push_back(':');
-        fields[i].second.DumpTo(out);
-      }
-      out->push_back('}');
-      break;
-  }
-}
-
-std::string Json::Display() const {
-  switch (type) {
-    case Type::kString:
-    case Type::kNumber:
-      return text;
-    case Type::kBool:
-      return boolean ? "true" : "false";
-    case Type::kNull:
-      return "";
-    default:
-      return Dump();
-  }
-}
-
-Json FromElement(simdjson::dom::element element) {
-  Json j;
-  switch (element.type()) {
-    case simdjson::dom::element_type::ARRAY: {
-      j.type = Json::Type::kArray;
-      simdjson::dom::array array;
-      if (element.get_array().get(array) == simdjson::SUCCESS) {
-        for (simdjson::dom::element child : array) j.items.push_back(FromElement(child));
-      }
-      break;
-    }
-    case simdjson::dom::element_type::OBJECT: {
-      j.type = Json::Type::kObject;
-      simdjson::dom::object object;
-      if (element.get_object().get(object) == simdjson::SUCCESS) {
-        for (simdjson::dom::key_value_pair field : object) {
-          j.Set(field.key, FromElement(field.value));  // a repeated key: the last one wins
-        }
-      }
-      break;
-    }
-    case simdjson::dom::element_type::INT64: {
-      int64_t n = 0;
-      if (element.get_int64().get(n) != simdjson::SUCCESS) break;
-      j = Json::Int(n);
-      break;
-    }
-    case simdjson::dom::element_type::UINT64: {
-      uint64_t n = 0;
-      if (element.get_uint64().get(n) != simdjson::SUCCESS) break;
-      j.type = Json::Type::kNumber;
-      j.text = StrCat(n);
-      break;
-    }
-    case simdjson::dom::element_type::DOUBLE: {
-      double d = 0;
-      if (element.get_double().get(d) != simdjson::SUCCESS) break;
-      char buf[64];
-      auto result = std::to_chars(buf, buf + sizeof buf, d);
-      j.type = Json::Type::kNumber;
-      j.text.assign(buf, result.ptr);
-      break;
-    }
-    case simdjson::dom::element_type::STRING: {
-      std::string_view s;
-      if (element.get_string().get(s) != simdjson::SUCCESS) break;
-      j = Json::Str(std::string(s));
-      break;
-    }
-    case simdjson::dom::element_type::BOOL: {
-      bool b = false;
-      if (element.get_bool().get(b) != simdjson::SUCCESS) break;
-      j = Json::Bool(b);
-      break;
-    }
-    case simdjson::dom::element_type::NULL_VALUE:
-      break;
-  }
-  return j;
-}
-
-// Parses one JSON document; false (with a reason) when it is not valid JSON.
-bool ParseJson(std::string_view text, Json* out, std::string* error) {
-  simdjson::dom::parser parser;
-  simdjson::padded_string padded(text);
-  simdjson::dom::element element;
-  if (auto code = parser.parse(padded).get(element); code != simdjson::SUCCESS) {
-    *error = simdjson::error_message(code);
-    return false;
-  }
-  *out = FromElement(element);
-  return true;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
@@ -369,62 +121,6 @@ bool ValidName(const std::string& name, bool label, bool rfc1035) {
     if (!alnum(c) && c != '-' && !(c == '.' && !label)) return false;
   }
   return true;
-}
-
-// The metav1.StatusReason Kubernetes pairs with an HTTP status.
-std::string ReasonFor(int status) {
-  switch (status) {
-    case 400:
-      return "BadRequest";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "NotFound";
-    case 405:
-      return "MethodNotAllowed";
-    case 406:
-      return "NotAcceptable";
-    case 409:
-      return "Conflict";
-    case 410:
-      return "Expired";
-    case 413:
-      return "RequestEntityTooLarge";
-    case 415:
-      return "UnsupportedMediaType";
-    case 422:
-      return "Invalid";
-    case 429:
-      return "TooManyRequests";
-    case 503:
-      return "ServiceUnavailable";
-    case 504:
-      return "Timeout";
-  }
-  return "InternalError";
-}
-
-Json StatusObject(int code, const std::string& reason, const std::string& message,
-                  const std::string& name = "", const std::string& group = "",
-                  const std::string& kind = "") {
-  Json status = Json::Object();
-  status.Set("kind", Json::Str("Status"));
-  status.Set("apiVersion", Json::Str("v1"));
-  status.Set("metadata", Json::Object());
-  status.Set("status", Json::Str("Failure"));
-  status.Set("message", Json::Str(message));
-  status.Set("reason", Json::Str(reason));
-  if (!name.empty() || !kind.empty()) {
-    Json details = Json::Object();
-    if (!name.empty()) details.Set("name", Json::Str(name));
-    if (!group.empty()) details.Set("group", Json::Str(group));
-    if (!kind.empty()) details.Set("kind", Json::Str(kind));
-    status.Set("details", std::move(details));
-  }
-  status.Set("code", Json::Int(code));
-  return status;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,260 +273,6 @@ struct Selectors {
     return true;
   }
 };
-
-// ---------------------------------------------------------------------------------------------
-// Patches.
-
-// The merge patch (RFC 7386) and the JSON patch (RFC 6902, with its JSON pointers) are
-// nlohmann-json's, on a copy of the tree: ordered_json keeps the key order the fake shows.
-using LibraryJson = nlohmann::ordered_json;
-
-LibraryJson ToLibrary(const Json& value) {
-  switch (value.type) {
-    case Json::Type::kNull:
-      return nullptr;
-    case Json::Type::kBool:
-      return value.boolean;
-    case Json::Type::kNumber: {
-      int64_t integer = 0;
-      uint64_t unsigned_integer = 0;
-      double real = 0;
-      if (absl::SimpleAtoi(value.text, &integer)) return integer;
-      if (absl::SimpleAtoi(value.text, &unsigned_integer)) return unsigned_integer;
-      if (absl::SimpleAtod(value.text, &real)) return real;
-      return nullptr;
-    }
-    case Json::Type::kString:
-      return value.text;
-    case Json::Type::kArray: {
-      LibraryJson array = LibraryJson::array();
-      for (const Json& item : value.items) array.push_back(ToLibrary(item));
-      return array;
-    }
-    case Json::Type::kObject: {
-      LibraryJson object = LibraryJson::object();
-      for (const auto& [key, field] : value.fields) object[key] = ToLibrary(field);
-      return object;
-    }
-  }
-  return nullptr;
-}
-
-Json FromLibrary(const LibraryJson& value) {
-  Json out;
-  switch (value.type()) {
-    case LibraryJson::value_t::null:
-    case LibraryJson::value_t::discarded:
-    case LibraryJson::value_t::binary:
-      break;
-    case LibraryJson::value_t::boolean:
-      out = Json::Bool(value.get<bool>());
-      break;
-    case LibraryJson::value_t::number_integer:
-      out = Json::Int(value.get<int64_t>());
-      break;
-    case LibraryJson::value_t::number_unsigned:
-      out.type = Json::Type::kNumber;
-      out.text = StrCat(value.get<uint64_t>());
-      break;
-    case LibraryJson::value_t::number_float: {
-      char buffer[64];
-      auto result = std::to_chars(buffer, buffer + sizeof buffer, value.get<double>());
-      out.type = Json::Type::kNumber;
-      out.text.assign(buffer, result.ptr);
-      break;
-    }
-    case LibraryJson::value_t::string:
-      out = Json::Str(value.get<std::string>());
-      break;
-    case LibraryJson::value_t::array:
-      out = Json::Array();
-      for (const LibraryJson& item : value) out.items.push_back(FromLibrary(item));
-      break;
-    case LibraryJson::value_t::object:
-      out = Json::Object();
-      for (const auto& [key, field] : value.items()) out.Set(key, FromLibrary(field));
-      break;
-  }
-  return out;
-}
-
-// RFC 7386 JSON merge patch.
-void MergePatch(Json* target, const Json& patch) {
-  LibraryJson result = ToLibrary(*target);
-  result.merge_patch(ToLibrary(patch));
-  *target = FromLibrary(result);
-}
-
-// Removes strategic-merge-patch directives ($patch, $setElementOrder/..., $retainKeys, ...).
-Json StripDirectives(const Json& value) {
-  Json out = value;
-  if (out.IsObject()) {
-    out.fields.clear();
-    for (const auto& [k, v] : value.fields) {
-      if (!k.empty() && k[0] == '$') continue;
-      out.fields.emplace_back(k, StripDirectives(v));
-    }
-  } else if (out.IsArray()) {
-    out.items.clear();
-    for (const Json& item : value.items) {
-      if (item.IsObject() && item.StringAt("$patch") == "delete") continue;
-      out.items.push_back(StripDirectives(item));
-    }
-  }
-  return out;
-}
-
-// The patchMergeKey of a list field in the built-in types this fake serves (Service, Pod
-// templates, conditions); "" for a list that is replaced as a whole.
-std::string MergeKeyFor(const std::string& field, const Json& list) {
-  static const std::map<std::string, std::string> kKeys = {
-      {"containers", "name"},
-      {"initContainers", "name"},
-      {"env", "name"},
-      {"volumes", "name"},
-      {"volumeMounts", "mountPath"},
-      {"conditions", "type"},
-      {"ownerReferences", "uid"},
-      {"imagePullSecrets", "name"},
-      {"topologySpreadConstraints", "topologyKey"},
-  };
-  if (field == "ports") {
-    for (const Json& item : list.items) {
-      if (item.IsObject() && item.Get("containerPort") != nullptr) return "containerPort";
-    }
-    return "port";
-  }
-  auto it = kKeys.find(field);
-  return it == kKeys.end() ? "" : it->second;
-}
-
-// Lists of scalars that strategic merge patch merges (union) instead of replacing.
-bool IsMergedScalarList(const std::string& field) { return field == "finalizers"; }
-
-// Strategic merge patch, restricted to what kubectl sends for our types: maps merge, nulls
-// delete, lists with a known merge key merge element-wise ($patch: delete removes one,
-// $setElementOrder orders), finalizers merge as a set ($deleteFromPrimitiveList removes),
-// other lists are replaced.
-void StrategicMergePatch(Json* target, const Json& patch) {
-  if (!patch.IsObject()) {
-    *target = StripDirectives(patch);
-    return;
-  }
-  if (patch.StringAt("$patch") == "replace") {
-    *target = StripDirectives(patch);
-    return;
-  }
-  if (!target->IsObject()) *target = Json::Object();
-  std::vector<std::pair<std::string, const Json*>> orders;
-  for (const auto& [key, value] : patch.fields) {
-    if (absl::StartsWith(key, "$setElementOrder/")) {
-      orders.emplace_back(key.substr(strlen("$setElementOrder/")), &value);
-      continue;
-    }
-    if (absl::StartsWith(key, "$deleteFromPrimitiveList/")) {
-      Json* list = target->Get(key.substr(strlen("$deleteFromPrimitiveList/")));
-      if (list != nullptr && list->IsArray() && value.IsArray()) {
-        std::vector<Json> kept;
-        for (const Json& item : list->items) {
-          if (std::find(value.items.begin(), value.items.end(), item) == value.items.end()) {
-            kept.push_back(item);
-          }
-        }
-        list->items = std::move(kept);
-      }
-      continue;
-    }
-    if (!key.empty() && key[0] == '$') continue;  // $patch (merge), $retainKeys
-    if (value.IsNull()) {
-      target->Erase(key);
-      continue;
-    }
-    Json* existing = target->Get(key);
-    if (value.IsObject()) {
-      if (value.StringAt("$patch") == "delete") {
-        target->Erase(key);
-        continue;
-      }
-      if (existing == nullptr || !existing->IsObject())
-        existing = &target->Set(key, Json::Object());
-      StrategicMergePatch(existing, value);
-      continue;
-    }
-    if (value.IsArray() && existing != nullptr && existing->IsArray()) {
-      std::string merge_key = MergeKeyFor(key, value);
-      if (!merge_key.empty()) {
-        for (const Json& item : value.items) {
-          const Json* id = item.IsObject() ? item.Get(merge_key) : nullptr;
-          auto match =
-              std::find_if(existing->items.begin(), existing->items.end(), [&](const Json& e) {
-                const Json* eid = e.IsObject() ? e.Get(merge_key) : nullptr;
-                return id != nullptr && eid != nullptr && *eid == *id;
-              });
-          if (item.IsObject() && item.StringAt("$patch") == "delete") {
-            if (match != existing->items.end()) existing->items.erase(match);
-          } else if (match != existing->items.end()) {
-            StrategicMergePatch(&*match, item);
-          } else {
-            existing->items.push_back(StripDirectives(item));
-          }
-        }
-        continue;
-      }
-      if (IsMergedScalarList(key)) {
-        for (const Json& item : value.items) {
-          if (std::find(existing->items.begin(), existing->items.end(), item) ==
-              existing->items.end()) {
-            existing->items.push_back(item);
-          }
-        }
-        continue;
-      }
-    }
-    target->Set(key, StripDirectives(value));
-  }
-  for (const auto& [field, order] : orders) {
-    Json* list = target->Get(field);
-    if (list == nullptr || !list->IsArray() || !order->IsArray()) continue;
-    std::string merge_key = MergeKeyFor(field, *order);
-    auto rank = [&](const Json& item) -> size_t {
-      for (size_t i = 0; i < order->items.size(); ++i) {
-        const Json& o = order->items[i];
-        if (merge_key.empty() ? o == item
-                              : (item.IsObject() && o.IsObject() && item.Get(merge_key) &&
-                                 o.Get(merge_key) && *item.Get(merge_key) == *o.Get(merge_key))) {
-          return i;
-        }
-      }
-      return order->items.size();
-    };
-    std::stable_sort(list->items.begin(), list->items.end(),
-                     [&](const Json& a, const Json& b) { return rank(a) < rank(b); });
-  }
-}
-
-// RFC 6902 JSON patch (add, remove, replace, test, move, copy); false with a reason, naming the
-// first operation that cannot be applied.
-bool JsonPatch(Json* target, const Json& patch, std::string* error) {
-  if (!patch.IsArray()) {
-    *error = "a JSON patch must be an array of operations";
-    return false;
-  }
-  LibraryJson result = ToLibrary(*target);
-  for (const Json& op : patch.items) {
-    // One operation at a time, so that the error names the one that failed. nlohmann-json
-    // reports a failed operation by an exception; it stays inside this function.
-    try {
-      result = result.patch(LibraryJson::array({ToLibrary(op)}));
-    } catch (const nlohmann::json::exception&) {
-      *error = StrCat("the JSON patch operation \"", op.StringAt("op"), "\" on \"",
-                      op.StringAt("path"), "\" cannot be applied");
-      return false;
-    }
-  }
-  *target = FromLibrary(result);
-  return true;
-}
 
 // ---------------------------------------------------------------------------------------------
 // JSONPath, as far as additionalPrinterColumns use it: `.a.b`, `.a[0]`, `.a[*]`,
@@ -1419,20 +861,6 @@ struct WatchSpec {
   absl::Duration timeout;
 };
 
-struct Event {
-  int64_t rv = 0;
-  std::string type;  // ADDED, MODIFIED, DELETED
-  std::string key;   // ResourceType::Key()
-  Json object;
-};
-
-std::string EventLine(const std::string& type, const Json& object) {
-  std::string line = StrCat("{\"type\":\"", type, "\",\"object\":");
-  object.DumpTo(&line);
-  line += "}\n";
-  return line;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -1441,9 +869,11 @@ struct FakeKubeApiServer::State {
   using Response = FakeKubeApiServer::Response;
   using ObjectMap = std::map<std::pair<std::string, std::string>, Json>;  // (namespace, name)
 
-  explicit State(const Options& options) : options(options), random(std::random_device{}()) {
+  explicit State(const Options& options)
+      : options(options),
+        watches(&mu, options.history_limit, options.bookmark_interval),
+        random(std::random_device{}()) {
     absl::MutexLock lock(&mu);
-    bookmark_interval = options.bookmark_interval;
     types = BuiltinTypes();
     loading = true;  // the bootstrap objects must not overwrite a saved state before Start()
     for (const char* ns : {"default", "kube-system", "kube-public", "kube-node-lease"}) {
@@ -2038,10 +1468,10 @@ struct FakeKubeApiServer::State {
     if (!rv_text.empty() && !absl::SimpleAtoi(rv_text, &rv)) {
       return Error(400, "BadRequest", StrCat("invalid resource version: ", rv_text));
     }
-    if (QueryValue(request.query, "resourceVersionMatch") == "Exact" && rv < history_floor &&
-        rv != resource_version) {
+    if (QueryValue(request.query, "resourceVersionMatch") == "Exact" &&
+        rv < watches.floor_locked() && rv != resource_version) {
       return Error(410, "Expired",
-                   StrCat("too old resource version: ", rv, " (", history_floor, ")"));
+                   StrCat("too old resource version: ", rv, " (", watches.floor_locked(), ")"));
     }
     int64_t limit = 0;
     absl::SimpleAtoi(QueryValue(request.query, "limit"), &limit);
@@ -2053,7 +1483,7 @@ struct FakeKubeApiServer::State {
       if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &list_rv)) {
         return Error(400, "BadRequest", "continue key is not valid");
       }
-      if (list_rv < history_floor) {
+      if (list_rv < watches.floor_locked()) {
         return Error(410, "Expired",
                      "The provided continue parameter is too old to display a consistent list "
                      "result. You can start a new list without the continue parameter.");
@@ -2731,12 +2161,7 @@ struct FakeKubeApiServer::State {
 
   // ---- watch ----------------------------------------------------------------------------------
   void RecordLocked(const std::string& type, const std::string& key, const Json& object) {
-    history.push_back(Event{resource_version, type, key, object});
-    while (static_cast<int>(history.size()) > std::max(1, options.history_limit)) {
-      history_floor = history.front().rv;
-      history.pop_front();
-    }
-    changed.SignalAll();
+    watches.RecordLocked(WatchEvent{resource_version, type, key, object});
     PersistLocked();
   }
 
@@ -2784,108 +2209,39 @@ struct FakeKubeApiServer::State {
     return EventLine(type, TableLocked(spec.type, {&served}, spec.include_object, metadata));
   }
 
-  static std::string ExpiredLine(int64_t rv, int64_t floor) {
-    Json status =
-        StatusObject(410, "Expired", StrCat("too old resource version: ", rv, " (", floor, ")"));
-    return EventLine("ERROR", status);
-  }
-
-  enum class WatchEnd { kClean, kAbrupt };
-
-  // Streams one watch: `write` sends a chunk of JSON lines (false when the peer is gone),
-  // `peer_open` says whether the client still holds the connection. Returns how to end the
-  // stream: kClean with the final chunk, kAbrupt by closing the socket.
-  WatchEnd RunWatch(const WatchSpec& spec, const std::function<bool(const std::string&)>& write,
-                    const std::function<bool()>& peer_open) {
-    absl::Time deadline = absl::Now() + spec.timeout;
-    int64_t cursor = 0;
-    uint64_t generation = 0;
-    std::string first;
-    {
-      absl::MutexLock lock(&mu);
-      ++open_watches;
-      generation = drop_generation;
-      if (stopping) {
-        --open_watches;
-        return WatchEnd::kAbrupt;
-      }
-      if (spec.initial) {
-        cursor = resource_version;
-        auto it = store.find(spec.type.Key());
-        if (it != store.end()) {
-          for (const auto& [key, object] : it->second) {
-            if (Matches(spec, spec.type.Key(), object)) {
-              first += WatchLineLocked(spec, "ADDED", object);
-            }
-          }
-        }
-      } else if (spec.from_rv < history_floor) {
-        first = ExpiredLine(spec.from_rv, history_floor);
-        --open_watches;
-        write(first);
-        return WatchEnd::kClean;
-      } else {
-        cursor = spec.from_rv;
-      }
-    }
-    struct Closer {
-      State* state;
-      ~Closer() {
-        absl::MutexLock lock(&state->mu);
-        --state->open_watches;
-      }
-    } closer{this};
-    if (!write(first)) return WatchEnd::kAbrupt;
-    absl::Time next_bookmark = absl::Now() + bookmark_interval_snapshot();
-    for (;;) {
+  // Streams one watch through the hub, with this store's objects and lines.
+  WatchHub::End RunWatch(const WatchSpec& spec,
+                         const std::function<bool(const std::string&)>& write,
+                         const std::function<bool()>& peer_open) {
+    WatchHub::Params params;
+    params.initial = spec.initial;
+    params.from_rv = spec.from_rv;
+    params.bookmarks = spec.bookmarks;
+    params.timeout = spec.timeout;
+    WatchHub::Source source;
+    source.resource_version = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return resource_version; };
+    source.initial_lines = [this, &spec]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       std::string lines;
-      bool bookmark_due = false;
-      bool expired = false;
-      {
-        absl::MutexLock lock(&mu);
-        absl::Time wake = std::min({deadline, next_bookmark, absl::Now() + kPollSlice});
-        while (!stopping && drop_generation == generation && resource_version <= cursor &&
-               history_floor <= cursor && absl::Now() < wake) {
-          changed.WaitWithDeadline(&mu, wake);
-        }
-        if (stopping || drop_generation != generation) return WatchEnd::kAbrupt;
-        if (cursor < history_floor) {
-          lines = ExpiredLine(cursor, history_floor);
-          expired = true;
-        }
-        auto it = std::upper_bound(history.begin(), history.end(), cursor,
-                                   [](int64_t rv, const Event& e) { return rv < e.rv; });
-        for (; !expired && it != history.end(); ++it) {
-          if (Matches(spec, it->key, it->object)) {
-            lines += WatchLineLocked(spec, it->type, it->object);
-          }
-        }
-        cursor = resource_version;
-        if (spec.bookmarks && absl::Now() >= next_bookmark) {
-          bookmark_due = true;
-          next_bookmark = absl::Now() + bookmark_interval;
-        }
+      auto it = store.find(spec.type.Key());
+      if (it == store.end()) return lines;
+      for (const auto& [key, object] : it->second) {
+        if (Matches(spec, spec.type.Key(), object)) lines += WatchLineLocked(spec, "ADDED", object);
       }
-      if (expired) {
-        write(lines);
-        return WatchEnd::kClean;
-      }
-      if (bookmark_due) {
-        Json bookmark = Json::Object();
-        bookmark.Set("kind", Json::Str(spec.type.kind));
-        bookmark.Set("apiVersion", Json::Str(spec.type.ApiVersion()));
-        bookmark.Child("metadata").Set("resourceVersion", Json::Str(StrCat(cursor)));
-        lines += EventLine("BOOKMARK", bookmark);
-      }
-      if (!lines.empty() && !write(lines)) return WatchEnd::kAbrupt;
-      if (!peer_open()) return WatchEnd::kAbrupt;
-      if (absl::Now() >= deadline) return WatchEnd::kClean;
-    }
-  }
-
-  absl::Duration bookmark_interval_snapshot() {
-    absl::MutexLock lock(&mu);
-    return bookmark_interval;
+      return lines;
+    };
+    source.line = [this, &spec](const WatchEvent& event) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return Matches(spec, event.key, event.object)
+                 ? WatchLineLocked(spec, event.type, event.object)
+                 : std::string();
+    };
+    source.bookmark = [&spec](int64_t rv) {
+      Json bookmark = Json::Object();
+      bookmark.Set("kind", Json::Str(spec.type.kind));
+      bookmark.Set("apiVersion", Json::Str(spec.type.ApiVersion()));
+      bookmark.Child("metadata").Set("resourceVersion", Json::Str(StrCat(rv)));
+      return EventLine("BOOKMARK", bookmark);
+    };
+    return watches.Run(params, source, write, peer_open);
   }
 
   // ---- persistence ----------------------------------------------------------------------------
@@ -2934,7 +2290,6 @@ struct FakeKubeApiServer::State {
     }
     loading = true;
     store.clear();
-    history.clear();
     std::erase_if(types, [](const ResourceType& t) { return !t.crd_name.empty(); });
     if (const Json* objects = saved.Get("objects"); objects != nullptr && objects->IsArray()) {
       for (const Json& entry : objects->items) {
@@ -2952,7 +2307,7 @@ struct FakeKubeApiServer::State {
     int64_t rv = 0;
     if (const Json* v = saved.Get("resourceVersion")) absl::SimpleAtoi(v->text, &rv);
     resource_version = std::max(resource_version, rv);
-    history_floor = resource_version;
+    watches.CompactLocked(resource_version);
     loading = false;
     return absl::OkStatus();
   }
@@ -2967,19 +2322,12 @@ struct FakeKubeApiServer::State {
 
   const Options options;
   absl::Mutex mu;
-  absl::CondVar changed;  // an event was recorded, or watches must end
   std::vector<ResourceType> types ABSL_GUARDED_BY(mu);
   std::map<std::string, ObjectMap> store ABSL_GUARDED_BY(mu);  // by ResourceType::Key()
-  std::deque<Event> history ABSL_GUARDED_BY(mu);
   int64_t resource_version ABSL_GUARDED_BY(mu) = 0;
-  // Every event with a resourceVersion above this is in `history`.
-  int64_t history_floor ABSL_GUARDED_BY(mu) = 0;
-  uint64_t drop_generation ABSL_GUARDED_BY(mu) = 0;
-  bool stopping ABSL_GUARDED_BY(mu) = false;
+  WatchHub watches;  // the events of `store`'s writes; shares `mu`
   bool loading ABSL_GUARDED_BY(mu) = false;
-  int open_watches ABSL_GUARDED_BY(mu) = 0;
   absl::Duration latency ABSL_GUARDED_BY(mu);
-  absl::Duration bookmark_interval ABSL_GUARDED_BY(mu);
   std::vector<Fault> faults ABSL_GUARDED_BY(mu);
   std::map<std::string, int> counts ABSL_GUARDED_BY(mu);  // "verb\tresource"
   int next_cluster_ip ABSL_GUARDED_BY(mu) = 10;
@@ -3020,7 +2368,7 @@ absl::Status FakeKubeApiServer::Start(uint16_t port) {
   {
     absl::MutexLock lock(&state_->mu);
     if (absl::Status status = state_->LoadLocked(); !status.ok()) return status;
-    state_->stopping = false;
+    state_->watches.SetStoppingLocked(false);
   }
   if (absl::Status status = server_->Start(port); !status.ok()) return status;
   absl::MutexLock lock(&state_->mu);
@@ -3033,8 +2381,7 @@ void FakeKubeApiServer::Stop() {
   {
     // Watches wait on `changed`: wake them, so the server's threads can be joined.
     absl::MutexLock lock(&state_->mu);
-    state_->stopping = true;
-    state_->changed.SignalAll();
+    state_->watches.SetStoppingLocked(true);
   }
   server_->Stop();
 }
@@ -3052,11 +2399,11 @@ HttpResponse FakeKubeApiServer::Serve(const HttpRequest& request) {
     return response;
   }
   response.stream = [this, watch](HttpStream& stream) {
-    State::WatchEnd end = state_->RunWatch(
+    WatchHub::End end = state_->RunWatch(
         *watch, [&stream](const std::string& lines) { return stream.Write(lines); },
         [&stream] { return stream.PeerOpen(); });
-    return end == State::WatchEnd::kAbrupt ? HttpResponse::StreamEnd::kAbort
-                                           : HttpResponse::StreamEnd::kComplete;
+    return end == WatchHub::End::kAbrupt ? HttpResponse::StreamEnd::kAbort
+                                         : HttpResponse::StreamEnd::kComplete;
   };
   return response;
 }
@@ -3098,15 +2445,12 @@ absl::Status FakeKubeApiServer::WriteKubeconfig(const std::string& path,
 
 void FakeKubeApiServer::DropWatches() {
   absl::MutexLock lock(&state_->mu);
-  ++state_->drop_generation;
-  state_->changed.SignalAll();
+  state_->watches.DropAllLocked();
 }
 
 void FakeKubeApiServer::CompactHistory() {
   absl::MutexLock lock(&state_->mu);
-  state_->history.clear();
-  state_->history_floor = state_->resource_version;
-  state_->changed.SignalAll();
+  state_->watches.CompactLocked(state_->resource_version);
 }
 
 void FakeKubeApiServer::SetLatency(absl::Duration latency) {
@@ -3116,7 +2460,7 @@ void FakeKubeApiServer::SetLatency(absl::Duration latency) {
 
 void FakeKubeApiServer::SetBookmarkInterval(absl::Duration interval) {
   absl::MutexLock lock(&state_->mu);
-  state_->bookmark_interval = interval;
+  state_->watches.SetBookmarkIntervalLocked(interval);
 }
 
 void FakeKubeApiServer::FailNextRequests(std::string_view resource, int count, int http_status,
@@ -3147,7 +2491,7 @@ void FakeKubeApiServer::ResetCounters() {
 
 int FakeKubeApiServer::OpenWatches() const {
   absl::MutexLock lock(&state_->mu);
-  return state_->open_watches;
+  return state_->watches.open_watches_locked();
 }
 
 std::vector<std::string> FakeKubeApiServer::Objects(std::string_view resource,
