@@ -24,8 +24,10 @@
 #include "absl/synchronization/notification.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
+#include "tests/fakes/kube/discovery.h"
 #include "tests/fakes/kube/json.h"
 #include "tests/fakes/kube/patch.h"
+#include "tests/fakes/kube/resource_type.h"
 #include "tests/fakes/kube/status.h"
 #include "tests/fakes/kube/watch.h"
 
@@ -33,15 +35,21 @@ namespace mailring::fakes {
 namespace {
 
 using kube::AppendQuoted;
+using kube::BuiltinTypes;
+using kube::Discovery;
 using kube::EventLine;
 using kube::Json;
 using kube::JsonPatch;
 using kube::MergePatch;
 using kube::ParseJson;
+using kube::PrinterColumn;
 using kube::Quote;
 using kube::ReasonFor;
+using kube::ResourceType;
 using kube::StatusObject;
 using kube::StrategicMergePatch;
+using kube::StringList;
+using kube::TypesFromCrd;
 using kube::WatchEvent;
 using kube::WatchHub;
 using mailring::StrCat;
@@ -688,167 +696,6 @@ bool DecodeKubeProtobuf(std::string_view body, Json* out, std::string* error) {
   return true;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Resource types.
-
-struct PrinterColumn {
-  std::string name;
-  std::string type;  // string, integer, number, boolean, date
-  std::string format;
-  std::string json_path;
-  std::string description;
-  int priority = 0;
-};
-
-struct ResourceType {
-  std::string group;  // "" for the core group
-  std::string version;
-  std::string plural;
-  std::string singular;
-  std::string kind;
-  std::string list_kind;
-  bool namespaced = true;
-  std::vector<std::string> short_names;
-  std::vector<std::string> categories;
-  bool has_status = false;
-  bool has_generation = true;
-  std::string crd_name;                // set when a CustomResourceDefinition registered it
-  std::vector<PrinterColumn> columns;  // the CRD's additionalPrinterColumns
-
-  std::string ApiVersion() const { return group.empty() ? version : StrCat(group, "/", version); }
-  // The store key and the "qualified resource" of messages: services, leases.coordination.k8s.io.
-  std::string Key() const { return group.empty() ? plural : StrCat(plural, ".", group); }
-  std::string GroupVersionPath() const {
-    return group.empty() ? StrCat("/api/", version) : StrCat("/apis/", group, "/", version);
-  }
-};
-
-std::vector<ResourceType> BuiltinTypes() {
-  std::vector<ResourceType> types;
-  auto add = [&](std::string group, std::string plural, std::string singular, std::string kind,
-                 bool namespaced, std::vector<std::string> short_names, bool has_status,
-                 std::vector<std::string> categories = {}) {
-    ResourceType t;
-    t.group = std::move(group);
-    t.version = "v1";
-    t.plural = std::move(plural);
-    t.singular = std::move(singular);
-    t.kind = std::move(kind);
-    t.list_kind = StrCat(t.kind, "List");
-    t.namespaced = namespaced;
-    t.short_names = std::move(short_names);
-    t.has_status = has_status;
-    t.categories = std::move(categories);
-    t.has_generation = t.kind != "Namespace" && t.kind != "Event";
-    types.push_back(std::move(t));
-  };
-  add("", "namespaces", "namespace", "Namespace", false, {"ns"}, true);
-  add("", "services", "service", "Service", true, {"svc"}, true, {"all"});
-  add("", "configmaps", "configmap", "ConfigMap", true, {"cm"}, false);
-  add("", "secrets", "secret", "Secret", true, {}, false);
-  add("", "events", "event", "Event", true, {"ev"}, false);
-  add("coordination.k8s.io", "leases", "lease", "Lease", true, {}, false);
-  add("apiextensions.k8s.io", "customresourcedefinitions", "customresourcedefinition",
-      "CustomResourceDefinition", false, {"crd", "crds"}, true, {"api-extensions"});
-  return types;
-}
-
-std::vector<std::string> StringList(const Json* list) {
-  std::vector<std::string> out;
-  if (list != nullptr && list->IsArray()) {
-    for (const Json& item : list->items) {
-      if (item.IsString()) out.push_back(item.text);
-    }
-  }
-  return out;
-}
-
-// The resource types a CustomResourceDefinition serves (one per served version); an error
-// message when its spec is unusable.
-bool TypesFromCrd(const Json& crd, std::vector<ResourceType>* out, std::string* error) {
-  const Json* spec = crd.Get("spec");
-  const Json* names = spec != nullptr ? spec->Get("names") : nullptr;
-  const Json* versions = spec != nullptr ? spec->Get("versions") : nullptr;
-  if (spec == nullptr || names == nullptr || versions == nullptr || !versions->IsArray() ||
-      versions->items.empty()) {
-    *error = "spec.group, spec.names and spec.versions are required";
-    return false;
-  }
-  std::string group = spec->StringAt("group");
-  std::string plural = names->StringAt("plural");
-  std::string kind = names->StringAt("kind");
-  std::string name = crd.Get("metadata") ? crd.Get("metadata")->StringAt("name") : "";
-  if (group.empty() || plural.empty() || kind.empty()) {
-    *error = "spec.group, spec.names.plural and spec.names.kind are required";
-    return false;
-  }
-  if (name != StrCat(plural, ".", group)) {
-    *error = StrCat("metadata.name: Invalid value: \"", name,
-                    "\": must be spec.names.plural+\".\"+spec.group");
-    return false;
-  }
-  std::string scope = spec->StringAt("scope");
-  for (const Json& v : versions->items) {
-    const Json* served = v.Get("served");
-    if (served != nullptr && served->type == Json::Type::kBool && !served->boolean) continue;
-    ResourceType t;
-    t.group = group;
-    t.version = v.StringAt("name");
-    t.plural = plural;
-    t.singular = names->StringAt("singular");
-    if (t.singular.empty()) t.singular = absl::AsciiStrToLower(kind);
-    t.kind = kind;
-    t.list_kind = names->StringAt("listKind");
-    if (t.list_kind.empty()) t.list_kind = StrCat(kind, "List");
-    t.namespaced = scope != "Cluster";
-    t.short_names = StringList(names->Get("shortNames"));
-    t.categories = StringList(names->Get("categories"));
-    const Json* subresources = v.Get("subresources");
-    t.has_status = subresources != nullptr && subresources->Get("status") != nullptr;
-    t.crd_name = name;
-    if (const Json* columns = v.Get("additionalPrinterColumns");
-        columns != nullptr && columns->IsArray()) {
-      for (const Json& c : columns->items) {
-        PrinterColumn column;
-        column.name = c.StringAt("name");
-        column.type = c.StringAt("type");
-        column.format = c.StringAt("format");
-        column.json_path = c.StringAt("jsonPath");
-        column.description = c.StringAt("description");
-        if (const Json* p = c.Get("priority"); p != nullptr)
-          absl::SimpleAtoi(p->text, &column.priority);
-        t.columns.push_back(std::move(column));
-      }
-    } else {
-      t.columns.push_back({"Age", "date", "", ".metadata.creationTimestamp", "", 0});
-    }
-    if (t.version.empty()) {
-      *error = "spec.versions[].name is required";
-      return false;
-    }
-    out->push_back(std::move(t));
-  }
-  if (out->empty()) {
-    *error = "spec.versions: at least one version must be served";
-    return false;
-  }
-  return true;
-}
-
-// The OpenAPI schema name of a kind: io.k8s.api.core.v1.Service,
-// sap.api...destination.v1.Destination.
-std::string SchemaName(const ResourceType& t) {
-  if (t.group.empty()) return StrCat("io.k8s.api.core.", t.version, ".", t.kind);
-  if (t.group == "coordination.k8s.io")
-    return StrCat("io.k8s.api.coordination.", t.version, ".", t.kind);
-  if (t.group == "apiextensions.k8s.io") {
-    return StrCat("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.", t.version, ".", t.kind);
-  }
-  std::vector<std::string> parts = absl::StrSplit(t.group, '.');
-  std::reverse(parts.begin(), parts.end());
-  return StrCat(absl::StrJoin(parts, "."), ".", t.version, ".", t.kind);
-}
-
 struct WatchSpec {
   ResourceType type;
   std::string ns;  // "" for all namespaces
@@ -864,7 +711,8 @@ struct WatchSpec {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// The API objects, their watch history, the registry of resource types and the test controls.
+// The store: the API objects under one mutex with the registry of resource types, the watch hub
+// that shares that mutex, and the test controls.
 struct FakeKubeApiServer::State {
   using Response = FakeKubeApiServer::Response;
   using ObjectMap = std::map<std::pair<std::string, std::string>, Json>;  // (namespace, name)
@@ -924,7 +772,7 @@ struct FakeKubeApiServer::State {
     }
     if (absl::StartsWith(path, "/openapi/")) {
       Count("discovery", "");
-      return OpenApiLocked(request);
+      return Discovery(types, port).OpenApi(request);
     }
     std::vector<std::string> segments = absl::StrSplit(path, '/', absl::SkipEmpty());
     if (segments.empty() || (segments[0] != "api" && segments[0] != "apis")) {
@@ -934,12 +782,12 @@ struct FakeKubeApiServer::State {
     size_t gv_end = core ? 2 : 3;
     if (segments.size() < gv_end) {
       Count("discovery", "");
-      return DiscoveryLocked(request, segments);
+      return Discovery(types, port).Api(request, segments);
     }
     if (segments.size() == gv_end) {
       Count("discovery", "");
       std::string group = core ? "" : segments[1];
-      return ResourceListLocked(group, segments[gv_end - 1]);
+      return Discovery(types, port).ResourceList(group, segments[gv_end - 1]);
     }
     return ResourceLocked(request, segments, watch);
   }
@@ -991,335 +839,6 @@ struct FakeKubeApiServer::State {
     }
     return nullptr;
   }
-  // Group names in discovery order (core excluded), each with its versions.
-  std::vector<std::pair<std::string, std::vector<std::string>>> GroupsLocked() const {
-    std::vector<std::pair<std::string, std::vector<std::string>>> groups;
-    for (const ResourceType& t : types) {
-      if (t.group.empty()) continue;
-      auto it = std::find_if(groups.begin(), groups.end(),
-                             [&](const auto& g) { return g.first == t.group; });
-      if (it == groups.end()) {
-        groups.push_back({t.group, {t.version}});
-      } else if (std::find(it->second.begin(), it->second.end(), t.version) == it->second.end()) {
-        it->second.push_back(t.version);
-      }
-    }
-    return groups;
-  }
-
-  // ---- discovery ------------------------------------------------------------------------------
-  static Json Verbs() {
-    Json verbs = Json::Array();
-    for (const char* v :
-         {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}) {
-      verbs.items.push_back(Json::Str(v));
-    }
-    return verbs;
-  }
-  static Json Strings(const std::vector<std::string>& values) {
-    Json out = Json::Array();
-    for (const std::string& v : values) out.items.push_back(Json::Str(v));
-    return out;
-  }
-
-  Json AggregatedVersionLocked(const std::string& group, const std::string& version) const {
-    Json v = Json::Object();
-    v.Set("version", Json::Str(version));
-    Json& resources = v.Set("resources", Json::Array());
-    for (const ResourceType& t : types) {
-      if (t.group != group || t.version != version) continue;
-      Json r = Json::Object();
-      r.Set("resource", Json::Str(t.plural));
-      Json kind = Json::Object();
-      kind.Set("group", Json::Str(t.group));
-      kind.Set("version", Json::Str(t.version));
-      kind.Set("kind", Json::Str(t.kind));
-      r.Set("responseKind", kind);
-      r.Set("scope", Json::Str(t.namespaced ? "Namespaced" : "Cluster"));
-      r.Set("singularResource", Json::Str(t.singular));
-      r.Set("verbs", Verbs());
-      if (!t.short_names.empty()) r.Set("shortNames", Strings(t.short_names));
-      if (!t.categories.empty()) r.Set("categories", Strings(t.categories));
-      if (t.has_status) {
-        Json sub = Json::Object();
-        sub.Set("subresource", Json::Str("status"));
-        sub.Set("responseKind", kind);
-        sub.Set("verbs", Strings({"get", "patch", "update"}));
-        r.Set("subresources", Json::Array()).items.push_back(std::move(sub));
-      }
-      resources.items.push_back(std::move(r));
-    }
-    v.Set("freshness", Json::Str("Current"));
-    return v;
-  }
-
-  Response DiscoveryLocked(const HttpRequest& request, const std::vector<std::string>& segments) {
-    bool core = segments[0] == "api";
-    std::string accept = request.Header("accept");
-    bool aggregated = absl::StrContains(accept, "as=APIGroupDiscoveryList") &&
-                      absl::StrContains(accept, "v=v2") && segments.size() == 1;
-    if (aggregated) {
-      Json list = Json::Object();
-      list.Set("kind", Json::Str("APIGroupDiscoveryList"));
-      list.Set("apiVersion", Json::Str("apidiscovery.k8s.io/v2"));
-      list.Set("metadata", Json::Object());
-      Json& items = list.Set("items", Json::Array());
-      if (core) {
-        Json item = Json::Object();
-        item.Set("metadata", Json::Object()).Set("creationTimestamp", Json());
-        item.Set("versions", Json::Array()).items.push_back(AggregatedVersionLocked("", "v1"));
-        items.items.push_back(std::move(item));
-      } else {
-        for (const auto& [group, versions] : GroupsLocked()) {
-          Json item = Json::Object();
-          Json& metadata = item.Set("metadata", Json::Object());
-          metadata.Set("name", Json::Str(group));
-          metadata.Set("creationTimestamp", Json());
-          Json& vs = item.Set("versions", Json::Array());
-          for (const std::string& version : versions) {
-            vs.items.push_back(AggregatedVersionLocked(group, version));
-          }
-          items.items.push_back(std::move(item));
-        }
-      }
-      return Response{200, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-                      list.Dump()};
-    }
-    if (core) {
-      if (segments.size() != 1)
-        return Error(404, "NotFound", "the server could not find the requested resource");
-      return Ok(
-          StrCat("{\"kind\":\"APIVersions\",\"versions\":[\"v1\"],"
-                 "\"serverAddressByClientCIDRs\":[{\"clientCIDR\":\"0.0.0.0/0\","
-                 "\"serverAddress\":\"127.0.0.1:",
-                 port, "\"}]}"));
-    }
-    auto group_json = [](const std::string& group, const std::vector<std::string>& versions) {
-      Json g = Json::Object();
-      g.Set("name", Json::Str(group));
-      Json& vs = g.Set("versions", Json::Array());
-      for (const std::string& v : versions) {
-        Json entry = Json::Object();
-        entry.Set("groupVersion", Json::Str(StrCat(group, "/", v)));
-        entry.Set("version", Json::Str(v));
-        vs.items.push_back(std::move(entry));
-      }
-      g.Set("preferredVersion", vs.items.front());
-      return g;
-    };
-    if (segments.size() == 1) {
-      Json list = Json::Object();
-      list.Set("kind", Json::Str("APIGroupList"));
-      list.Set("apiVersion", Json::Str("v1"));
-      Json& groups = list.Set("groups", Json::Array());
-      for (const auto& [group, versions] : GroupsLocked()) {
-        groups.items.push_back(group_json(group, versions));
-      }
-      return Ok(list.Dump());
-    }
-    for (const auto& [group, versions] : GroupsLocked()) {
-      if (group != segments[1]) continue;
-      Json g = group_json(group, versions);
-      Json out = Json::Object();
-      out.Set("kind", Json::Str("APIGroup"));
-      out.Set("apiVersion", Json::Str("v1"));
-      for (auto& field : g.fields) out.fields.push_back(std::move(field));
-      return Ok(out.Dump());
-    }
-    return Error(404, "NotFound", "the server could not find the requested resource");
-  }
-
-  Response ResourceListLocked(const std::string& group, const std::string& version) {
-    Json list = Json::Object();
-    list.Set("kind", Json::Str("APIResourceList"));
-    list.Set("apiVersion", Json::Str("v1"));
-    list.Set("groupVersion", Json::Str(group.empty() ? version : StrCat(group, "/", version)));
-    Json& resources = list.Set("resources", Json::Array());
-    for (const ResourceType& t : types) {
-      if (t.group != group || t.version != version) continue;
-      Json r = Json::Object();
-      r.Set("name", Json::Str(t.plural));
-      r.Set("singularName", Json::Str(t.singular));
-      r.Set("namespaced", Json::Bool(t.namespaced));
-      r.Set("kind", Json::Str(t.kind));
-      r.Set("verbs", Verbs());
-      if (!t.short_names.empty()) r.Set("shortNames", Strings(t.short_names));
-      if (!t.categories.empty()) r.Set("categories", Strings(t.categories));
-      resources.items.push_back(std::move(r));
-      if (t.has_status) {
-        Json s = Json::Object();
-        s.Set("name", Json::Str(StrCat(t.plural, "/status")));
-        s.Set("singularName", Json::Str(""));
-        s.Set("namespaced", Json::Bool(t.namespaced));
-        s.Set("kind", Json::Str(t.kind));
-        s.Set("verbs", Strings({"get", "patch", "update"}));
-        resources.items.push_back(std::move(s));
-      }
-    }
-    if (resources.items.empty()) {
-      return Error(404, "NotFound", "the server could not find the requested resource");
-    }
-    return Ok(list.Dump());
-  }
-
-  // ---- OpenAPI v3 -----------------------------------------------------------------------------
-  Json OpenApiDocLocked(const std::string& group, const std::string& version) const {
-    Json doc = Json::Object();
-    doc.Set("openapi", Json::Str("3.0.0"));
-    // All top-level members first: a reference into `doc` must not outlive a later Set.
-    doc.Set("info", Json::Object());
-    doc.Set("paths", Json::Object());
-    doc.Set("components", Json::Object()).Set("schemas", Json::Object());
-    doc.Get("info")->Set("title", Json::Str("Kubernetes"));
-    doc.Get("info")->Set("version", Json::Str("v1.32.0"));
-    Json& paths = *doc.Get("paths");
-    Json& schemas = *doc.Get("components")->Get("schemas");
-    auto query_param = [](const char* name, const char* type) {
-      Json p = Json::Object();
-      p.Set("name", Json::Str(name));
-      p.Set("in", Json::Str("query"));
-      p.Set("schema", Json::Object()).Set("type", Json::Str(type));
-      return p;
-    };
-    auto path_param = [](const char* name) {
-      Json p = Json::Object();
-      p.Set("name", Json::Str(name));
-      p.Set("in", Json::Str("path"));
-      p.Set("required", Json::Bool(true));
-      p.Set("schema", Json::Object()).Set("type", Json::Str("string"));
-      return p;
-    };
-    for (const ResourceType& t : types) {
-      if (t.group != group || t.version != version) continue;
-      std::string schema = SchemaName(t);
-      Json gvk = Json::Object();
-      gvk.Set("group", Json::Str(t.group));
-      gvk.Set("version", Json::Str(t.version));
-      gvk.Set("kind", Json::Str(t.kind));
-      Json ref = Json::Object();
-      ref.Set("$ref", Json::Str(StrCat("#/components/schemas/", schema)));
-      auto operation = [&](const std::string& action, const std::string& op_kind, bool body,
-                           bool patch) {
-        Json op = Json::Object();
-        op.Set("operationId", Json::Str(StrCat(action, op_kind)));
-        Json& params = op.Set("parameters", Json::Array());
-        if (body) {
-          params.items.push_back(query_param("dryRun", "string"));
-          params.items.push_back(query_param("fieldManager", "string"));
-          params.items.push_back(query_param("fieldValidation", "string"));
-          if (patch) params.items.push_back(query_param("force", "boolean"));
-          Json& content = op.Set("requestBody", Json::Object()).Set("content", Json::Object());
-          Json schema_ref = Json::Object();
-          schema_ref.Set("schema", patch ? Json::Object() : ref);
-          if (patch) {
-            content.Set("application/json-patch+json", schema_ref);
-            content.Set("application/merge-patch+json", schema_ref);
-            content.Set("application/apply-patch+yaml", schema_ref);
-          } else {
-            content.Set("*/*", schema_ref);
-          }
-          op.Child("requestBody").Set("required", Json::Bool(true));
-        }
-        Json ok = Json::Object();
-        ok.Set("description", Json::Str("OK"));
-        Json media = Json::Object();
-        media.Set("schema", ref);
-        ok.Set("content", Json::Object()).Set("application/json", media);
-        op.Set("responses", Json::Object()).Set("200", ok);
-        op.Set("x-kubernetes-action", Json::Str(action == "read"      ? "get"
-                                                : action == "replace" ? "put"
-                                                                      : action));
-        op.Set("x-kubernetes-group-version-kind", gvk);
-        return op;
-      };
-      std::string prefix = t.GroupVersionPath();
-      std::string collection = t.namespaced ? StrCat(prefix, "/namespaces/{namespace}/", t.plural)
-                                            : StrCat(prefix, "/", t.plural);
-      std::string scope = t.namespaced ? StrCat("Namespaced", t.kind) : t.kind;
-      Json& coll = paths.Set(collection, Json::Object());
-      coll.Set("get", operation("list", scope, false, false));
-      coll.Set("post", operation("create", scope, true, false));
-      coll.Set("delete", operation("deletecollection", scope, false, false));
-      Json common = Json::Array();
-      common.items.push_back(path_param("name"));
-      if (t.namespaced) common.items.push_back(path_param("namespace"));
-      Json& item = paths.Set(StrCat(collection, "/{name}"), Json::Object());
-      item.Set("get", operation("read", scope, false, false));
-      item.Set("put", operation("replace", scope, true, false));
-      item.Set("patch", operation("patch", scope, true, true));
-      item.Set("delete", operation("delete", scope, false, false));
-      item.Set("parameters", common);
-      if (t.has_status) {
-        Json& status = paths.Set(StrCat(collection, "/{name}/status"), Json::Object());
-        status.Set("get", operation("read", StrCat(scope, "Status"), false, false));
-        status.Set("put", operation("replace", StrCat(scope, "Status"), true, false));
-        status.Set("patch", operation("patch", StrCat(scope, "Status"), true, true));
-        status.Set("parameters", common);
-      }
-      if (t.namespaced) {
-        paths.Set(StrCat(prefix, "/", t.plural), Json::Object())
-            .Set("get", operation("list", StrCat(t.kind, "ForAllNamespaces"), false, false));
-      }
-      // Permissive schemas: every field is accepted (the server does not validate them).
-      Json s = Json::Object();
-      s.Set("type", Json::Str("object"));
-      Json& props = s.Set("properties", Json::Object());
-      props.Set("apiVersion", Json::Object()).Set("type", Json::Str("string"));
-      props.Set("kind", Json::Object()).Set("type", Json::Str("string"));
-      Json& meta = props.Set("metadata", Json::Object());
-      meta.Set("type", Json::Str("object"));
-      meta.Set("x-kubernetes-preserve-unknown-fields", Json::Bool(true));
-      for (const char* field : {"spec", "status", "data", "stringData"}) {
-        Json& f = props.Set(field, Json::Object());
-        f.Set("x-kubernetes-preserve-unknown-fields", Json::Bool(true));
-      }
-      s.Set("x-kubernetes-preserve-unknown-fields", Json::Bool(true));
-      Json gvks = Json::Array();
-      gvks.items.push_back(gvk);
-      s.Set("x-kubernetes-group-version-kind", gvks);
-      schemas.Set(schema, std::move(s));
-    }
-    return doc;
-  }
-
-  Response OpenApiLocked(const HttpRequest& request) {
-    std::string rest = request.path.substr(strlen("/openapi/"));
-    if (rest == "v3" || rest == "v3/") {
-      Json index = Json::Object();
-      Json& paths = index.Set("paths", Json::Object());
-      auto add = [&](const std::string& group, const std::string& version) {
-        std::string key =
-            group.empty() ? StrCat("api/", version) : StrCat("apis/", group, "/", version);
-        size_t hash = std::hash<std::string>{}(OpenApiDocLocked(group, version).Dump());
-        char hex[32];
-        std::snprintf(hex, sizeof hex, "%016zX", hash);
-        paths.Set(key, Json::Object())
-            .Set("serverRelativeURL", Json::Str(StrCat("/openapi/v3/", key, "?hash=", hex)));
-      };
-      add("", "v1");
-      for (const auto& [group, versions] : GroupsLocked()) {
-        for (const std::string& v : versions) add(group, v);
-      }
-      return Ok(index.Dump());
-    }
-    std::vector<std::string> parts = absl::StrSplit(rest, '/', absl::SkipEmpty());
-    if (parts.size() == 3 && parts[0] == "v3" && parts[1] == "api" && parts[2] == "v1") {
-      return Ok(OpenApiDocLocked("", "v1").Dump());
-    }
-    if (parts.size() == 4 && parts[0] == "v3" && parts[1] == "apis" &&
-        !GroupVersionEmptyLocked(parts[2], parts[3])) {
-      return Ok(OpenApiDocLocked(parts[2], parts[3]).Dump());
-    }
-    return Error(404, "NotFound", "the server could not find the requested resource");
-  }
-
-  bool GroupVersionEmptyLocked(const std::string& group, const std::string& version) const {
-    for (const ResourceType& t : types) {
-      if (t.group == group && t.version == version) return false;
-    }
-    return true;
-  }
-
   // ---- resources: routing -----------------------------------------------------------------
   Response ResourceLocked(const HttpRequest& request, const std::vector<std::string>& segments,
                           WatchSpec* watch) {

@@ -43,6 +43,12 @@
 //
 // HTTP: tests/fakes/http_server (one thread per connection, at most Options::max_connections,
 // keep-alive). Every public method is thread-safe. Stop() closes every socket and joins.
+//
+// Its parts: this file routes requests, keeps the store (objects, resourceVersions, the verbs'
+// rules) and the test controls; tests/fakes/kube/ has the JSON tree (json), the patches
+// (patch: merge and JSON patch from nlohmann-json, strategic merge), metav1.Status (status),
+// the resource type registry (resource_type), discovery and OpenAPI (discovery), and the watch
+// side (watch: history, fan-out, bookmarks, 410).
 #pragma once
 
 #include <cstdint>

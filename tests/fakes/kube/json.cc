@@ -99,6 +99,16 @@ std::string Json::Display() const {
   }
 }
 
+std::vector<std::string> StringList(const Json* list) {
+  std::vector<std::string> out;
+  if (list != nullptr && list->IsArray()) {
+    for (const Json& item : list->items) {
+      if (item.IsString()) out.push_back(item.text);
+    }
+  }
+  return out;
+}
+
 bool ParseJson(std::string_view text, Json* out, std::string* error) {
   simdjson::dom::parser parser;
   simdjson::padded_string padded(text);

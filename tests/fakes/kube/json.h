@@ -113,6 +113,9 @@ struct Json {
 void AppendQuoted(std::string_view s, std::string* out);
 std::string Quote(std::string_view s);
 
+// The strings of a JSON array (other items skipped); empty for null or a non-array.
+std::vector<std::string> StringList(const Json* list);
+
 // Parses one JSON document; false (with a reason) when it is not valid JSON.
 bool ParseJson(std::string_view text, Json* out, std::string* error);
 
