@@ -18,6 +18,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <limits>
 #include <random>
 #include <utility>
 #include <vector>
@@ -63,14 +65,14 @@ std::string ErrnoText(int error) { return std::string(std::strerror(error)); }
 // (kubelet rotates projected service-account tokens by swapping a symlink: a new inode).
 class TokenSource {
  public:
-  TokenSource(proto::Secret token, std::string file)
-      : token_(std::move(token)), file_(std::move(file)) {}
+  TokenSource(proto::Secret token, std::string file, std::function<int64_t()> now_ms)
+      : token_(std::move(token)), file_(std::move(file)), now_ms_(std::move(now_ms)) {}
 
   std::string_view Current() {
     if (file_.empty()) return token_.Reveal();
-    const absl::Time now = absl::Now();
-    if (now < next_check_) return token_.Reveal();
-    next_check_ = now + kTokenRecheck;
+    const int64_t now_ms = now_ms_();
+    if (now_ms < next_check_ms_) return token_.Reveal();
+    next_check_ms_ = now_ms + absl::ToInt64Milliseconds(kTokenRecheck);
     struct stat info {};
     if (::stat(file_.c_str(), &info) != 0) {
       Warn(StrCat(file_, ": ", ErrnoText(errno)));
@@ -98,7 +100,7 @@ class TokenSource {
 
   // After a 401: the next request checks the file again at once.
   void Invalidate() {
-    next_check_ = absl::InfinitePast();
+    next_check_ms_ = std::numeric_limits<int64_t>::min();
     have_stamp_ = false;
   }
 
@@ -120,7 +122,8 @@ class TokenSource {
 
   proto::Secret token_;
   const std::string file_;
-  absl::Time next_check_ = absl::InfinitePast();
+  const std::function<int64_t()> now_ms_;
+  int64_t next_check_ms_ = std::numeric_limits<int64_t>::min();
   Stamp stamp_{};
   bool have_stamp_ = false;
   std::string warned_;
@@ -128,10 +131,10 @@ class TokenSource {
 
 // What requests and informers share. Control thread only.
 struct KubeContext {
-  KubeContext(HttpClient* http_client, KubeConfig kube_config)
+  KubeContext(HttpClient* http_client, KubeConfig kube_config, KubeClientOptions options)
       : http(http_client),
         config(std::move(kube_config)),
-        token(std::move(config.token), config.token_file) {}
+        token(std::move(config.token), config.token_file, std::move(options.now_ms)) {}
 
   HttpRequest Request(std::string_view method, std::string_view path_and_query,
                       std::string body = {}, std::string_view content_type = {}) {
@@ -196,8 +199,9 @@ struct KubeClient::Impl {
   }
 };
 
-KubeClient::KubeClient(HttpClient* http, KubeConfig config) : impl_(std::make_unique<Impl>()) {
-  impl_->context = std::make_shared<KubeContext>(http, std::move(config));
+KubeClient::KubeClient(HttpClient* http, KubeConfig config, KubeClientOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->context = std::make_shared<KubeContext>(http, std::move(config), std::move(options));
 }
 
 KubeClient::~KubeClient() {

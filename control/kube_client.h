@@ -25,9 +25,16 @@
 #include "absl/time/time.h"
 #include "control/http_client.h"
 #include "control/kubeconfig.h"
+#include "core/clock.h"
 #include "proto/secret.h"
 
 namespace mailring::control {
+
+// What a test may replace; the defaults are production's.
+struct KubeClientOptions {
+  // A monotonic clock in milliseconds: when the token file is due for another look.
+  std::function<int64_t()> now_ms = core::MonotonicMs;
+};
 
 struct KubeResponse {
   long status = 0;
@@ -38,7 +45,7 @@ class KubeClient {
  public:
   using Callback = std::function<void(absl::StatusOr<KubeResponse>)>;
 
-  KubeClient(HttpClient* http, KubeConfig config);
+  KubeClient(HttpClient* http, KubeConfig config, KubeClientOptions options = {});
   ~KubeClient();
 
   // `path` starts with "/api" or "/apis", may carry a query string.

@@ -15,7 +15,8 @@ readonly REPO_ROOT
 # Everything the build, the tests and the demo use, as Debian 12 packages.
 readonly BUILD_PACKAGES=(build-essential cmake pkg-config liburing-dev libwolfssl-dev libssl-dev
   libsimdjson-dev libcurl4-openssl-dev libyaml-cpp-dev libabsl-dev libbenchmark-dev libgtest-dev)
-readonly TEST_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-submissiond python3 clang libclang-rt-14-dev jq)
+readonly TEST_PACKAGES=(dovecot-imapd dovecot-pop3d dovecot-submissiond python3 clang libclang-rt-14-dev jq
+  nlohmann-json3-dev)
 # scripts/image.sh and the image test (tests/image): build and run the OCI image. runc, because
 # crun refuses this kind of machine's hybrid cgroups.
 readonly IMAGE_PACKAGES=(buildah podman runc binutils)

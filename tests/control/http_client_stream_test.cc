@@ -1,10 +1,4 @@
 // HttpClient streams, Cancel() and timers, against scripted HTTP/1.1 servers on loopback.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -16,126 +10,67 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "control/http_client.h"
 #include "gtest/gtest.h"
 #include "proto/str_cat.h"
+#include "tests/fakes/http_server.h"
 
 namespace mailring::control {
 namespace {
 
-// One accepted connection, as the server's script sees it.
+// One request's connection, as the server's script sees it: the script writes the whole
+// answer itself, well-formed or not.
 class Connection {
  public:
-  explicit Connection(int fd) : fd_(fd) {}
+  Connection(const fakes::HttpRequest& request, fakes::HttpStream& stream)
+      : request_(request.head), stream_(stream) {}
 
-  // Reads the request head (these tests send no bodies); false when the peer went away.
-  bool ReadRequest() {
-    char buffer[4096];
-    while (request_.find("\r\n\r\n") == std::string::npos) {
-      const ssize_t n = ::recv(fd_, buffer, sizeof(buffer), 0);
-      if (n <= 0) return false;
-      request_.append(buffer, static_cast<size_t>(n));
-    }
-    return true;
-  }
-  const std::string& request() const { return request_; }
+  const std::string& request() const { return request_; }  // the request head
 
-  bool Send(std::string_view bytes) {
-    while (!bytes.empty()) {
-      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
+  bool Send(std::string_view bytes) { return stream_.WriteRaw(bytes); }
   bool StartChunked(int status = 200) {
     return Send(StrCat("HTTP/1.1 ", status, " OK\r\nTransfer-Encoding: chunked\r\n",
                        "Content-Type: application/json\r\n\r\n"));
   }
-  bool Chunk(std::string_view data) {
-    char size[32];
-    std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
-    return Send(StrCat(std::string_view(size), data, "\r\n"));
-  }
+  bool Chunk(std::string_view data) { return stream_.Write(data); }
   bool EndChunked() { return Send("0\r\n\r\n"); }
 
   // Waits until the client closes the connection; false if it has not within `limit`.
   bool WaitClosed(std::chrono::milliseconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 20) > 0) {
-        char byte;
-        if (::recv(fd_, &byte, 1, MSG_DONTWAIT) <= 0) return true;
-      }
-    }
-    return false;
+    return stream_.WaitPeerClosed(absl::FromChrono(limit));
   }
 
  private:
-  int fd_;
   std::string request_;
+  fakes::HttpStream& stream_;
 };
 
-// Accepts connections on 127.0.0.1 port 0 and runs `script` for each on its own thread.
+// Runs `script` for each request (tests/fakes/http_server, 127.0.0.1 port 0) on its
+// connection's thread, then shuts the connection down.
 class ScriptServer {
  public:
   using Script = std::function<void(Connection&)>;
 
-  explicit ScriptServer(Script script) : script_(std::move(script)) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-    EXPECT_EQ(::listen(listener_, 64), 0);
-    socklen_t length = sizeof(address);
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-    acceptor_ = std::thread([this] {
-      while (true) {
-        const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) {
-          if (stopping_) return;
-          continue;
-        }
-        std::lock_guard<std::mutex> lock(mutex_);
-        fds_.push_back(fd);
-        threads_.emplace_back([this, fd] {
-          Connection connection(fd);
-          if (connection.ReadRequest()) script_(connection);
-          ::shutdown(fd, SHUT_RDWR);
-        });
-      }
-    });
+  explicit ScriptServer(Script script)
+      : script_(std::move(script)), server_([this](const fakes::HttpRequest& request) {
+          fakes::HttpResponse response;
+          response.raw_stream = true;
+          response.stream = [this, request](fakes::HttpStream& stream) {
+            Connection connection(request, stream);
+            script_(connection);
+            return fakes::HttpResponse::StreamEnd::kAbort;
+          };
+          return response;
+        }) {
+    EXPECT_TRUE(server_.Start().ok());
   }
 
-  ~ScriptServer() {
-    stopping_ = true;
-    ::shutdown(listener_, SHUT_RDWR);
-    acceptor_.join();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (std::thread& thread : threads_) thread.join();
-    for (int fd : fds_) ::close(fd);
-    ::close(listener_);
-  }
-
-  std::string Url(std::string_view target) const {
-    return StrCat("http://127.0.0.1:", port_, target);
-  }
+  std::string Url(std::string_view target) const { return StrCat(server_.Url(), target); }
 
  private:
   Script script_;
-  int listener_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<bool> stopping_{false};
-  std::thread acceptor_;
-  std::mutex mutex_;
-  std::vector<std::thread> threads_;
-  std::vector<int> fds_;
+  fakes::HttpServer server_;  // last: stopped before the script goes
 };
 
 bool PollUntil(HttpClient& client, const std::function<bool()>& done,

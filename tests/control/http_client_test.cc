@@ -5,7 +5,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -15,22 +14,21 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "proto/absl_string_view.h"
 #include "proto/str_cat.h"
+#include "tests/fakes/http_server.h"
 
 namespace mailring::control {
 namespace {
 
 using proto::AsAbsl;
 
-// A tiny HTTP/1.1 server on 127.0.0.1 port 0: one thread accepting, one per connection reading
-// one request (headers and a Content-Length body) and answering it, then closing. A hanging
-// server reads the request and never answers.
+// A scripted server on tests/fakes/http_server: it records every request (head and body, as
+// received) and answers each with `status` and `body`; a hanging server reads the request and
+// never answers.
 class TestServer {
  public:
   struct Options {
@@ -40,34 +38,13 @@ class TestServer {
     bool hang = false;
   };
 
-  explicit TestServer(Options options) : options_(std::move(options)) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-    EXPECT_EQ(::listen(listener_, 128), 0);
-    socklen_t length = sizeof(address);
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-    acceptor_ = std::thread([this] { AcceptLoop(); });
+  explicit TestServer(Options options)
+      : options_(std::move(options)),
+        server_([this](const fakes::HttpRequest& request) { return Handle(request); }) {
+    EXPECT_TRUE(server_.Start().ok());
   }
 
-  ~TestServer() {
-    stopping_ = true;
-    ::shutdown(listener_, SHUT_RDWR);  // ends the blocked accept()
-    acceptor_.join();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);  // ends blocked recv()s
-    }
-    for (std::thread& thread : connections_) thread.join();
-    ::close(listener_);
-  }
-
-  std::string Url(std::string_view target) const {
-    return StrCat("http://127.0.0.1:", port_, target);
-  }
+  std::string Url(std::string_view target) const { return StrCat(server_.Url(), target); }
 
   std::vector<std::string> requests() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -75,88 +52,28 @@ class TestServer {
   }
 
  private:
-  void AcceptLoop() {
-    while (true) {
-      const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (stopping_) return;
-        continue;
-      }
+  fakes::HttpResponse Handle(const fakes::HttpRequest& request) {
+    {
       std::lock_guard<std::mutex> lock(mutex_);
-      open_fds_.push_back(fd);
-      connections_.emplace_back([this, fd] { Serve(fd); });
+      requests_.push_back(StrCat(request.head, "\r\n\r\n", request.body));
     }
-  }
-
-  // Reads one request; returns it (headers and body) or nullopt when the peer went away first.
-  static std::optional<std::string> ReadRequest(int fd) {
-    std::string request;
-    char buffer[4096];
-    size_t wanted = std::string::npos;
-    while (wanted == std::string::npos || request.size() < wanted) {
-      const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-      if (n <= 0) return std::nullopt;
-      request.append(buffer, static_cast<size_t>(n));
-      const size_t header_end = request.find("\r\n\r\n");
-      if (wanted == std::string::npos && header_end != std::string::npos) {
-        size_t content_length = 0;
-        const std::string lower = absl::AsciiStrToLower(request.substr(0, header_end));
-        const size_t at = lower.find("\r\ncontent-length:");
-        if (at != std::string::npos) {
-          const size_t value = at + std::string_view("\r\ncontent-length:").size();
-          const size_t end = lower.find("\r\n", value);
-          EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(lower.substr(value, end - value)),
-                                       &content_length));
-        }
-        wanted = header_end + 4 + content_length;
-      }
+    fakes::HttpResponse response;
+    if (options_.hang) {
+      response.stream = [](fakes::HttpStream& stream) {
+        stream.WaitPeerClosed(absl::Seconds(60));
+        return fakes::HttpResponse::StreamEnd::kAbort;
+      };
+      return response;
     }
-    return request;
-  }
-
-  void Serve(int fd) {
-    std::optional<std::string> request = ReadRequest(fd);
-    if (request.has_value()) {
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        requests_.push_back(*request);
-      }
-      if (options_.hang) {
-        char byte;
-        while (::recv(fd, &byte, 1, 0) > 0) {
-        }
-      } else {
-        std::string body = options_.body;
-        if (options_.echo_target) {
-          const size_t begin = request->find(' ') + 1;
-          body = request->substr(begin, request->find(' ', begin) - begin);
-        }
-        const std::string response =
-            StrCat("HTTP/1.1 ", options_.status, " Whatever\r\nContent-Length: ", body.size(),
-                   "\r\nConnection: close\r\n\r\n", body);
-        size_t sent = 0;
-        while (sent < response.size()) {
-          const ssize_t n =
-              ::send(fd, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
-          if (n <= 0) break;
-          sent += static_cast<size_t>(n);
-        }
-      }
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::erase(open_fds_, fd);
-    ::close(fd);
+    response.status = options_.status;
+    response.body = options_.echo_target ? request.target : options_.body;
+    return response;
   }
 
   const Options options_;
-  int listener_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<bool> stopping_{false};
-  std::thread acceptor_;
   mutable std::mutex mutex_;
-  std::vector<std::thread> connections_;
-  std::vector<int> open_fds_;
   std::vector<std::string> requests_;
+  fakes::HttpServer server_;  // last: stopped before the rest goes
 };
 
 // Polls until `done` holds or `limit` passes; returns whether `done` holds.

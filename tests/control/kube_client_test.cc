@@ -35,6 +35,7 @@
 #include "proto/absl_string_view.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
+#include "tests/fakes/http_server.h"
 #include "tests/fakes/kube_apiserver.h"
 
 namespace mailring::control {
@@ -46,39 +47,6 @@ bool Contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
 }
 
-std::string UrlDecode(std::string_view text) {
-  std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size()) {
-      int value = 0;
-      if (std::sscanf(std::string(text.substr(i + 1, 2)).c_str(), "%2x", &value) == 1) {
-        out.push_back(static_cast<char>(value));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(text[i] == '+' ? ' ' : text[i]);
-  }
-  return out;
-}
-
-// The query parameter `name` of a request target, decoded; "" when absent.
-std::string Param(std::string_view target, std::string_view name) {
-  const size_t question = target.find('?');
-  if (question == std::string_view::npos) return "";
-  std::string_view query = target.substr(question + 1);
-  while (!query.empty()) {
-    const size_t amp = std::min(query.find('&'), query.size());
-    const std::string_view pair = query.substr(0, amp);
-    query.remove_prefix(std::min(amp + 1, query.size()));
-    const size_t equals = pair.find('=');
-    if (pair.substr(0, equals) == name) {
-      return equals == std::string_view::npos ? "" : UrlDecode(pair.substr(equals + 1));
-    }
-  }
-  return "";
-}
-
 // A fake API server for one collection of ConfigMap-like objects in namespace "ns": list with
 // limit/continue, watch (chunked JSON lines) from a resourceVersion, an event history that can
 // be compacted (410), and faults. Any other path answers 200 {"ok":true} and is recorded, except
@@ -87,17 +55,8 @@ class FakeApiServer {
  public:
   static constexpr std::string_view kCollection = "/api/v1/namespaces/ns/configmaps";
 
-  FakeApiServer() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-    EXPECT_EQ(::listen(listener_, 64), 0);
-    socklen_t length = sizeof(address);
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-    acceptor_ = std::thread([this] { AcceptLoop(); });
+  FakeApiServer() : server_([this](const fakes::HttpRequest& request) { return Serve(request); }) {
+    EXPECT_TRUE(server_.Start().ok());
   }
 
   ~FakeApiServer() {
@@ -106,18 +65,10 @@ class FakeApiServer {
       stopping_ = true;
     }
     changed_.notify_all();
-    ::shutdown(listener_, SHUT_RDWR);
-    acceptor_.join();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (std::thread& thread : threads_) thread.join();
-    for (int fd : fds_) ::close(fd);
-    ::close(listener_);
+    server_.Stop();
   }
 
-  std::string Url() const { return StrCat("http://127.0.0.1:", port_); }
+  std::string Url() const { return server_.Url(); }
 
   // ADDED (new name) or MODIFIED.
   void Put(const std::string& name, const std::string& value) {
@@ -221,97 +172,36 @@ class FakeApiServer {
                   object.rv, R"("},"data":{"v":")", object.value, R"("}})");
   }
 
-  void AcceptLoop() {
-    while (true) {
-      const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_) return;
-        continue;
-      }
-      std::lock_guard<std::mutex> lock(mutex_);
-      fds_.push_back(fd);
-      threads_.emplace_back([this, fd] {
-        Serve(fd);
-        ::shutdown(fd, SHUT_RDWR);
-      });
-    }
-  }
-
-  static bool Send(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-      const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-  static bool Chunk(int fd, std::string_view data) {
-    char size[32];
-    std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
-    return Send(fd, StrCat(std::string_view(size), data, "\r\n"));
-  }
-  static bool Respond(int fd, int status, std::string_view body) {
-    return Send(fd, StrCat("HTTP/1.1 ", status, " X\r\nContent-Type: application/json\r\n",
-                           "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body));
-  }
-  static bool PeerClosed(int fd) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 0) <= 0) return false;
-    char byte;
-    return ::recv(fd, &byte, 1, MSG_DONTWAIT | MSG_PEEK) <= 0;
+  static fakes::HttpResponse Respond(int status, std::string body) {
+    fakes::HttpResponse response;
+    response.status = status;
+    response.headers = {{"Content-Type", "application/json"}};
+    response.body = std::move(body);
+    return response;
   }
   static std::string Gone() {
     return R"({"kind":"Status","apiVersion":"v1","status":"Failure",)"
            R"("message":"too old resource version","reason":"Expired","code":410})";
   }
 
-  static std::optional<std::string> ReadRequest(int fd) {
-    std::string request;
-    char buffer[4096];
-    size_t wanted = std::string::npos;
-    while (wanted == std::string::npos || request.size() < wanted) {
-      const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-      if (n <= 0) return std::nullopt;
-      request.append(buffer, static_cast<size_t>(n));
-      const size_t header_end = request.find("\r\n\r\n");
-      if (wanted == std::string::npos && header_end != std::string::npos) {
-        size_t content_length = 0;
-        const std::string lower = absl::AsciiStrToLower(request.substr(0, header_end));
-        const size_t at = lower.find("\r\ncontent-length:");
-        if (at != std::string::npos) {
-          const size_t value = at + std::string_view("\r\ncontent-length:").size();
-          const size_t end = lower.find("\r\n", value);
-          (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(lower.substr(value, end - value)),
-                                 &content_length);
-        }
-        wanted = header_end + 4 + content_length;
-      }
-    }
-    return request;
-  }
-
-  void Serve(int fd) {
-    std::optional<std::string> request = ReadRequest(fd);
-    if (!request.has_value()) return;
+  fakes::HttpResponse Serve(const fakes::HttpRequest& request) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      requests_.push_back(*request);
+      requests_.push_back(StrCat(request.head, "\r\n\r\n", request.body));
     }
-    const size_t begin = request->find(' ') + 1;
-    const std::string target = request->substr(begin, request->find(' ', begin) - begin);
-    const std::string path = target.substr(0, target.find('?'));
-    if (path == "/hang") {
-      while (!PeerClosed(fd) && !stopping())
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      return;
+    if (request.path == "/hang") {
+      fakes::HttpResponse response;
+      response.stream = [](fakes::HttpStream& stream) {
+        stream.WaitPeerClosed(absl::Seconds(60));
+        return fakes::HttpResponse::StreamEnd::kAbort;
+      };
+      return response;
     }
-    if (path != kCollection) {
-      Respond(fd, reply_forbidden ? 401 : 200, R"({"ok":true})");
-      return;
+    if (request.path != kCollection) {
+      return Respond(reply_forbidden ? 401 : 200, R"({"ok":true})");
     }
-    if (Param(target, "watch") == "true") return ServeWatch(fd, target);
-    ServeList(fd, target);
+    if (request.Query("watch") == "true") return ServeWatch(request);
+    return ServeList(request);
   }
 
   bool stopping() const {
@@ -319,15 +209,14 @@ class FakeApiServer {
     return stopping_;
   }
 
-  void ServeList(int fd, const std::string& target) {
+  fakes::HttpResponse ServeList(const fakes::HttpRequest& request) {
     if (list_failures > 0) {
       --list_failures;
-      Respond(fd, 500, R"({"kind":"Status","code":500,"message":"etcd unavailable"})");
-      return;
+      return Respond(500, R"({"kind":"Status","code":500,"message":"etcd unavailable"})");
     }
     size_t limit = 0;
-    (void)absl::SimpleAtoi(Param(target, "limit"), &limit);
-    const std::string token = Param(target, "continue");
+    (void)absl::SimpleAtoi(request.Query("limit"), &limit);
+    const std::string token = request.Query("continue");
     std::string body;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -355,40 +244,49 @@ class FakeApiServer {
                     version, "\"", next.empty() ? "" : StrCat(R"(,"continue":")", next, "\""),
                     R"(},"items":[)", items, "]}");
     }
-    Respond(fd, 200, body);
+    return Respond(200, body);
   }
 
-  void ServeWatch(int fd, const std::string& target) {
+  fakes::HttpResponse ServeWatch(const fakes::HttpRequest& request) {
+    const std::string& target = request.target;
     int64_t from = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(Param(target, "resourceVersion"), &from)) << target;
-    EXPECT_EQ(Param(target, "allowWatchBookmarks"), "true");
+    EXPECT_TRUE(absl::SimpleAtoi(request.Query("resourceVersion"), &from)) << target;
+    EXPECT_EQ(request.Query("allowWatchBookmarks"), "true");
     int seconds = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(Param(target, "timeoutSeconds"), &seconds)) << target;
+    EXPECT_TRUE(absl::SimpleAtoi(request.Query("timeoutSeconds"), &seconds)) << target;
     EXPECT_GE(seconds, 240);
     EXPECT_LE(seconds, 360);
+    fakes::HttpResponse response;
     size_t next = 0;
     uint64_t epoch = 0;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (from < compacted_) {
-        if (expired_as_http) {
-          Respond(fd, 410, Gone());
-        } else if (Send(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")) {
-          Chunk(fd, StrCat(R"({"type":"ERROR","object":)", Gone(), "}\n"));
-          Send(fd, "0\r\n\r\n");
-        }
-        return;
+        if (expired_as_http) return Respond(410, Gone());
+        response.stream = [](fakes::HttpStream& stream) {
+          stream.Write(StrCat(R"({"type":"ERROR","object":)", Gone(), "}\n"));
+          return fakes::HttpResponse::StreamEnd::kComplete;
+        };
+        return response;
       }
       while (next < log_.size() && log_[next].rv <= from) ++next;
       epoch = epoch_;
       ++live_watches_;
     }
+    response.headers = {{"Content-Type", "application/json"}};
+    response.stream = [this, next, epoch](fakes::HttpStream& stream) {
+      return StreamWatch(stream, next, epoch);
+    };
+    return response;
+  }
+
+  // Streams the events from log_[next] on until the watch ends.
+  fakes::HttpResponse::StreamEnd StreamWatch(fakes::HttpStream& stream, size_t next,
+                                             uint64_t epoch) {
     const int drop_after = drop_next_watch_after.exchange(-1);
     int sent = 0;
     bool clean_end = true;
-    bool ok = Send(fd,
-                   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
-                   "Content-Type: application/json\r\n\r\n");
+    bool ok = stream.Write("");  // the head, at once
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (ok && std::chrono::steady_clock::now() < deadline) {
       std::vector<std::string> lines;
@@ -410,7 +308,7 @@ class FakeApiServer {
       for (const std::string& event : lines) {
         const std::string line = StrCat(event, "\n");
         if (sent == drop_after) {
-          Chunk(fd, line.substr(0, line.size() / 2));
+          stream.Write(line.substr(0, line.size() / 2));
           std::this_thread::sleep_for(std::chrono::milliseconds(20));
           clean_end = false;
           ok = false;
@@ -418,26 +316,22 @@ class FakeApiServer {
         }
         const size_t step = piece_size > 0 ? piece_size.load() : line.size();
         for (size_t at = 0; at < line.size() && clean_end; at += step) {
-          if (!Chunk(fd, std::string_view(line).substr(at, step))) clean_end = false;
+          if (!stream.Write(std::string_view(line).substr(at, step))) clean_end = false;
           if (piece_size > 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
         }
         ++sent;
       }
-      if (PeerClosed(fd)) clean_end = false, ok = false;
+      if (!stream.PeerOpen()) clean_end = false, ok = false;
     }
-    if (clean_end) Send(fd, "0\r\n\r\n");
     std::lock_guard<std::mutex> lock(mutex_);
     --live_watches_;
+    return clean_end ? fakes::HttpResponse::StreamEnd::kComplete
+                     : fakes::HttpResponse::StreamEnd::kAbort;
   }
 
-  int listener_ = -1;
-  uint16_t port_ = 0;
-  std::thread acceptor_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   bool stopping_ = false;
-  std::vector<std::thread> threads_;
-  std::vector<int> fds_;
   std::vector<std::string> requests_;
   std::map<std::string, Object> objects_;
   std::vector<Event> log_;
@@ -448,6 +342,7 @@ class FakeApiServer {
   bool epoch_expires_ = false;
   bool hold_ = false;
   int live_watches_ = 0;
+  fakes::HttpServer server_;  // last: stopped before the state goes
 };
 
 bool PollUntil(HttpClient& http, const std::function<bool()>& done,
@@ -801,7 +696,10 @@ TEST(KubeClientTest, TokenFileIsReReadWhenItChanges) {
   KubeConfig config;
   config.server = server.Url();
   config.token_file = dir.File("token");
-  KubeClient client(&http, config);
+  int64_t now_ms = 1'000'000;
+  KubeClientOptions options;
+  options.now_ms = [&now_ms] { return now_ms; };
+  KubeClient client(&http, config, options);
   int done = 0;
   auto count = [&done](absl::StatusOr<KubeResponse>) { ++done; };
   client.Get("/api/v1/a", count);
@@ -809,9 +707,10 @@ TEST(KubeClientTest, TokenFileIsReReadWhenItChanges) {
   // Rotated the way kubelet does it: a new file moved into place.
   dir.Write("token.new", "second-token");
   ASSERT_EQ(std::rename(dir.File("token.new").c_str(), dir.File("token").c_str()), 0);
+  now_ms += 1999;  // the file is checked at most every two seconds: not yet
   client.Get("/api/v1/b", count);
   ASSERT_TRUE(PollUntil(http, [&] { return done == 2; }));
-  absl::SleepFor(absl::Milliseconds(2200));  // the file is checked at most every two seconds
+  now_ms += 1;
   client.Get("/api/v1/c", count);
   ASSERT_TRUE(PollUntil(http, [&] { return done == 3; }));
   const std::vector<std::string> requests = server.requests();

@@ -1,7 +1,4 @@
 #include "tests/fakes/destination_service.h"
-#include "proto/percent_encoding.h"
-
-#include "proto/json_quote.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -9,10 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <list>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -24,6 +21,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "proto/json_quote.h"
+#include "proto/percent_encoding.h"
 #include "simdjson.h"
 
 namespace mailring::fakes {
@@ -32,6 +31,7 @@ namespace {
 using proto::JsonQuote;
 
 constexpr size_t kMaxRequestBytes = 64 * 1024;
+// How long the fake's own token exchange waits for its token service at a time.
 constexpr int kPollMs = 100;
 constexpr char kFindPrefix[] = "/destination-configuration/v1/destinations/";
 
@@ -41,41 +41,12 @@ int64_t NowUnixMs() {
       .count();
 }
 
-
-std::string ReasonPhrase(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 413:
-      return "Payload Too Large";
-    case 429:
-      return "Too Many Requests";
-    case 500:
-      return "Internal Server Error";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-  }
-  return "Status";
-}
-
 // %XX decoding; `plus_is_space` for form bodies. False on a bad escape.
 bool PercentDecode(absl::string_view in, bool plus_is_space, std::string* out) {
-  std::optional<std::string> decoded = mailring::proto::PercentDecode(
-      std::string_view(in.data(), in.size()),
-      plus_is_space ? mailring::proto::PercentStyle::kForm
-                    : mailring::proto::PercentStyle::kUriComponent);
+  std::optional<std::string> decoded =
+      mailring::proto::PercentDecode(std::string_view(in.data(), in.size()),
+                                     plus_is_space ? mailring::proto::PercentStyle::kForm
+                                                   : mailring::proto::PercentStyle::kUriComponent);
   if (!decoded.has_value()) return false;
   *out = *std::move(decoded);
   return true;
@@ -260,28 +231,13 @@ std::string TenantTokenUrl(const std::string& url, const std::string& type,
 
 }  // namespace
 
-struct FakeDestinationService::HttpRequest {
-  std::string method;
-  std::string target;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-};
-
-struct FakeDestinationService::Listener {
-  bool token = false;  // which endpoints it serves
-  int fd = -1;
-  uint16_t port = 0;
-  std::atomic<bool> stopping{false};
-  std::thread acceptor;
-  absl::Mutex mutex;
-  std::list<std::thread> connections ABSL_GUARDED_BY(mutex);
-};
-
-FakeDestinationService::FakeDestinationService()
-    : api_(std::make_unique<Listener>()),
-      token_(std::make_unique<Listener>()),
-      random_(std::random_device{}()) {
-  token_->token = true;
+FakeDestinationService::FakeDestinationService() : random_(std::random_device{}()) {
+  HttpServer::Options options;
+  options.max_request_bytes = kMaxRequestBytes;
+  api_ = std::make_unique<HttpServer>(
+      [this](const HttpRequest& request) { return ToHttp(HandleApiListener(request)); }, options);
+  token_ = std::make_unique<HttpServer>(
+      [this](const HttpRequest& request) { return ToHttp(HandleTokenListener(request)); }, options);
   absl::MutexLock lock(&mutex_);
   client_id_ = "sb-clone-" + RandomHex(4) + "!b1|destination-xsappname!b404";
   client_secret_ = RandomHex(16);
@@ -289,137 +245,50 @@ FakeDestinationService::FakeDestinationService()
 }
 
 FakeDestinationService::~FakeDestinationService() {
-  StopListener(*api_);
-  StopListener(*token_);
-}
-
-absl::Status FakeDestinationService::StartListener(Listener& listener) {
-  if (listener.fd >= 0) return absl::OkStatus();
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(listener.port);
-  socklen_t length = sizeof address;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      listen(fd, 128) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    const int error = errno;
-    close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("listen on 127.0.0.1:", listener.port, ": ", std::strerror(error)));
-  }
-  listener.fd = fd;
-  listener.port = ntohs(address.sin_port);
-  listener.stopping = false;
-  listener.acceptor = std::thread([this, &listener] { AcceptLoop(&listener); });
-  return absl::OkStatus();
-}
-
-void FakeDestinationService::StopListener(Listener& listener) {
-  if (listener.fd < 0) return;
-  listener.stopping = true;
-  if (listener.acceptor.joinable()) listener.acceptor.join();
-  std::list<std::thread> connections;
-  {
-    absl::MutexLock lock(&listener.mutex);
-    connections.swap(listener.connections);
-  }
-  for (std::thread& thread : connections) thread.join();
-  close(listener.fd);
-  listener.fd = -1;
+  api_->Stop();
+  token_->Stop();
 }
 
 absl::Status FakeDestinationService::Start() {
-  if (absl::Status status = StartListener(*token_); !status.ok()) return status;
-  token_port_ = token_->port;
-  if (absl::Status status = StartListener(*api_); !status.ok()) return status;
-  api_port_ = api_->port;
+  absl::MutexLock lock(&start_mutex_);
+  // Port 0 the first time, the same ports afterwards.
+  if (!token_->running()) {
+    if (absl::Status status = token_->Start(token_->port()); !status.ok()) return status;
+  }
+  if (!api_->running()) return api_->Start(api_->port());
   return absl::OkStatus();
 }
 
-void FakeDestinationService::Stop() { StopListener(*api_); }
-
-bool FakeDestinationService::running() const { return api_->fd >= 0; }
-
-void FakeDestinationService::AcceptLoop(Listener* listener) {
-  while (!listener->stopping) {
-    pollfd p{listener->fd, POLLIN, 0};
-    if (poll(&p, 1, kPollMs) <= 0) continue;
-    const int fd = accept4(listener->fd, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    timeval timeout{2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-    absl::MutexLock lock(&listener->mutex);
-    listener->connections.emplace_back([this, listener, fd] { ServeConnection(listener, fd); });
-  }
+void FakeDestinationService::Stop() {
+  absl::MutexLock lock(&start_mutex_);
+  api_->Stop();
 }
 
-void FakeDestinationService::ServeConnection(Listener* listener, int fd) {
-  std::string in;
-  while (!listener->stopping) {
-    const size_t header_end = in.find("\r\n\r\n");
-    if (header_end == std::string::npos) {
-      if (in.size() > kMaxRequestBytes) break;
-      if (ReadSome(fd, &in, kPollMs) < 0) break;
-      continue;
-    }
-    HttpRequest request;
-    const std::vector<absl::string_view> lines =
-        absl::StrSplit(absl::string_view(in).substr(0, header_end), "\r\n");
-    const std::vector<absl::string_view> request_line = absl::StrSplit(lines[0], ' ');
-    if (request_line.size() != 3) break;
-    request.method = std::string(request_line[0]);
-    request.target = std::string(request_line[1]);
-    for (size_t i = 1; i < lines.size(); ++i) {
-      const size_t colon = lines[i].find(':');
-      if (colon == absl::string_view::npos) continue;
-      request
-          .headers[absl::AsciiStrToLower(absl::StripAsciiWhitespace(lines[i].substr(0, colon)))] =
-          std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
-    }
-    size_t content_length = 0;
-    if (const std::string length = Get(request.headers, "content-length");
-        !length.empty() && !absl::SimpleAtoi(length, &content_length)) {
-      break;
-    }
-    if (content_length > kMaxRequestBytes) break;
-    if (in.size() < header_end + 4 + content_length) {
-      if (ReadSome(fd, &in, kPollMs) < 0) break;
-      continue;
-    }
-    request.body = in.substr(header_end + 4, content_length);
-    in.erase(0, header_end + 4 + content_length);
+bool FakeDestinationService::running() const { return api_->running(); }
 
-    HttpResponse response = Handle(listener->token, request);
-    std::string out =
-        absl::StrCat("HTTP/1.1 ", response.status, " ", ReasonPhrase(response.status), "\r\n");
-    bool has_content_type = false;
-    for (const auto& [name, value] : response.headers) {
-      has_content_type = has_content_type || absl::EqualsIgnoreCase(name, "content-type");
-      absl::StrAppend(&out, name, ": ", value, "\r\n");
-    }
-    if (!has_content_type) out += "Content-Type: application/json\r\n";
-    const bool close_after = absl::EqualsIgnoreCase(Get(request.headers, "connection"), "close");
-    absl::StrAppend(&out, "Content-Length: ", response.body.size(), "\r\n",
-                    close_after ? "Connection: close\r\n" : "", "\r\n", response.body);
-    if (!SendAll(fd, out) || close_after) break;
-  }
-  close(fd);
+HttpResponse FakeDestinationService::ToHttp(Answer answer) {
+  HttpResponse response;
+  response.status = answer.status;
+  response.body = std::move(answer.body);
+  response.headers = std::move(answer.headers);
+  const bool has_content_type = std::any_of(
+      response.headers.begin(), response.headers.end(),
+      [](const auto& header) { return absl::EqualsIgnoreCase(header.first, "content-type"); });
+  if (!has_content_type) response.headers.push_back({"Content-Type", "application/json"});
+  return response;
 }
 
-FakeDestinationService::HttpResponse FakeDestinationService::Handle(bool token_listener,
-                                                                    const HttpRequest& request) {
-  if (token_listener) {
-    if (request.target == "/oauth/token" || absl::StartsWith(request.target, "/oauth/token?")) {
-      if (request.method != "POST") return {405, R"({"error":"invalid_request"})", {}};
-      return HandleToken(request);
-    }
-    return {404, R"({"error":"not_found"})", {}};
+FakeDestinationService::Answer FakeDestinationService::HandleTokenListener(
+    const HttpRequest& request) {
+  if (request.path == "/oauth/token") {
+    if (request.method != "POST") return {405, R"({"error":"invalid_request"})", {}};
+    return HandleToken(request);
   }
+  return {404, R"({"error":"not_found"})", {}};
+}
+
+FakeDestinationService::Answer FakeDestinationService::HandleApiListener(
+    const HttpRequest& request) {
   if (absl::StartsWith(request.target, kFindPrefix)) {
     if (request.method != "GET") return {405, R"({"ErrorMessage":"Method not allowed"})", {}};
     return HandleFind(request);
@@ -439,8 +308,7 @@ std::string FakeDestinationService::TenantOfHost(const std::string& host_header)
   return label == provider_subdomain_ ? "" : label;
 }
 
-FakeDestinationService::HttpResponse FakeDestinationService::HandleToken(
-    const HttpRequest& request) {
+FakeDestinationService::Answer FakeDestinationService::HandleToken(const HttpRequest& request) {
   absl::MutexLock lock(&mutex_);
   ++token_requests_;
   if (fail_token_count_ > 0) {
@@ -484,8 +352,7 @@ FakeDestinationService::HttpResponse FakeDestinationService::HandleToken(
           {}};
 }
 
-FakeDestinationService::HttpResponse FakeDestinationService::HandleFind(
-    const HttpRequest& request) {
+FakeDestinationService::Answer FakeDestinationService::HandleFind(const HttpRequest& request) {
   Request record;
   record.headers = request.headers;
   std::string raw_name = request.target.substr(sizeof(kFindPrefix) - 1);
@@ -499,7 +366,7 @@ FakeDestinationService::HttpResponse FakeDestinationService::HandleFind(
   {
     absl::MutexLock lock(&mutex_);
     ++destination_requests_;
-    auto answer = [&](HttpResponse response) {
+    auto answer = [&](Answer response) {
       record.status = response.status;
       requests_.push_back(record);
       return response;
@@ -657,11 +524,10 @@ std::string FakeDestinationService::ServiceKeyJson() const {
       // Shaped like SAP's: url = https://<provider subdomain>.<uaadomain> (here on loopback:
       // curl resolves every *.localhost name to 127.0.0.1), uri = the service's own base.
       R"(,"url":)",
-      JsonQuote(absl::StrCat("http://", provider_subdomain_, ".", kUaaDomain, ":",
-                             token_port_.load())),
-      R"(,"uaadomain":)", JsonQuote(kUaaDomain), R"(,"uri":)", JsonQuote(absl::StrCat("http://127.0.0.1:", api_port_.load())),
-      R"(,"identityzone":)", JsonQuote(provider_subdomain_), R"(,"instanceid":)",
-      JsonQuote(instance_id_), "}");
+      JsonQuote(absl::StrCat("http://", provider_subdomain_, ".", kUaaDomain, ":", token_port())),
+      R"(,"uaadomain":)", JsonQuote(kUaaDomain), R"(,"uri":)",
+      JsonQuote(absl::StrCat("http://127.0.0.1:", port())), R"(,"identityzone":)",
+      JsonQuote(provider_subdomain_), R"(,"instanceid":)", JsonQuote(instance_id_), "}");
 }
 
 std::string FakeDestinationService::client_id() const {

@@ -25,34 +25,31 @@
 //                 X-refresh-token, for OAuth2AuthorizationCode with X-code (+ X-redirect-uri,
 //                 else the destination's redirectUri): in TokenMode::kExchange the fake posts the
 //                 grant to the destination's tokenServiceURL (per tenant when
-//                 tokenServiceURLType is Common: placeholder or prepended label; http:// to localhost, *.localhost or an IPv4
-//                 literal only), in kMint it invents a token. A failed exchange, or a missing
-//                 X-refresh-token / X-code, gives an entry with "error" and no "value", as SAP
-//                 does. No authTokens for other types.
+//                 tokenServiceURLType is Common: placeholder or prepended label; http:// to
+//                 localhost, *.localhost or an IPv4 literal only), in kMint it invents a token. A
+//                 failed exchange, or a missing X-refresh-token / X-code, gives an entry with
+//                 "error" and no "value", as SAP does. No authTokens for other types.
 //
 // Test controls: AddDestination / RemoveDestination per tenant, Stop()/Start() of the
 // Destination service listener (connections refused meanwhile; the token listener stays),
 // FailNextRequests (a status and body for the next N destination requests), counters, and the
 // headers of every destination request received.
 //
-// Threads: one accepting per listener, one per connection; every wait is a poll() of at most
-// 100 ms that checks for Stop(), which joins the listener's threads. Every public method is
-// thread-safe.
+// HTTP: tests/fakes/http_server, one server per listener. Every public method is thread-safe.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "tests/fakes/http_server.h"
 
 namespace mailring::fakes {
 
@@ -85,8 +82,8 @@ class FakeDestinationService {
   void Stop();
   bool running() const;
 
-  uint16_t port() const { return api_port_.load(); }
-  uint16_t token_port() const { return token_port_.load(); }
+  uint16_t port() const { return api_->port(); }
+  uint16_t token_port() const { return token_->port(); }
   // A service key for this instance, as a Secret mounted from Kubernetes holds it: clientid,
   // clientsecret, url = http://<provider subdomain>.localhost:<token_port>,
   // uri = http://127.0.0.1:<port>.
@@ -125,9 +122,9 @@ class FakeDestinationService {
   std::vector<std::string> IssuedTokens() const;
 
  private:
-  struct Listener;
-  struct HttpRequest;
-  struct HttpResponse {
+  // What a handler answers (turned into an HttpResponse, Content-Type application/json unless
+  // `headers` name one).
+  struct Answer {
     int status = 200;
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;
@@ -138,23 +135,20 @@ class FakeDestinationService {
     bool revoked = false;
   };
 
-  absl::Status StartListener(Listener& listener);
-  void StopListener(Listener& listener);
-  void AcceptLoop(Listener* listener);
-  void ServeConnection(Listener* listener, int fd);
-  HttpResponse Handle(bool token_listener, const HttpRequest& request);
-  HttpResponse HandleToken(const HttpRequest& request);
-  HttpResponse HandleFind(const HttpRequest& request);
+  static HttpResponse ToHttp(Answer answer);
+  Answer HandleTokenListener(const HttpRequest& request);
+  Answer HandleApiListener(const HttpRequest& request);
+  Answer HandleToken(const HttpRequest& request);
+  Answer HandleFind(const HttpRequest& request);
   // The authTokens[] entry for `destination` (a JSON object); "" when the type has none.
   std::string AuthTokenJson(const std::string& destination_json, const std::string& tenant,
                             const HttpRequest& request);
   std::string TenantOfHost(const std::string& host) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   std::string RandomHex(int bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
-  std::unique_ptr<Listener> api_;
-  std::unique_ptr<Listener> token_;
-  std::atomic<uint16_t> api_port_{0};
-  std::atomic<uint16_t> token_port_{0};
+  std::unique_ptr<HttpServer> api_;
+  std::unique_ptr<HttpServer> token_;
+  absl::Mutex start_mutex_;  // serializes Start() and Stop()
   std::string client_id_;
   std::string client_secret_;
   std::string instance_id_;

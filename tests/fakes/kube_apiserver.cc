@@ -1,12 +1,4 @@
 #include "tests/fakes/kube_apiserver.h"
-#include "proto/percent_encoding.h"
-
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -32,279 +24,40 @@
 #include "absl/synchronization/notification.h"
 #include "proto/str_cat.h"
 #include "simdjson.h"
+#include "tests/fakes/kube/discovery.h"
+#include "tests/fakes/kube/json.h"
+#include "tests/fakes/kube/patch.h"
+#include "tests/fakes/kube/resource_type.h"
+#include "tests/fakes/kube/status.h"
+#include "tests/fakes/kube/watch.h"
 
 namespace mailring::fakes {
 namespace {
 
+using kube::AppendQuoted;
+using kube::BuiltinTypes;
+using kube::Discovery;
+using kube::EventLine;
+using kube::Json;
+using kube::JsonPatch;
+using kube::MergePatch;
+using kube::ParseJson;
+using kube::PrinterColumn;
+using kube::Quote;
+using kube::ReasonFor;
+using kube::ResourceType;
+using kube::StatusObject;
+using kube::StrategicMergePatch;
+using kube::StringList;
+using kube::TypesFromCrd;
+using kube::WatchEvent;
+using kube::WatchHub;
 using mailring::StrCat;
 
 // Requests (headers + body) larger than this are answered 413 and the connection is closed.
 constexpr size_t kMaxRequestBytes = 16 * 1024 * 1024;
 // A keep-alive connection idle this long is closed.
 constexpr absl::Duration kIdleTimeout = absl::Seconds(120);
-// How often a blocked connection thread looks at the stop flag (and a watch at its peer).
-constexpr absl::Duration kPollSlice = absl::Milliseconds(200);
-
-// ---------------------------------------------------------------------------------------------
-// A mutable JSON tree: simdjson parses (read-only DOM), this holds what the server edits.
-// Objects keep their key order; numbers keep their literal text.
-struct Json {
-  enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
-  Type type = Type::kNull;
-  bool boolean = false;
-  std::string text;  // a string's value, or a number's literal
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> fields;
-
-  static Json Str(std::string s) {
-    Json j;
-    j.type = Type::kString;
-    j.text = std::move(s);
-    return j;
-  }
-  static Json Int(int64_t n) {
-    Json j;
-    j.type = Type::kNumber;
-    j.text = StrCat(n);
-    return j;
-  }
-  static Json Bool(bool b) {
-    Json j;
-    j.type = Type::kBool;
-    j.boolean = b;
-    return j;
-  }
-  static Json Object() {
-    Json j;
-    j.type = Type::kObject;
-    return j;
-  }
-  static Json Array() {
-    Json j;
-    j.type = Type::kArray;
-    return j;
-  }
-
-  bool IsNull() const { return type == Type::kNull; }
-  bool IsObject() const { return type == Type::kObject; }
-  bool IsArray() const { return type == Type::kArray; }
-  bool IsString() const { return type == Type::kString; }
-
-  const Json* Get(std::string_view key) const {
-    if (type != Type::kObject) return nullptr;
-    for (const auto& [k, v] : fields) {
-      if (k == key) return &v;
-    }
-    return nullptr;
-  }
-  Json* Get(std::string_view key) {
-    return const_cast<Json*>(static_cast<const Json*>(this)->Get(key));
-  }
-  // Inserts or replaces; makes this an object if it is not one.
-  Json& Set(std::string_view key, Json value) {
-    if (type != Type::kObject) *this = Object();
-    for (auto& [k, v] : fields) {
-      if (k == key) return v = std::move(value);
-    }
-    fields.emplace_back(std::string(key), std::move(value));
-    return fields.back().second;
-  }
-  // The object member `key`, created as an empty object when absent or not an object.
-  Json& Child(std::string_view key) {
-    Json* existing = Get(key);
-    if (existing != nullptr && existing->IsObject()) return *existing;
-    return Set(key, Object());
-  }
-  bool Erase(std::string_view key) {
-    if (type != Type::kObject) return false;
-    for (auto it = fields.begin(); it != fields.end(); ++it) {
-      if (it->first == key) {
-        fields.erase(it);
-        return true;
-      }
-    }
-    return false;
-  }
-  // A string member's value, "" otherwise.
-  std::string StringAt(std::string_view key) const {
-    const Json* v = Get(key);
-    return v != nullptr && v->IsString() ? v->text : "";
-  }
-  // The value's text for display (strings unquoted, numbers as written, others as JSON).
-  std::string Display() const;
-
-  void DumpTo(std::string* out) const;
-  std::string Dump() const {
-    std::string out;
-    DumpTo(&out);
-    return out;
-  }
-  bool operator==(const Json& other) const {
-    return type == other.type && boolean == other.boolean && text == other.text &&
-           items == other.items && fields == other.fields;
-  }
-};
-
-void AppendQuoted(std::string_view s, std::string* out) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        *out += "\\\"";
-        break;
-      case '\\':
-        *out += "\\\\";
-        break;
-      case '\n':
-        *out += "\\n";
-        break;
-      case '\r':
-        *out += "\\r";
-        break;
-      case '\t':
-        *out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          *out += buf;
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
-
-std::string Quote(std::string_view s) {
-  std::string out;
-  AppendQuoted(s, &out);
-  return out;
-}
-
-void Json::DumpTo(std::string* out) const {
-  switch (type) {
-    case Type::kNull:
-      *out += "null";
-      break;
-    case Type::kBool:
-      *out += boolean ? "true" : "false";
-      break;
-    case Type::kNumber:
-      *out += text;
-      break;
-    case Type::kString:
-      AppendQuoted(text, out);
-      break;
-    case Type::kArray:
-      out->push_back('[');
-      for (size_t i = 0; i < items.size(); ++i) {
-        if (i > 0) out->push_back(',');
-        items[i].DumpTo(out);
-      }
-      out->push_back(']');
-      break;
-    case Type::kObject:
-      out->push_back('{');
-      for (size_t i = 0; i < fields.size(); ++i) {
-        if (i > 0) out->push_back(',');
-        AppendQuoted(fields[i].first, out);
-        out->push_back(':');
-        fields[i].second.DumpTo(out);
-      }
-      out->push_back('}');
-      break;
-  }
-}
-
-std::string Json::Display() const {
-  switch (type) {
-    case Type::kString:
-    case Type::kNumber:
-      return text;
-    case Type::kBool:
-      return boolean ? "true" : "false";
-    case Type::kNull:
-      return "";
-    default:
-      return Dump();
-  }
-}
-
-Json FromElement(simdjson::dom::element element) {
-  Json j;
-  switch (element.type()) {
-    case simdjson::dom::element_type::ARRAY: {
-      j.type = Json::Type::kArray;
-      simdjson::dom::array array;
-      if (element.get_array().get(array) == simdjson::SUCCESS) {
-        for (simdjson::dom::element child : array) j.items.push_back(FromElement(child));
-      }
-      break;
-    }
-    case simdjson::dom::element_type::OBJECT: {
-      j.type = Json::Type::kObject;
-      simdjson::dom::object object;
-      if (element.get_object().get(object) == simdjson::SUCCESS) {
-        for (simdjson::dom::key_value_pair field : object) {
-          j.Set(field.key, FromElement(field.value));  // a repeated key: the last one wins
-        }
-      }
-      break;
-    }
-    case simdjson::dom::element_type::INT64: {
-      int64_t n = 0;
-      if (element.get_int64().get(n) != simdjson::SUCCESS) break;
-      j = Json::Int(n);
-      break;
-    }
-    case simdjson::dom::element_type::UINT64: {
-      uint64_t n = 0;
-      if (element.get_uint64().get(n) != simdjson::SUCCESS) break;
-      j.type = Json::Type::kNumber;
-      j.text = StrCat(n);
-      break;
-    }
-    case simdjson::dom::element_type::DOUBLE: {
-      double d = 0;
-      if (element.get_double().get(d) != simdjson::SUCCESS) break;
-      char buf[64];
-      auto result = std::to_chars(buf, buf + sizeof buf, d);
-      j.type = Json::Type::kNumber;
-      j.text.assign(buf, result.ptr);
-      break;
-    }
-    case simdjson::dom::element_type::STRING: {
-      std::string_view s;
-      if (element.get_string().get(s) != simdjson::SUCCESS) break;
-      j = Json::Str(std::string(s));
-      break;
-    }
-    case simdjson::dom::element_type::BOOL: {
-      bool b = false;
-      if (element.get_bool().get(b) != simdjson::SUCCESS) break;
-      j = Json::Bool(b);
-      break;
-    }
-    case simdjson::dom::element_type::NULL_VALUE:
-      break;
-  }
-  return j;
-}
-
-// Parses one JSON document; false (with a reason) when it is not valid JSON.
-bool ParseJson(std::string_view text, Json* out, std::string* error) {
-  simdjson::dom::parser parser;
-  simdjson::padded_string padded(text);
-  simdjson::dom::element element;
-  if (auto code = parser.parse(padded).get(element); code != simdjson::SUCCESS) {
-    *error = simdjson::error_message(code);
-    return false;
-  }
-  *out = FromElement(element);
-  return true;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
@@ -360,34 +113,6 @@ std::string AgeOf(const Json& object) {
   return HumanDuration(std::time(nullptr) - created);
 }
 
-bool PercentDecode(std::string_view in, std::string* out) {
-  std::optional<std::string> decoded =
-      mailring::proto::PercentDecode(in, mailring::proto::PercentStyle::kForm);
-  if (!decoded.has_value()) return false;
-  *out = *std::move(decoded);
-  return true;
-}
-
-std::map<std::string, std::string> ParseQuery(std::string_view query) {
-  std::map<std::string, std::string> out;
-  for (absl::string_view pair :
-       absl::StrSplit(absl::string_view(query.data(), query.size()), '&', absl::SkipEmpty())) {
-    size_t eq = pair.find('=');
-    std::string name, value;
-    if (!PercentDecode(
-            std::string_view(pair.data(), eq == absl::string_view::npos ? pair.size() : eq),
-            &name)) {
-      continue;
-    }
-    if (eq != absl::string_view::npos) {
-      absl::string_view raw = pair.substr(eq + 1);
-      if (!PercentDecode(std::string_view(raw.data(), raw.size()), &value)) continue;
-    }
-    out[name] = value;
-  }
-  return out;
-}
-
 std::string QueryValue(const std::map<std::string, std::string>& query, const std::string& key) {
   auto it = query.find(key);
   return it == query.end() ? "" : it->second;
@@ -404,108 +129,6 @@ bool ValidName(const std::string& name, bool label, bool rfc1035) {
     if (!alnum(c) && c != '-' && !(c == '.' && !label)) return false;
   }
   return true;
-}
-
-std::string ReasonPhrase(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 202:
-      return "Accepted";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 406:
-      return "Not Acceptable";
-    case 409:
-      return "Conflict";
-    case 410:
-      return "Gone";
-    case 411:
-      return "Length Required";
-    case 413:
-      return "Request Entity Too Large";
-    case 415:
-      return "Unsupported Media Type";
-    case 422:
-      return "Unprocessable Entity";
-    case 429:
-      return "Too Many Requests";
-    case 500:
-      return "Internal Server Error";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-  }
-  return "Status";
-}
-
-// The metav1.StatusReason Kubernetes pairs with an HTTP status.
-std::string ReasonFor(int status) {
-  switch (status) {
-    case 400:
-      return "BadRequest";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "NotFound";
-    case 405:
-      return "MethodNotAllowed";
-    case 406:
-      return "NotAcceptable";
-    case 409:
-      return "Conflict";
-    case 410:
-      return "Expired";
-    case 413:
-      return "RequestEntityTooLarge";
-    case 415:
-      return "UnsupportedMediaType";
-    case 422:
-      return "Invalid";
-    case 429:
-      return "TooManyRequests";
-    case 503:
-      return "ServiceUnavailable";
-    case 504:
-      return "Timeout";
-  }
-  return "InternalError";
-}
-
-Json StatusObject(int code, const std::string& reason, const std::string& message,
-                  const std::string& name = "", const std::string& group = "",
-                  const std::string& kind = "") {
-  Json status = Json::Object();
-  status.Set("kind", Json::Str("Status"));
-  status.Set("apiVersion", Json::Str("v1"));
-  status.Set("metadata", Json::Object());
-  status.Set("status", Json::Str("Failure"));
-  status.Set("message", Json::Str(message));
-  status.Set("reason", Json::Str(reason));
-  if (!name.empty() || !kind.empty()) {
-    Json details = Json::Object();
-    if (!name.empty()) details.Set("name", Json::Str(name));
-    if (!group.empty()) details.Set("group", Json::Str(group));
-    if (!kind.empty()) details.Set("kind", Json::Str(kind));
-    status.Set("details", std::move(details));
-  }
-  status.Set("code", Json::Int(code));
-  return status;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -658,291 +281,6 @@ struct Selectors {
     return true;
   }
 };
-
-// ---------------------------------------------------------------------------------------------
-// Patches.
-
-// RFC 7386 JSON merge patch.
-void MergePatch(Json* target, const Json& patch) {
-  if (!patch.IsObject()) {
-    *target = patch;
-    return;
-  }
-  if (!target->IsObject()) *target = Json::Object();
-  for (const auto& [key, value] : patch.fields) {
-    if (value.IsNull()) {
-      target->Erase(key);
-    } else {
-      Json* existing = target->Get(key);
-      if (existing == nullptr) existing = &target->Set(key, Json());
-      MergePatch(existing, value);
-    }
-  }
-}
-
-// Removes strategic-merge-patch directives ($patch, $setElementOrder/..., $retainKeys, ...).
-Json StripDirectives(const Json& value) {
-  Json out = value;
-  if (out.IsObject()) {
-    out.fields.clear();
-    for (const auto& [k, v] : value.fields) {
-      if (!k.empty() && k[0] == '$') continue;
-      out.fields.emplace_back(k, StripDirectives(v));
-    }
-  } else if (out.IsArray()) {
-    out.items.clear();
-    for (const Json& item : value.items) {
-      if (item.IsObject() && item.StringAt("$patch") == "delete") continue;
-      out.items.push_back(StripDirectives(item));
-    }
-  }
-  return out;
-}
-
-// The patchMergeKey of a list field in the built-in types this fake serves (Service, Pod
-// templates, conditions); "" for a list that is replaced as a whole.
-std::string MergeKeyFor(const std::string& field, const Json& list) {
-  static const std::map<std::string, std::string> kKeys = {
-      {"containers", "name"},
-      {"initContainers", "name"},
-      {"env", "name"},
-      {"volumes", "name"},
-      {"volumeMounts", "mountPath"},
-      {"conditions", "type"},
-      {"ownerReferences", "uid"},
-      {"imagePullSecrets", "name"},
-      {"topologySpreadConstraints", "topologyKey"},
-  };
-  if (field == "ports") {
-    for (const Json& item : list.items) {
-      if (item.IsObject() && item.Get("containerPort") != nullptr) return "containerPort";
-    }
-    return "port";
-  }
-  auto it = kKeys.find(field);
-  return it == kKeys.end() ? "" : it->second;
-}
-
-// Lists of scalars that strategic merge patch merges (union) instead of replacing.
-bool IsMergedScalarList(const std::string& field) { return field == "finalizers"; }
-
-// Strategic merge patch, restricted to what kubectl sends for our types: maps merge, nulls
-// delete, lists with a known merge key merge element-wise ($patch: delete removes one,
-// $setElementOrder orders), finalizers merge as a set ($deleteFromPrimitiveList removes),
-// other lists are replaced.
-void StrategicMergePatch(Json* target, const Json& patch) {
-  if (!patch.IsObject()) {
-    *target = StripDirectives(patch);
-    return;
-  }
-  if (patch.StringAt("$patch") == "replace") {
-    *target = StripDirectives(patch);
-    return;
-  }
-  if (!target->IsObject()) *target = Json::Object();
-  std::vector<std::pair<std::string, const Json*>> orders;
-  for (const auto& [key, value] : patch.fields) {
-    if (absl::StartsWith(key, "$setElementOrder/")) {
-      orders.emplace_back(key.substr(strlen("$setElementOrder/")), &value);
-      continue;
-    }
-    if (absl::StartsWith(key, "$deleteFromPrimitiveList/")) {
-      Json* list = target->Get(key.substr(strlen("$deleteFromPrimitiveList/")));
-      if (list != nullptr && list->IsArray() && value.IsArray()) {
-        std::vector<Json> kept;
-        for (const Json& item : list->items) {
-          if (std::find(value.items.begin(), value.items.end(), item) == value.items.end()) {
-            kept.push_back(item);
-          }
-        }
-        list->items = std::move(kept);
-      }
-      continue;
-    }
-    if (!key.empty() && key[0] == '$') continue;  // $patch (merge), $retainKeys
-    if (value.IsNull()) {
-      target->Erase(key);
-      continue;
-    }
-    Json* existing = target->Get(key);
-    if (value.IsObject()) {
-      if (value.StringAt("$patch") == "delete") {
-        target->Erase(key);
-        continue;
-      }
-      if (existing == nullptr || !existing->IsObject())
-        existing = &target->Set(key, Json::Object());
-      StrategicMergePatch(existing, value);
-      continue;
-    }
-    if (value.IsArray() && existing != nullptr && existing->IsArray()) {
-      std::string merge_key = MergeKeyFor(key, value);
-      if (!merge_key.empty()) {
-        for (const Json& item : value.items) {
-          const Json* id = item.IsObject() ? item.Get(merge_key) : nullptr;
-          auto match =
-              std::find_if(existing->items.begin(), existing->items.end(), [&](const Json& e) {
-                const Json* eid = e.IsObject() ? e.Get(merge_key) : nullptr;
-                return id != nullptr && eid != nullptr && *eid == *id;
-              });
-          if (item.IsObject() && item.StringAt("$patch") == "delete") {
-            if (match != existing->items.end()) existing->items.erase(match);
-          } else if (match != existing->items.end()) {
-            StrategicMergePatch(&*match, item);
-          } else {
-            existing->items.push_back(StripDirectives(item));
-          }
-        }
-        continue;
-      }
-      if (IsMergedScalarList(key)) {
-        for (const Json& item : value.items) {
-          if (std::find(existing->items.begin(), existing->items.end(), item) ==
-              existing->items.end()) {
-            existing->items.push_back(item);
-          }
-        }
-        continue;
-      }
-    }
-    target->Set(key, StripDirectives(value));
-  }
-  for (const auto& [field, order] : orders) {
-    Json* list = target->Get(field);
-    if (list == nullptr || !list->IsArray() || !order->IsArray()) continue;
-    std::string merge_key = MergeKeyFor(field, *order);
-    auto rank = [&](const Json& item) -> size_t {
-      for (size_t i = 0; i < order->items.size(); ++i) {
-        const Json& o = order->items[i];
-        if (merge_key.empty() ? o == item
-                              : (item.IsObject() && o.IsObject() && item.Get(merge_key) &&
-                                 o.Get(merge_key) && *item.Get(merge_key) == *o.Get(merge_key))) {
-          return i;
-        }
-      }
-      return order->items.size();
-    };
-    std::stable_sort(list->items.begin(), list->items.end(),
-                     [&](const Json& a, const Json& b) { return rank(a) < rank(b); });
-  }
-}
-
-// RFC 6902 JSON patch (add, remove, replace, test, move, copy); false with a reason.
-bool SplitPointer(const std::string& pointer, std::vector<std::string>* tokens) {
-  if (pointer.empty()) return true;
-  if (pointer[0] != '/') return false;
-  for (absl::string_view raw : absl::StrSplit(pointer.substr(1), '/')) {
-    std::string token;
-    for (size_t i = 0; i < raw.size(); ++i) {
-      if (raw[i] == '~' && i + 1 < raw.size() && (raw[i + 1] == '0' || raw[i + 1] == '1')) {
-        token.push_back(raw[i + 1] == '0' ? '~' : '/');
-        ++i;
-      } else {
-        token.push_back(raw[i]);
-      }
-    }
-    tokens->push_back(std::move(token));
-  }
-  return true;
-}
-
-Json* Resolve(Json* root, const std::vector<std::string>& tokens, size_t count) {
-  Json* node = root;
-  for (size_t i = 0; i < count && node != nullptr; ++i) {
-    if (node->IsObject()) {
-      node = node->Get(tokens[i]);
-    } else if (node->IsArray()) {
-      size_t index = 0;
-      if (!absl::SimpleAtoi(tokens[i], &index) || index >= node->items.size()) return nullptr;
-      node = &node->items[index];
-    } else {
-      return nullptr;
-    }
-  }
-  return node;
-}
-
-// Removes the value at `tokens` into *removed; false when absent.
-bool PointerRemove(Json* root, const std::vector<std::string>& tokens, Json* removed) {
-  if (tokens.empty()) return false;
-  Json* parent = Resolve(root, tokens, tokens.size() - 1);
-  if (parent == nullptr) return false;
-  const std::string& last = tokens.back();
-  if (parent->IsObject()) {
-    Json* value = parent->Get(last);
-    if (value == nullptr) return false;
-    *removed = *value;
-    return parent->Erase(last);
-  }
-  size_t index = 0;
-  if (!parent->IsArray() || !absl::SimpleAtoi(last, &index) || index >= parent->items.size()) {
-    return false;
-  }
-  *removed = parent->items[index];
-  parent->items.erase(parent->items.begin() + index);
-  return true;
-}
-
-bool PointerAdd(Json* root, const std::vector<std::string>& tokens, Json value) {
-  if (tokens.empty()) {
-    *root = std::move(value);
-    return true;
-  }
-  Json* parent = Resolve(root, tokens, tokens.size() - 1);
-  if (parent == nullptr) return false;
-  const std::string& last = tokens.back();
-  if (parent->IsObject()) {
-    parent->Set(last, std::move(value));
-    return true;
-  }
-  if (!parent->IsArray()) return false;
-  size_t index = parent->items.size();
-  if (last != "-" && (!absl::SimpleAtoi(last, &index) || index > parent->items.size())) {
-    return false;
-  }
-  parent->items.insert(parent->items.begin() + index, std::move(value));
-  return true;
-}
-
-bool JsonPatch(Json* target, const Json& patch, std::string* error) {
-  if (!patch.IsArray()) {
-    *error = "a JSON patch must be an array of operations";
-    return false;
-  }
-  for (const Json& op : patch.items) {
-    std::string name = op.StringAt("op");
-    std::vector<std::string> path, from;
-    if (!SplitPointer(op.StringAt("path"), &path) || !SplitPointer(op.StringAt("from"), &from)) {
-      *error = "invalid JSON pointer";
-      return false;
-    }
-    const Json* value = op.Get("value");
-    Json removed;
-    bool ok = false;
-    if (name == "add") {
-      ok = value != nullptr && PointerAdd(target, path, *value);
-    } else if (name == "remove") {
-      ok = PointerRemove(target, path, &removed);
-    } else if (name == "replace") {
-      ok = value != nullptr && PointerRemove(target, path, &removed) &&
-           PointerAdd(target, path, *value);
-    } else if (name == "test") {
-      const Json* current = Resolve(target, path, path.size());
-      ok = value != nullptr && current != nullptr && *current == *value;
-    } else if (name == "move") {
-      ok = PointerRemove(target, from, &removed) && PointerAdd(target, path, removed);
-    } else if (name == "copy") {
-      const Json* source = Resolve(target, from, from.size());
-      ok = source != nullptr && PointerAdd(target, path, *source);
-    }
-    if (!ok) {
-      *error = StrCat("the JSON patch operation \"", name, "\" on \"", op.StringAt("path"),
-                      "\" cannot be applied");
-      return false;
-    }
-  }
-  return true;
-}
 
 // ---------------------------------------------------------------------------------------------
 // JSONPath, as far as additionalPrinterColumns use it: `.a.b`, `.a[0]`, `.a[*]`,
@@ -1358,181 +696,6 @@ bool DecodeKubeProtobuf(std::string_view body, Json* out, std::string* error) {
   return true;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Resource types.
-
-struct PrinterColumn {
-  std::string name;
-  std::string type;  // string, integer, number, boolean, date
-  std::string format;
-  std::string json_path;
-  std::string description;
-  int priority = 0;
-};
-
-struct ResourceType {
-  std::string group;  // "" for the core group
-  std::string version;
-  std::string plural;
-  std::string singular;
-  std::string kind;
-  std::string list_kind;
-  bool namespaced = true;
-  std::vector<std::string> short_names;
-  std::vector<std::string> categories;
-  bool has_status = false;
-  bool has_generation = true;
-  std::string crd_name;                // set when a CustomResourceDefinition registered it
-  std::vector<PrinterColumn> columns;  // the CRD's additionalPrinterColumns
-
-  std::string ApiVersion() const { return group.empty() ? version : StrCat(group, "/", version); }
-  // The store key and the "qualified resource" of messages: services, leases.coordination.k8s.io.
-  std::string Key() const { return group.empty() ? plural : StrCat(plural, ".", group); }
-  std::string GroupVersionPath() const {
-    return group.empty() ? StrCat("/api/", version) : StrCat("/apis/", group, "/", version);
-  }
-};
-
-std::vector<ResourceType> BuiltinTypes() {
-  std::vector<ResourceType> types;
-  auto add = [&](std::string group, std::string plural, std::string singular, std::string kind,
-                 bool namespaced, std::vector<std::string> short_names, bool has_status,
-                 std::vector<std::string> categories = {}) {
-    ResourceType t;
-    t.group = std::move(group);
-    t.version = "v1";
-    t.plural = std::move(plural);
-    t.singular = std::move(singular);
-    t.kind = std::move(kind);
-    t.list_kind = StrCat(t.kind, "List");
-    t.namespaced = namespaced;
-    t.short_names = std::move(short_names);
-    t.has_status = has_status;
-    t.categories = std::move(categories);
-    t.has_generation = t.kind != "Namespace" && t.kind != "Event";
-    types.push_back(std::move(t));
-  };
-  add("", "namespaces", "namespace", "Namespace", false, {"ns"}, true);
-  add("", "services", "service", "Service", true, {"svc"}, true, {"all"});
-  add("", "configmaps", "configmap", "ConfigMap", true, {"cm"}, false);
-  add("", "secrets", "secret", "Secret", true, {}, false);
-  add("", "events", "event", "Event", true, {"ev"}, false);
-  add("coordination.k8s.io", "leases", "lease", "Lease", true, {}, false);
-  add("apiextensions.k8s.io", "customresourcedefinitions", "customresourcedefinition",
-      "CustomResourceDefinition", false, {"crd", "crds"}, true, {"api-extensions"});
-  return types;
-}
-
-std::vector<std::string> StringList(const Json* list) {
-  std::vector<std::string> out;
-  if (list != nullptr && list->IsArray()) {
-    for (const Json& item : list->items) {
-      if (item.IsString()) out.push_back(item.text);
-    }
-  }
-  return out;
-}
-
-// The resource types a CustomResourceDefinition serves (one per served version); an error
-// message when its spec is unusable.
-bool TypesFromCrd(const Json& crd, std::vector<ResourceType>* out, std::string* error) {
-  const Json* spec = crd.Get("spec");
-  const Json* names = spec != nullptr ? spec->Get("names") : nullptr;
-  const Json* versions = spec != nullptr ? spec->Get("versions") : nullptr;
-  if (spec == nullptr || names == nullptr || versions == nullptr || !versions->IsArray() ||
-      versions->items.empty()) {
-    *error = "spec.group, spec.names and spec.versions are required";
-    return false;
-  }
-  std::string group = spec->StringAt("group");
-  std::string plural = names->StringAt("plural");
-  std::string kind = names->StringAt("kind");
-  std::string name = crd.Get("metadata") ? crd.Get("metadata")->StringAt("name") : "";
-  if (group.empty() || plural.empty() || kind.empty()) {
-    *error = "spec.group, spec.names.plural and spec.names.kind are required";
-    return false;
-  }
-  if (name != StrCat(plural, ".", group)) {
-    *error = StrCat("metadata.name: Invalid value: \"", name,
-                    "\": must be spec.names.plural+\".\"+spec.group");
-    return false;
-  }
-  std::string scope = spec->StringAt("scope");
-  for (const Json& v : versions->items) {
-    const Json* served = v.Get("served");
-    if (served != nullptr && served->type == Json::Type::kBool && !served->boolean) continue;
-    ResourceType t;
-    t.group = group;
-    t.version = v.StringAt("name");
-    t.plural = plural;
-    t.singular = names->StringAt("singular");
-    if (t.singular.empty()) t.singular = absl::AsciiStrToLower(kind);
-    t.kind = kind;
-    t.list_kind = names->StringAt("listKind");
-    if (t.list_kind.empty()) t.list_kind = StrCat(kind, "List");
-    t.namespaced = scope != "Cluster";
-    t.short_names = StringList(names->Get("shortNames"));
-    t.categories = StringList(names->Get("categories"));
-    const Json* subresources = v.Get("subresources");
-    t.has_status = subresources != nullptr && subresources->Get("status") != nullptr;
-    t.crd_name = name;
-    if (const Json* columns = v.Get("additionalPrinterColumns");
-        columns != nullptr && columns->IsArray()) {
-      for (const Json& c : columns->items) {
-        PrinterColumn column;
-        column.name = c.StringAt("name");
-        column.type = c.StringAt("type");
-        column.format = c.StringAt("format");
-        column.json_path = c.StringAt("jsonPath");
-        column.description = c.StringAt("description");
-        if (const Json* p = c.Get("priority"); p != nullptr)
-          absl::SimpleAtoi(p->text, &column.priority);
-        t.columns.push_back(std::move(column));
-      }
-    } else {
-      t.columns.push_back({"Age", "date", "", ".metadata.creationTimestamp", "", 0});
-    }
-    if (t.version.empty()) {
-      *error = "spec.versions[].name is required";
-      return false;
-    }
-    out->push_back(std::move(t));
-  }
-  if (out->empty()) {
-    *error = "spec.versions: at least one version must be served";
-    return false;
-  }
-  return true;
-}
-
-// The OpenAPI schema name of a kind: io.k8s.api.core.v1.Service,
-// sap.api...destination.v1.Destination.
-std::string SchemaName(const ResourceType& t) {
-  if (t.group.empty()) return StrCat("io.k8s.api.core.", t.version, ".", t.kind);
-  if (t.group == "coordination.k8s.io")
-    return StrCat("io.k8s.api.coordination.", t.version, ".", t.kind);
-  if (t.group == "apiextensions.k8s.io") {
-    return StrCat("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.", t.version, ".", t.kind);
-  }
-  std::vector<std::string> parts = absl::StrSplit(t.group, '.');
-  std::reverse(parts.begin(), parts.end());
-  return StrCat(absl::StrJoin(parts, "."), ".", t.version, ".", t.kind);
-}
-
-struct HttpRequest {
-  std::string method;
-  std::string path;
-  std::string query_string;
-  std::map<std::string, std::string> query;
-  std::map<std::string, std::string> headers;  // names in lower case
-  std::string body;
-
-  std::string Header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
 struct WatchSpec {
   ResourceType type;
   std::string ns;  // "" for all namespaces
@@ -1545,31 +708,20 @@ struct WatchSpec {
   absl::Duration timeout;
 };
 
-struct Event {
-  int64_t rv = 0;
-  std::string type;  // ADDED, MODIFIED, DELETED
-  std::string key;   // ResourceType::Key()
-  Json object;
-};
-
-std::string EventLine(const std::string& type, const Json& object) {
-  std::string line = StrCat("{\"type\":\"", type, "\",\"object\":");
-  object.DumpTo(&line);
-  line += "}\n";
-  return line;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// The API objects, their watch history, the registry of resource types and the test controls.
+// The store: the API objects under one mutex with the registry of resource types, the watch hub
+// that shares that mutex, and the test controls.
 struct FakeKubeApiServer::State {
   using Response = FakeKubeApiServer::Response;
   using ObjectMap = std::map<std::pair<std::string, std::string>, Json>;  // (namespace, name)
 
-  explicit State(const Options& options) : options(options), random(std::random_device{}()) {
+  explicit State(const Options& options)
+      : options(options),
+        watches(&mu, options.history_limit, options.bookmark_interval),
+        random(std::random_device{}()) {
     absl::MutexLock lock(&mu);
-    bookmark_interval = options.bookmark_interval;
     types = BuiltinTypes();
     loading = true;  // the bootstrap objects must not overwrite a saved state before Start()
     for (const char* ns : {"default", "kube-system", "kube-public", "kube-node-lease"}) {
@@ -1620,7 +772,7 @@ struct FakeKubeApiServer::State {
     }
     if (absl::StartsWith(path, "/openapi/")) {
       Count("discovery", "");
-      return OpenApiLocked(request);
+      return Discovery(types, port).OpenApi(request);
     }
     std::vector<std::string> segments = absl::StrSplit(path, '/', absl::SkipEmpty());
     if (segments.empty() || (segments[0] != "api" && segments[0] != "apis")) {
@@ -1630,12 +782,12 @@ struct FakeKubeApiServer::State {
     size_t gv_end = core ? 2 : 3;
     if (segments.size() < gv_end) {
       Count("discovery", "");
-      return DiscoveryLocked(request, segments);
+      return Discovery(types, port).Api(request, segments);
     }
     if (segments.size() == gv_end) {
       Count("discovery", "");
       std::string group = core ? "" : segments[1];
-      return ResourceListLocked(group, segments[gv_end - 1]);
+      return Discovery(types, port).ResourceList(group, segments[gv_end - 1]);
     }
     return ResourceLocked(request, segments, watch);
   }
@@ -1687,335 +839,6 @@ struct FakeKubeApiServer::State {
     }
     return nullptr;
   }
-  // Group names in discovery order (core excluded), each with its versions.
-  std::vector<std::pair<std::string, std::vector<std::string>>> GroupsLocked() const {
-    std::vector<std::pair<std::string, std::vector<std::string>>> groups;
-    for (const ResourceType& t : types) {
-      if (t.group.empty()) continue;
-      auto it = std::find_if(groups.begin(), groups.end(),
-                             [&](const auto& g) { return g.first == t.group; });
-      if (it == groups.end()) {
-        groups.push_back({t.group, {t.version}});
-      } else if (std::find(it->second.begin(), it->second.end(), t.version) == it->second.end()) {
-        it->second.push_back(t.version);
-      }
-    }
-    return groups;
-  }
-
-  // ---- discovery ------------------------------------------------------------------------------
-  static Json Verbs() {
-    Json verbs = Json::Array();
-    for (const char* v :
-         {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}) {
-      verbs.items.push_back(Json::Str(v));
-    }
-    return verbs;
-  }
-  static Json Strings(const std::vector<std::string>& values) {
-    Json out = Json::Array();
-    for (const std::string& v : values) out.items.push_back(Json::Str(v));
-    return out;
-  }
-
-  Json AggregatedVersionLocked(const std::string& group, const std::string& version) const {
-    Json v = Json::Object();
-    v.Set("version", Json::Str(version));
-    Json& resources = v.Set("resources", Json::Array());
-    for (const ResourceType& t : types) {
-      if (t.group != group || t.version != version) continue;
-      Json r = Json::Object();
-      r.Set("resource", Json::Str(t.plural));
-      Json kind = Json::Object();
-      kind.Set("group", Json::Str(t.group));
-      kind.Set("version", Json::Str(t.version));
-      kind.Set("kind", Json::Str(t.kind));
-      r.Set("responseKind", kind);
-      r.Set("scope", Json::Str(t.namespaced ? "Namespaced" : "Cluster"));
-      r.Set("singularResource", Json::Str(t.singular));
-      r.Set("verbs", Verbs());
-      if (!t.short_names.empty()) r.Set("shortNames", Strings(t.short_names));
-      if (!t.categories.empty()) r.Set("categories", Strings(t.categories));
-      if (t.has_status) {
-        Json sub = Json::Object();
-        sub.Set("subresource", Json::Str("status"));
-        sub.Set("responseKind", kind);
-        sub.Set("verbs", Strings({"get", "patch", "update"}));
-        r.Set("subresources", Json::Array()).items.push_back(std::move(sub));
-      }
-      resources.items.push_back(std::move(r));
-    }
-    v.Set("freshness", Json::Str("Current"));
-    return v;
-  }
-
-  Response DiscoveryLocked(const HttpRequest& request, const std::vector<std::string>& segments) {
-    bool core = segments[0] == "api";
-    std::string accept = request.Header("accept");
-    bool aggregated = absl::StrContains(accept, "as=APIGroupDiscoveryList") &&
-                      absl::StrContains(accept, "v=v2") && segments.size() == 1;
-    if (aggregated) {
-      Json list = Json::Object();
-      list.Set("kind", Json::Str("APIGroupDiscoveryList"));
-      list.Set("apiVersion", Json::Str("apidiscovery.k8s.io/v2"));
-      list.Set("metadata", Json::Object());
-      Json& items = list.Set("items", Json::Array());
-      if (core) {
-        Json item = Json::Object();
-        item.Set("metadata", Json::Object()).Set("creationTimestamp", Json());
-        item.Set("versions", Json::Array()).items.push_back(AggregatedVersionLocked("", "v1"));
-        items.items.push_back(std::move(item));
-      } else {
-        for (const auto& [group, versions] : GroupsLocked()) {
-          Json item = Json::Object();
-          Json& metadata = item.Set("metadata", Json::Object());
-          metadata.Set("name", Json::Str(group));
-          metadata.Set("creationTimestamp", Json());
-          Json& vs = item.Set("versions", Json::Array());
-          for (const std::string& version : versions) {
-            vs.items.push_back(AggregatedVersionLocked(group, version));
-          }
-          items.items.push_back(std::move(item));
-        }
-      }
-      return Response{200, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-                      list.Dump()};
-    }
-    if (core) {
-      if (segments.size() != 1)
-        return Error(404, "NotFound", "the server could not find the requested resource");
-      return Ok(
-          StrCat("{\"kind\":\"APIVersions\",\"versions\":[\"v1\"],"
-                 "\"serverAddressByClientCIDRs\":[{\"clientCIDR\":\"0.0.0.0/0\","
-                 "\"serverAddress\":\"127.0.0.1:",
-                 port, "\"}]}"));
-    }
-    auto group_json = [](const std::string& group, const std::vector<std::string>& versions) {
-      Json g = Json::Object();
-      g.Set("name", Json::Str(group));
-      Json& vs = g.Set("versions", Json::Array());
-      for (const std::string& v : versions) {
-        Json entry = Json::Object();
-        entry.Set("groupVersion", Json::Str(StrCat(group, "/", v)));
-        entry.Set("version", Json::Str(v));
-        vs.items.push_back(std::move(entry));
-      }
-      g.Set("preferredVersion", vs.items.front());
-      return g;
-    };
-    if (segments.size() == 1) {
-      Json list = Json::Object();
-      list.Set("kind", Json::Str("APIGroupList"));
-      list.Set("apiVersion", Json::Str("v1"));
-      Json& groups = list.Set("groups", Json::Array());
-      for (const auto& [group, versions] : GroupsLocked()) {
-        groups.items.push_back(group_json(group, versions));
-      }
-      return Ok(list.Dump());
-    }
-    for (const auto& [group, versions] : GroupsLocked()) {
-      if (group != segments[1]) continue;
-      Json g = group_json(group, versions);
-      Json out = Json::Object();
-      out.Set("kind", Json::Str("APIGroup"));
-      out.Set("apiVersion", Json::Str("v1"));
-      for (auto& field : g.fields) out.fields.push_back(std::move(field));
-      return Ok(out.Dump());
-    }
-    return Error(404, "NotFound", "the server could not find the requested resource");
-  }
-
-  Response ResourceListLocked(const std::string& group, const std::string& version) {
-    Json list = Json::Object();
-    list.Set("kind", Json::Str("APIResourceList"));
-    list.Set("apiVersion", Json::Str("v1"));
-    list.Set("groupVersion", Json::Str(group.empty() ? version : StrCat(group, "/", version)));
-    Json& resources = list.Set("resources", Json::Array());
-    for (const ResourceType& t : types) {
-      if (t.group != group || t.version != version) continue;
-      Json r = Json::Object();
-      r.Set("name", Json::Str(t.plural));
-      r.Set("singularName", Json::Str(t.singular));
-      r.Set("namespaced", Json::Bool(t.namespaced));
-      r.Set("kind", Json::Str(t.kind));
-      r.Set("verbs", Verbs());
-      if (!t.short_names.empty()) r.Set("shortNames", Strings(t.short_names));
-      if (!t.categories.empty()) r.Set("categories", Strings(t.categories));
-      resources.items.push_back(std::move(r));
-      if (t.has_status) {
-        Json s = Json::Object();
-        s.Set("name", Json::Str(StrCat(t.plural, "/status")));
-        s.Set("singularName", Json::Str(""));
-        s.Set("namespaced", Json::Bool(t.namespaced));
-        s.Set("kind", Json::Str(t.kind));
-        s.Set("verbs", Strings({"get", "patch", "update"}));
-        resources.items.push_back(std::move(s));
-      }
-    }
-    if (resources.items.empty()) {
-      return Error(404, "NotFound", "the server could not find the requested resource");
-    }
-    return Ok(list.Dump());
-  }
-
-  // ---- OpenAPI v3 -----------------------------------------------------------------------------
-  Json OpenApiDocLocked(const std::string& group, const std::string& version) const {
-    Json doc = Json::Object();
-    doc.Set("openapi", Json::Str("3.0.0"));
-    // All top-level members first: a reference into `doc` must not outlive a later Set.
-    doc.Set("info", Json::Object());
-    doc.Set("paths", Json::Object());
-    doc.Set("components", Json::Object()).Set("schemas", Json::Object());
-    doc.Get("info")->Set("title", Json::Str("Kubernetes"));
-    doc.Get("info")->Set("version", Json::Str("v1.32.0"));
-    Json& paths = *doc.Get("paths");
-    Json& schemas = *doc.Get("components")->Get("schemas");
-    auto query_param = [](const char* name, const char* type) {
-      Json p = Json::Object();
-      p.Set("name", Json::Str(name));
-      p.Set("in", Json::Str("query"));
-      p.Set("schema", Json::Object()).Set("type", Json::Str(type));
-      return p;
-    };
-    auto path_param = [](const char* name) {
-      Json p = Json::Object();
-      p.Set("name", Json::Str(name));
-      p.Set("in", Json::Str("path"));
-      p.Set("required", Json::Bool(true));
-      p.Set("schema", Json::Object()).Set("type", Json::Str("string"));
-      return p;
-    };
-    for (const ResourceType& t : types) {
-      if (t.group != group || t.version != version) continue;
-      std::string schema = SchemaName(t);
-      Json gvk = Json::Object();
-      gvk.Set("group", Json::Str(t.group));
-      gvk.Set("version", Json::Str(t.version));
-      gvk.Set("kind", Json::Str(t.kind));
-      Json ref = Json::Object();
-      ref.Set("$ref", Json::Str(StrCat("#/components/schemas/", schema)));
-      auto operation = [&](const std::string& action, const std::string& op_kind, bool body,
-                           bool patch) {
-        Json op = Json::Object();
-        op.Set("operationId", Json::Str(StrCat(action, op_kind)));
-        Json& params = op.Set("parameters", Json::Array());
-        if (body) {
-          params.items.push_back(query_param("dryRun", "string"));
-          params.items.push_back(query_param("fieldManager", "string"));
-          params.items.push_back(query_param("fieldValidation", "string"));
-          if (patch) params.items.push_back(query_param("force", "boolean"));
-          Json& content = op.Set("requestBody", Json::Object()).Set("content", Json::Object());
-          Json schema_ref = Json::Object();
-          schema_ref.Set("schema", patch ? Json::Object() : ref);
-          if (patch) {
-            content.Set("application/json-patch+json", schema_ref);
-            content.Set("application/merge-patch+json", schema_ref);
-            content.Set("application/apply-patch+yaml", schema_ref);
-          } else {
-            content.Set("*/*", schema_ref);
-          }
-          op.Child("requestBody").Set("required", Json::Bool(true));
-        }
-        Json ok = Json::Object();
-        ok.Set("description", Json::Str("OK"));
-        Json media = Json::Object();
-        media.Set("schema", ref);
-        ok.Set("content", Json::Object()).Set("application/json", media);
-        op.Set("responses", Json::Object()).Set("200", ok);
-        op.Set("x-kubernetes-action", Json::Str(action == "read"      ? "get"
-                                                : action == "replace" ? "put"
-                                                                      : action));
-        op.Set("x-kubernetes-group-version-kind", gvk);
-        return op;
-      };
-      std::string prefix = t.GroupVersionPath();
-      std::string collection = t.namespaced ? StrCat(prefix, "/namespaces/{namespace}/", t.plural)
-                                            : StrCat(prefix, "/", t.plural);
-      std::string scope = t.namespaced ? StrCat("Namespaced", t.kind) : t.kind;
-      Json& coll = paths.Set(collection, Json::Object());
-      coll.Set("get", operation("list", scope, false, false));
-      coll.Set("post", operation("create", scope, true, false));
-      coll.Set("delete", operation("deletecollection", scope, false, false));
-      Json common = Json::Array();
-      common.items.push_back(path_param("name"));
-      if (t.namespaced) common.items.push_back(path_param("namespace"));
-      Json& item = paths.Set(StrCat(collection, "/{name}"), Json::Object());
-      item.Set("get", operation("read", scope, false, false));
-      item.Set("put", operation("replace", scope, true, false));
-      item.Set("patch", operation("patch", scope, true, true));
-      item.Set("delete", operation("delete", scope, false, false));
-      item.Set("parameters", common);
-      if (t.has_status) {
-        Json& status = paths.Set(StrCat(collection, "/{name}/status"), Json::Object());
-        status.Set("get", operation("read", StrCat(scope, "Status"), false, false));
-        status.Set("put", operation("replace", StrCat(scope, "Status"), true, false));
-        status.Set("patch", operation("patch", StrCat(scope, "Status"), true, true));
-        status.Set("parameters", common);
-      }
-      if (t.namespaced) {
-        paths.Set(StrCat(prefix, "/", t.plural), Json::Object())
-            .Set("get", operation("list", StrCat(t.kind, "ForAllNamespaces"), false, false));
-      }
-      // Permissive schemas: every field is accepted (the server does not validate them).
-      Json s = Json::Object();
-      s.Set("type", Json::Str("object"));
-      Json& props = s.Set("properties", Json::Object());
-      props.Set("apiVersion", Json::Object()).Set("type", Json::Str("string"));
-      props.Set("kind", Json::Object()).Set("type", Json::Str("string"));
-      Json& meta = props.Set("metadata", Json::Object());
-      meta.Set("type", Json::Str("object"));
-      meta.Set("x-kubernetes-preserve-unknown-fields", Json::Bool(true));
-      for (const char* field : {"spec", "status", "data", "stringData"}) {
-        Json& f = props.Set(field, Json::Object());
-        f.Set("x-kubernetes-preserve-unknown-fields", Json::Bool(true));
-      }
-      s.Set("x-kubernetes-preserve-unknown-fields", Json::Bool(true));
-      Json gvks = Json::Array();
-      gvks.items.push_back(gvk);
-      s.Set("x-kubernetes-group-version-kind", gvks);
-      schemas.Set(schema, std::move(s));
-    }
-    return doc;
-  }
-
-  Response OpenApiLocked(const HttpRequest& request) {
-    std::string rest = request.path.substr(strlen("/openapi/"));
-    if (rest == "v3" || rest == "v3/") {
-      Json index = Json::Object();
-      Json& paths = index.Set("paths", Json::Object());
-      auto add = [&](const std::string& group, const std::string& version) {
-        std::string key =
-            group.empty() ? StrCat("api/", version) : StrCat("apis/", group, "/", version);
-        size_t hash = std::hash<std::string>{}(OpenApiDocLocked(group, version).Dump());
-        char hex[32];
-        std::snprintf(hex, sizeof hex, "%016zX", hash);
-        paths.Set(key, Json::Object())
-            .Set("serverRelativeURL", Json::Str(StrCat("/openapi/v3/", key, "?hash=", hex)));
-      };
-      add("", "v1");
-      for (const auto& [group, versions] : GroupsLocked()) {
-        for (const std::string& v : versions) add(group, v);
-      }
-      return Ok(index.Dump());
-    }
-    std::vector<std::string> parts = absl::StrSplit(rest, '/', absl::SkipEmpty());
-    if (parts.size() == 3 && parts[0] == "v3" && parts[1] == "api" && parts[2] == "v1") {
-      return Ok(OpenApiDocLocked("", "v1").Dump());
-    }
-    if (parts.size() == 4 && parts[0] == "v3" && parts[1] == "apis" &&
-        !GroupVersionEmptyLocked(parts[2], parts[3])) {
-      return Ok(OpenApiDocLocked(parts[2], parts[3]).Dump());
-    }
-    return Error(404, "NotFound", "the server could not find the requested resource");
-  }
-
-  bool GroupVersionEmptyLocked(const std::string& group, const std::string& version) const {
-    for (const ResourceType& t : types) {
-      if (t.group == group && t.version == version) return false;
-    }
-    return true;
-  }
-
   // ---- resources: routing -----------------------------------------------------------------
   Response ResourceLocked(const HttpRequest& request, const std::vector<std::string>& segments,
                           WatchSpec* watch) {
@@ -2164,10 +987,10 @@ struct FakeKubeApiServer::State {
     if (!rv_text.empty() && !absl::SimpleAtoi(rv_text, &rv)) {
       return Error(400, "BadRequest", StrCat("invalid resource version: ", rv_text));
     }
-    if (QueryValue(request.query, "resourceVersionMatch") == "Exact" && rv < history_floor &&
-        rv != resource_version) {
+    if (QueryValue(request.query, "resourceVersionMatch") == "Exact" &&
+        rv < watches.floor_locked() && rv != resource_version) {
       return Error(410, "Expired",
-                   StrCat("too old resource version: ", rv, " (", history_floor, ")"));
+                   StrCat("too old resource version: ", rv, " (", watches.floor_locked(), ")"));
     }
     int64_t limit = 0;
     absl::SimpleAtoi(QueryValue(request.query, "limit"), &limit);
@@ -2179,7 +1002,7 @@ struct FakeKubeApiServer::State {
       if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &list_rv)) {
         return Error(400, "BadRequest", "continue key is not valid");
       }
-      if (list_rv < history_floor) {
+      if (list_rv < watches.floor_locked()) {
         return Error(410, "Expired",
                      "The provided continue parameter is too old to display a consistent list "
                      "result. You can start a new list without the continue parameter.");
@@ -2857,12 +1680,7 @@ struct FakeKubeApiServer::State {
 
   // ---- watch ----------------------------------------------------------------------------------
   void RecordLocked(const std::string& type, const std::string& key, const Json& object) {
-    history.push_back(Event{resource_version, type, key, object});
-    while (static_cast<int>(history.size()) > std::max(1, options.history_limit)) {
-      history_floor = history.front().rv;
-      history.pop_front();
-    }
-    changed.SignalAll();
+    watches.RecordLocked(WatchEvent{resource_version, type, key, object});
     PersistLocked();
   }
 
@@ -2910,108 +1728,39 @@ struct FakeKubeApiServer::State {
     return EventLine(type, TableLocked(spec.type, {&served}, spec.include_object, metadata));
   }
 
-  static std::string ExpiredLine(int64_t rv, int64_t floor) {
-    Json status =
-        StatusObject(410, "Expired", StrCat("too old resource version: ", rv, " (", floor, ")"));
-    return EventLine("ERROR", status);
-  }
-
-  enum class WatchEnd { kClean, kAbrupt };
-
-  // Streams one watch: `write` sends a chunk of JSON lines (false when the peer is gone),
-  // `peer_open` says whether the client still holds the connection. Returns how to end the
-  // stream: kClean with the final chunk, kAbrupt by closing the socket.
-  WatchEnd RunWatch(const WatchSpec& spec, const std::function<bool(const std::string&)>& write,
-                    const std::function<bool()>& peer_open) {
-    absl::Time deadline = absl::Now() + spec.timeout;
-    int64_t cursor = 0;
-    uint64_t generation = 0;
-    std::string first;
-    {
-      absl::MutexLock lock(&mu);
-      ++open_watches;
-      generation = drop_generation;
-      if (stopping) {
-        --open_watches;
-        return WatchEnd::kAbrupt;
-      }
-      if (spec.initial) {
-        cursor = resource_version;
-        auto it = store.find(spec.type.Key());
-        if (it != store.end()) {
-          for (const auto& [key, object] : it->second) {
-            if (Matches(spec, spec.type.Key(), object)) {
-              first += WatchLineLocked(spec, "ADDED", object);
-            }
-          }
-        }
-      } else if (spec.from_rv < history_floor) {
-        first = ExpiredLine(spec.from_rv, history_floor);
-        --open_watches;
-        write(first);
-        return WatchEnd::kClean;
-      } else {
-        cursor = spec.from_rv;
-      }
-    }
-    struct Closer {
-      State* state;
-      ~Closer() {
-        absl::MutexLock lock(&state->mu);
-        --state->open_watches;
-      }
-    } closer{this};
-    if (!write(first)) return WatchEnd::kAbrupt;
-    absl::Time next_bookmark = absl::Now() + bookmark_interval_snapshot();
-    for (;;) {
+  // Streams one watch through the hub, with this store's objects and lines.
+  WatchHub::End RunWatch(const WatchSpec& spec,
+                         const std::function<bool(const std::string&)>& write,
+                         const std::function<bool()>& peer_open) {
+    WatchHub::Params params;
+    params.initial = spec.initial;
+    params.from_rv = spec.from_rv;
+    params.bookmarks = spec.bookmarks;
+    params.timeout = spec.timeout;
+    WatchHub::Source source;
+    source.resource_version = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return resource_version; };
+    source.initial_lines = [this, &spec]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       std::string lines;
-      bool bookmark_due = false;
-      bool expired = false;
-      {
-        absl::MutexLock lock(&mu);
-        absl::Time wake = std::min({deadline, next_bookmark, absl::Now() + kPollSlice});
-        while (!stopping && drop_generation == generation && resource_version <= cursor &&
-               history_floor <= cursor && absl::Now() < wake) {
-          changed.WaitWithDeadline(&mu, wake);
-        }
-        if (stopping || drop_generation != generation) return WatchEnd::kAbrupt;
-        if (cursor < history_floor) {
-          lines = ExpiredLine(cursor, history_floor);
-          expired = true;
-        }
-        auto it = std::upper_bound(history.begin(), history.end(), cursor,
-                                   [](int64_t rv, const Event& e) { return rv < e.rv; });
-        for (; !expired && it != history.end(); ++it) {
-          if (Matches(spec, it->key, it->object)) {
-            lines += WatchLineLocked(spec, it->type, it->object);
-          }
-        }
-        cursor = resource_version;
-        if (spec.bookmarks && absl::Now() >= next_bookmark) {
-          bookmark_due = true;
-          next_bookmark = absl::Now() + bookmark_interval;
-        }
+      auto it = store.find(spec.type.Key());
+      if (it == store.end()) return lines;
+      for (const auto& [key, object] : it->second) {
+        if (Matches(spec, spec.type.Key(), object)) lines += WatchLineLocked(spec, "ADDED", object);
       }
-      if (expired) {
-        write(lines);
-        return WatchEnd::kClean;
-      }
-      if (bookmark_due) {
-        Json bookmark = Json::Object();
-        bookmark.Set("kind", Json::Str(spec.type.kind));
-        bookmark.Set("apiVersion", Json::Str(spec.type.ApiVersion()));
-        bookmark.Child("metadata").Set("resourceVersion", Json::Str(StrCat(cursor)));
-        lines += EventLine("BOOKMARK", bookmark);
-      }
-      if (!lines.empty() && !write(lines)) return WatchEnd::kAbrupt;
-      if (!peer_open()) return WatchEnd::kAbrupt;
-      if (absl::Now() >= deadline) return WatchEnd::kClean;
-    }
-  }
-
-  absl::Duration bookmark_interval_snapshot() {
-    absl::MutexLock lock(&mu);
-    return bookmark_interval;
+      return lines;
+    };
+    source.line = [this, &spec](const WatchEvent& event) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return Matches(spec, event.key, event.object)
+                 ? WatchLineLocked(spec, event.type, event.object)
+                 : std::string();
+    };
+    source.bookmark = [&spec](int64_t rv) {
+      Json bookmark = Json::Object();
+      bookmark.Set("kind", Json::Str(spec.type.kind));
+      bookmark.Set("apiVersion", Json::Str(spec.type.ApiVersion()));
+      bookmark.Child("metadata").Set("resourceVersion", Json::Str(StrCat(rv)));
+      return EventLine("BOOKMARK", bookmark);
+    };
+    return watches.Run(params, source, write, peer_open);
   }
 
   // ---- persistence ----------------------------------------------------------------------------
@@ -3060,7 +1809,6 @@ struct FakeKubeApiServer::State {
     }
     loading = true;
     store.clear();
-    history.clear();
     std::erase_if(types, [](const ResourceType& t) { return !t.crd_name.empty(); });
     if (const Json* objects = saved.Get("objects"); objects != nullptr && objects->IsArray()) {
       for (const Json& entry : objects->items) {
@@ -3078,7 +1826,7 @@ struct FakeKubeApiServer::State {
     int64_t rv = 0;
     if (const Json* v = saved.Get("resourceVersion")) absl::SimpleAtoi(v->text, &rv);
     resource_version = std::max(resource_version, rv);
-    history_floor = resource_version;
+    watches.CompactLocked(resource_version);
     loading = false;
     return absl::OkStatus();
   }
@@ -3093,19 +1841,12 @@ struct FakeKubeApiServer::State {
 
   const Options options;
   absl::Mutex mu;
-  absl::CondVar changed;  // an event was recorded, or watches must end
   std::vector<ResourceType> types ABSL_GUARDED_BY(mu);
   std::map<std::string, ObjectMap> store ABSL_GUARDED_BY(mu);  // by ResourceType::Key()
-  std::deque<Event> history ABSL_GUARDED_BY(mu);
   int64_t resource_version ABSL_GUARDED_BY(mu) = 0;
-  // Every event with a resourceVersion above this is in `history`.
-  int64_t history_floor ABSL_GUARDED_BY(mu) = 0;
-  uint64_t drop_generation ABSL_GUARDED_BY(mu) = 0;
-  bool stopping ABSL_GUARDED_BY(mu) = false;
+  WatchHub watches;  // the events of `store`'s writes; shares `mu`
   bool loading ABSL_GUARDED_BY(mu) = false;
-  int open_watches ABSL_GUARDED_BY(mu) = 0;
   absl::Duration latency ABSL_GUARDED_BY(mu);
-  absl::Duration bookmark_interval ABSL_GUARDED_BY(mu);
   std::vector<Fault> faults ABSL_GUARDED_BY(mu);
   std::map<std::string, int> counts ABSL_GUARDED_BY(mu);  // "verb\tresource"
   int next_cluster_ip ABSL_GUARDED_BY(mu) = 10;
@@ -3114,296 +1855,76 @@ struct FakeKubeApiServer::State {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The HTTP side.
-
-// One accepted socket and the thread that serves it. `fd` is closed by the thread when it ends
-// (under connections_mutex_, so Stop() never shuts down a reused descriptor); `done` tells the
-// acceptor it may join the thread.
-struct FakeKubeApiServer::Connection {
-  int fd = -1;
-  std::thread thread;
-  std::atomic<bool> done{false};
-};
-
-namespace {
-
-bool SendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-std::string Chunk(std::string_view data) {
-  char size[20];
-  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
-  return StrCat(size, data, "\r\n");
-}
-
-// Parses the head of a request (request line and headers) from `head`; false when malformed.
-bool ParseHead(std::string_view head, HttpRequest* request) {
-  std::vector<absl::string_view> lines =
-      absl::StrSplit(absl::string_view(head.data(), head.size()), "\r\n");
-  if (lines.empty()) return false;
-  std::vector<absl::string_view> parts = absl::StrSplit(lines[0], ' ', absl::SkipEmpty());
-  if (parts.size() != 3 || !absl::StartsWith(parts[2], "HTTP/1.")) return false;
-  request->method = std::string(parts[0]);
-  std::string target(parts[1]);
-  size_t question = target.find('?');
-  std::string raw_path = target.substr(0, question);
-  if (!PercentDecode(raw_path, &request->path)) return false;
-  if (question != std::string::npos) {
-    request->query_string = target.substr(question + 1);
-    request->query = ParseQuery(request->query_string);
-  }
-  for (size_t i = 1; i < lines.size(); ++i) {
-    size_t colon = lines[i].find(':');
-    if (colon == absl::string_view::npos) continue;
-    std::string name = absl::AsciiStrToLower(lines[i].substr(0, colon));
-    request->headers[name] = std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
-  }
-  return true;
-}
-
-std::string ResponseHead(int status, const std::string& content_type, size_t length, bool close) {
-  return StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\nContent-Type: ", content_type,
-                "\r\nContent-Length: ", length, "\r\nCache-Control: no-cache, private\r\n",
-                close ? "Connection: close\r\n" : "", "\r\n");
-}
-
-}  // namespace
+// The HTTP side: tests/fakes/http_server, with answers and errors as metav1.Status objects.
 
 FakeKubeApiServer::FakeKubeApiServer() : FakeKubeApiServer(Options()) {}
 
 FakeKubeApiServer::FakeKubeApiServer(Options options)
-    : options_(std::move(options)), state_(std::make_unique<State>(options_)) {}
+    : options_(std::move(options)), state_(std::make_unique<State>(options_)) {
+  HttpServer::Options http;
+  http.max_request_bytes = kMaxRequestBytes;
+  http.max_connections = options_.max_connections;
+  http.idle_timeout = kIdleTimeout;
+  http.error_response = [](int status, std::string_view message) {
+    HttpResponse response;
+    response.status = status;
+    response.headers = {{"Content-Type", "application/json"}};
+    response.body = StatusObject(status, ReasonFor(status), std::string(message)).Dump();
+    return response;
+  };
+  server_ = std::make_unique<HttpServer>(
+      [this](const HttpRequest& request) { return Serve(request); }, std::move(http));
+}
 
 FakeKubeApiServer::~FakeKubeApiServer() { Stop(); }
 
 std::string FakeKubeApiServer::Url() const { return StrCat("http://127.0.0.1:", port()); }
 
+uint16_t FakeKubeApiServer::port() const { return server_->port(); }
+
 absl::Status FakeKubeApiServer::Start(uint16_t port) {
-  if (acceptor_.joinable()) return absl::FailedPreconditionError("already started");
+  if (server_->running()) return absl::FailedPreconditionError("already started");
   {
     absl::MutexLock lock(&state_->mu);
     if (absl::Status status = state_->LoadLocked(); !status.ok()) return status;
-    state_->stopping = false;
+    state_->watches.SetStoppingLocked(false);
   }
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(StrCat("socket: ", std::strerror(errno)));
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  socklen_t len = sizeof addr;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 128) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    int err = errno;
-    close(fd);
-    return absl::UnavailableError(StrCat("listen on 127.0.0.1:", port, ": ", std::strerror(err)));
-  }
-  if (pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
-    close(fd);
-    return absl::InternalError(StrCat("pipe2: ", std::strerror(errno)));
-  }
-  listen_fd_ = fd;
-  port_.store(ntohs(addr.sin_port));
-  {
-    absl::MutexLock lock(&state_->mu);
-    state_->port = port_.load();
-  }
-  {
-    absl::MutexLock lock(&connections_mutex_);
-    stopping_ = false;
-  }
-  acceptor_ = std::thread([this] { AcceptLoop(); });
+  if (absl::Status status = server_->Start(port); !status.ok()) return status;
+  absl::MutexLock lock(&state_->mu);
+  state_->port = server_->port();
   return absl::OkStatus();
 }
 
 void FakeKubeApiServer::Stop() {
-  if (!acceptor_.joinable()) return;
+  if (!server_->running()) return;
   {
-    absl::MutexLock lock(&connections_mutex_);
-    stopping_ = true;
-  }
-  {
+    // Watches wait on `changed`: wake them, so the server's threads can be joined.
     absl::MutexLock lock(&state_->mu);
-    state_->stopping = true;
-    state_->changed.SignalAll();
+    state_->watches.SetStoppingLocked(true);
   }
-  char byte = 1;
-  (void)!write(wake_fds_[1], &byte, 1);
-  acceptor_.join();
-  std::vector<std::unique_ptr<Connection>> connections;
-  {
-    absl::MutexLock lock(&connections_mutex_);
-    for (auto& c : connections_) {
-      if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
-    }
-    connections = std::move(connections_);
-    connections_.clear();
-  }
-  for (auto& c : connections) c->thread.join();
-  close(listen_fd_);
-  listen_fd_ = -1;
-  for (int& fd : wake_fds_) {
-    close(fd);
-    fd = -1;
-  }
+  server_->Stop();
 }
 
-void FakeKubeApiServer::ReapConnectionsLocked() {
-  for (auto it = connections_.begin(); it != connections_.end();) {
-    if ((*it)->done.load()) {
-      (*it)->thread.join();
-      it = connections_.erase(it);
-    } else {
-      ++it;
-    }
+HttpResponse FakeKubeApiServer::Serve(const HttpRequest& request) {
+  auto watch = std::make_shared<WatchSpec>();
+  Response answer = state_->Handle(request, watch.get());
+  HttpResponse response;
+  response.status = answer.status == 0 ? 200 : answer.status;
+  response.headers = {
+      {"Content-Type", answer.status == 0 ? "application/json" : answer.content_type},
+      {"Cache-Control", "no-cache, private"}};
+  if (answer.status != 0) {
+    response.body = std::move(answer.body);
+    return response;
   }
-}
-
-void FakeKubeApiServer::AcceptLoop() {
-  for (;;) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fds_[0], POLLIN, 0}};
-    int ready = poll(fds, 2, static_cast<int>(absl::ToInt64Milliseconds(kPollSlice)));
-    {
-      absl::MutexLock lock(&connections_mutex_);
-      if (stopping_) return;
-      ReapConnectionsLocked();
-    }
-    if (ready <= 0 || !(fds[0].revents & POLLIN)) continue;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    timeval slice{0, static_cast<suseconds_t>(absl::ToInt64Microseconds(kPollSlice))};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice);
-    timeval send_timeout{10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
-    absl::MutexLock lock(&connections_mutex_);
-    if (static_cast<int>(connections_.size()) >= options_.max_connections) {
-      close(fd);
-      continue;
-    }
-    auto connection = std::make_unique<Connection>();
-    connection->fd = fd;
-    Connection* raw = connection.get();
-    connection->thread = std::thread([this, raw] { ServeConnection(raw); });
-    connections_.push_back(std::move(connection));
-  }
-}
-
-void FakeKubeApiServer::ServeConnection(Connection* connection) {
-  const int fd = connection->fd;
-  std::string in;
-  absl::Time idle_since = absl::Now();
-  auto stopping = [this] {
-    absl::MutexLock lock(&connections_mutex_);
-    return stopping_;
+  response.stream = [this, watch](HttpStream& stream) {
+    WatchHub::End end = state_->RunWatch(
+        *watch, [&stream](const std::string& lines) { return stream.Write(lines); },
+        [&stream] { return stream.PeerOpen(); });
+    return end == WatchHub::End::kAbrupt ? HttpResponse::StreamEnd::kAbort
+                                         : HttpResponse::StreamEnd::kComplete;
   };
-  bool keep_going = true;
-  while (keep_going && !stopping() && absl::Now() - idle_since < kIdleTimeout) {
-    size_t head_end = in.find("\r\n\r\n");
-    if (head_end == std::string::npos) {
-      if (in.size() > kMaxRequestBytes) break;
-      char buf[16384];
-      ssize_t n = recv(fd, buf, sizeof buf, 0);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
-      if (n <= 0) break;
-      in.append(buf, static_cast<size_t>(n));
-      continue;
-    }
-    HttpRequest request;
-    if (!ParseHead(std::string_view(in).substr(0, head_end), &request)) {
-      std::string body = StatusObject(400, "BadRequest", "malformed HTTP request").Dump();
-      SendAll(fd, ResponseHead(400, "application/json", body.size(), true) + body);
-      break;
-    }
-    size_t length = 0;
-    if (!request.Header("transfer-encoding").empty()) {
-      std::string body =
-          StatusObject(411, "BadRequest", "chunked request bodies are not served").Dump();
-      SendAll(fd, ResponseHead(411, "application/json", body.size(), true) + body);
-      break;
-    }
-    if (std::string cl = request.Header("content-length");
-        !cl.empty() && (!absl::SimpleAtoi(cl, &length) || length > kMaxRequestBytes)) {
-      std::string body = StatusObject(413, "RequestEntityTooLarge", "request too large").Dump();
-      SendAll(fd, ResponseHead(413, "application/json", body.size(), true) + body);
-      break;
-    }
-    if (absl::EqualsIgnoreCase(request.Header("expect"), "100-continue") &&
-        in.size() < head_end + 4 + length) {
-      SendAll(fd, "HTTP/1.1 100 Continue\r\n\r\n");
-    }
-    bool complete = true;
-    while (in.size() < head_end + 4 + length) {
-      if (stopping()) {
-        complete = false;
-        break;
-      }
-      char buf[16384];
-      ssize_t n = recv(fd, buf, sizeof buf, 0);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
-      if (n <= 0) {
-        complete = false;
-        break;
-      }
-      in.append(buf, static_cast<size_t>(n));
-    }
-    if (!complete) break;
-    request.body = in.substr(head_end + 4, length);
-    in.erase(0, head_end + 4 + length);
-    bool close_after = absl::EqualsIgnoreCase(request.Header("connection"), "close");
-
-    WatchSpec watch;
-    Response response = state_->Handle(request, &watch);
-    if (response.status == 0) {
-      std::string head =
-          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-          "Cache-Control: no-cache, private\r\n\r\n";
-      bool head_sent = false;
-      auto write_chunk = [&](const std::string& lines) {
-        std::string out;
-        if (!head_sent) {
-          out = head;
-          head_sent = true;
-        }
-        if (!lines.empty()) out += Chunk(lines);
-        return out.empty() || SendAll(fd, out);
-      };
-      auto peer_open = [fd] {
-        pollfd p{fd, POLLIN | POLLRDHUP, 0};
-        if (poll(&p, 1, 0) <= 0) return true;
-        if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return false;
-        char c;
-        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
-      };
-      State::WatchEnd end = state_->RunWatch(watch, write_chunk, peer_open);
-      if (end == State::WatchEnd::kAbrupt) {
-        shutdown(fd, SHUT_RDWR);
-        break;
-      }
-      if (!write_chunk("") || !SendAll(fd, "0\r\n\r\n")) break;
-    } else {
-      if (!SendAll(fd, ResponseHead(response.status, response.content_type, response.body.size(),
-                                    close_after) +
-                           response.body)) {
-        break;
-      }
-    }
-    if (close_after) keep_going = false;
-    idle_since = absl::Now();
-  }
-  absl::MutexLock lock(&connections_mutex_);
-  close(fd);
-  connection->fd = -1;
-  connection->done.store(true);
+  return response;
 }
 
 FakeKubeApiServer::Response FakeKubeApiServer::Request(std::string_view method,
@@ -3413,12 +1934,9 @@ FakeKubeApiServer::Response FakeKubeApiServer::Request(std::string_view method,
                                                        std::string_view accept) {
   HttpRequest request;
   request.method = std::string(method);
-  std::string t(target);
-  size_t question = t.find('?');
-  PercentDecode(t.substr(0, question), &request.path);
-  if (question != std::string::npos) {
-    request.query_string = t.substr(question + 1);
-    request.query = ParseQuery(request.query_string);
+  if (!ParseRequestTarget(target, &request)) {
+    return Response{400, "application/json",
+                    StatusObject(400, "BadRequest", "malformed escape in the path").Dump()};
   }
   request.headers["content-type"] = std::string(content_type);
   request.headers["accept"] = std::string(accept);
@@ -3446,15 +1964,12 @@ absl::Status FakeKubeApiServer::WriteKubeconfig(const std::string& path,
 
 void FakeKubeApiServer::DropWatches() {
   absl::MutexLock lock(&state_->mu);
-  ++state_->drop_generation;
-  state_->changed.SignalAll();
+  state_->watches.DropAllLocked();
 }
 
 void FakeKubeApiServer::CompactHistory() {
   absl::MutexLock lock(&state_->mu);
-  state_->history.clear();
-  state_->history_floor = state_->resource_version;
-  state_->changed.SignalAll();
+  state_->watches.CompactLocked(state_->resource_version);
 }
 
 void FakeKubeApiServer::SetLatency(absl::Duration latency) {
@@ -3464,7 +1979,7 @@ void FakeKubeApiServer::SetLatency(absl::Duration latency) {
 
 void FakeKubeApiServer::SetBookmarkInterval(absl::Duration interval) {
   absl::MutexLock lock(&state_->mu);
-  state_->bookmark_interval = interval;
+  state_->watches.SetBookmarkIntervalLocked(interval);
 }
 
 void FakeKubeApiServer::FailNextRequests(std::string_view resource, int count, int http_status,
@@ -3495,7 +2010,7 @@ void FakeKubeApiServer::ResetCounters() {
 
 int FakeKubeApiServer::OpenWatches() const {
   absl::MutexLock lock(&state_->mu);
-  return state_->open_watches;
+  return state_->watches.open_watches_locked();
 }
 
 std::vector<std::string> FakeKubeApiServer::Objects(std::string_view resource,

@@ -41,24 +41,29 @@
 // version conversion (all versions of a CRD share one store), YAML request bodies, CRD schema
 // validation and defaulting (spec.service.port gets no default 143 here).
 //
-// Threads: one acceptor and one thread per connection (at most Options::max_connections),
-// keep-alive. Every public method is thread-safe. Stop() closes every socket and joins.
+// HTTP: tests/fakes/http_server (one thread per connection, at most Options::max_connections,
+// keep-alive). Every public method is thread-safe. Stop() closes every socket and joins.
+//
+// Its parts: this file routes requests, keeps the store (objects, resourceVersions, the verbs'
+// rules) and the test controls; tests/fakes/kube/ has the JSON tree (json), the patches
+// (patch: merge and JSON patch from nlohmann-json, strategic merge), metav1.Status (status),
+// the resource type registry (resource_type), discovery and OpenAPI (discovery), and the watch
+// side (watch: history, fan-out, bookmarks, 410).
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "tests/fakes/http_server.h"
 
 namespace mailring::fakes {
 
@@ -100,7 +105,7 @@ class FakeKubeApiServer {
   // Closes the listener, every connection and every watch; joins the threads. Idempotent.
   void Stop();
 
-  uint16_t port() const { return port_.load(); }
+  uint16_t port() const;
   std::string Url() const;  // http://127.0.0.1:<port>
   // A kubeconfig (one cluster, one user with the token if any, one current context).
   absl::Status WriteKubeconfig(const std::string& path,
@@ -145,22 +150,13 @@ class FakeKubeApiServer {
 
  private:
   struct State;
-  struct Connection;
 
-  void AcceptLoop();
-  void ServeConnection(Connection* connection);
-  void ReapConnectionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(connections_mutex_);
+  // One request from the HTTP server; a watch is streamed.
+  HttpResponse Serve(const HttpRequest& request);
 
   const Options options_;
   std::unique_ptr<State> state_;  // the API objects, their history and the test controls
-  std::atomic<uint16_t> port_{0};
-  int listen_fd_ = -1;
-  int wake_fds_[2] = {-1, -1};  // wakes the acceptor's poll on Stop()
-  std::thread acceptor_;
-
-  absl::Mutex connections_mutex_;
-  std::vector<std::unique_ptr<Connection>> connections_ ABSL_GUARDED_BY(connections_mutex_);
-  bool stopping_ ABSL_GUARDED_BY(connections_mutex_) = false;
+  std::unique_ptr<HttpServer> server_;
 };
 
 }  // namespace mailring::fakes

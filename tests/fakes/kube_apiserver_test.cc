@@ -363,6 +363,42 @@ TEST_F(FakeKubeApiServerTest, DeleteWithFinalizersWaitsForTheirRemoval) {
   EXPECT_EQ(Get(absl::StrCat(kDestinations, "/b")).status, 404);  // no finalizers: gone at once
 }
 
+TEST(FakeKubeApiServerPatchTest, MergeAndJsonPatchesKeepOrderAndNameTheFailedOperation) {
+  FakeKubeApiServer server;
+  const std::string path = "/api/v1/namespaces/default/configmaps/c";
+  FakeKubeApiServer::Response created =
+      server.Request("POST", "/api/v1/namespaces/default/configmaps",
+                     R"({"metadata":{"name":"c"},"data":{"b":"1","a":"2"}})");
+  ASSERT_EQ(created.status, 201) << created.body;
+
+  FakeKubeApiServer::Response merged = server.Request(
+      "PATCH", path, R"({"data":{"b":null,"z":"3"}})", "application/merge-patch+json");
+  ASSERT_EQ(merged.status, 200) << merged.body;
+  EXPECT_TRUE(absl::StrContains(merged.body, R"("data":{"a":"2","z":"3"})")) << merged.body;
+
+  FakeKubeApiServer::Response failed =
+      server.Request("PATCH", path,
+                     R"([{"op":"add","path":"/data/y","value":"4"},)"
+                     R"({"op":"replace","path":"/data/missing","value":"x"}])",
+                     "application/json-patch+json");
+  EXPECT_EQ(failed.status, 422) << failed.body;
+  EXPECT_TRUE(absl::StrContains(
+      failed.body,
+      R"(the JSON patch operation \"replace\" on \"/data/missing\" cannot be applied)"))
+      << failed.body;
+  std::optional<std::string> stored = server.Object("configmaps", "default", "c");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_FALSE(absl::StrContains(*stored, R"("y")")) << *stored;  // nothing of it applied
+
+  FakeKubeApiServer::Response moved =
+      server.Request("PATCH", path,
+                     R"([{"op":"move","from":"/data/a","path":"/data/a~1b"},)"
+                     R"({"op":"test","path":"/data/a~1b","value":"2"}])",
+                     "application/json-patch+json");
+  ASSERT_EQ(moved.status, 200) << moved.body;
+  EXPECT_TRUE(absl::StrContains(moved.body, R"("data":{"z":"3","a/b":"2"})")) << moved.body;
+}
+
 TEST_F(FakeKubeApiServerTest, WatchReplaysStreamsAndBookmarks) {
   InstallCrd();
   HttpResult a = Post(kDestinations, Destination("a", "ref-a"));

@@ -1,15 +1,16 @@
 // FakeOAuthServer: a small but faithful OAuth 2.0 authorization server for tests, on loopback.
 //
-// Endpoints (HTTP/1.1, Content-Length bodies, keep-alive; libcurl and Dovecot are its clients):
+// Endpoints (HTTP/1.1 served by tests/fakes/http_server; libcurl and Dovecot are its clients):
 //   POST /oauth/token   RFC 6749 token endpoint, application/x-www-form-urlencoded.
 //                       grant_type client_credentials | refresh_token | authorization_code.
 //                       Client authentication: client_id/client_secret in the body (section
 //                       2.3.1) or HTTP Basic (form-urlencoded id and secret, base64). Errors are
-//                       section 5.2 JSON: 400 invalid_request / invalid_grant / unsupported_grant_type
-//                       / invalid_scope, 401 invalid_client (with WWW-Authenticate when Basic was
-//                       used). Success: {"access_token", "token_type": "bearer", "expires_in",
-//                       "refresh_token" (authorization_code grant, and refresh_token grant when
-//                       rotation is on), "scope" (when the request named one)}.
+//                       section 5.2 JSON: 400 invalid_request / invalid_grant /
+//                       unsupported_grant_type / invalid_scope, 401 invalid_client (with
+//                       WWW-Authenticate when Basic was used). Success: {"access_token",
+//                       "token_type": "bearer", "expires_in", "refresh_token" (authorization_code
+//                       grant, and refresh_token grant when rotation is on), "scope" (when the
+//                       request named one)}.
 //   POST /introspect    RFC 7662: form token=...; {"active": true, "username", "exp", "iat",
 //                       "client_id", "token_type", "scope"?} or {"active": false} for an unknown,
 //                       expired or revoked token. (Dovecot's oauth2 passdb in introspection_mode
@@ -27,18 +28,17 @@
 // Tokens are random 32-byte hex strings. Every public method is thread-safe.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "tests/fakes/http_server.h"
 
 namespace mailring::fakes {
 
@@ -57,15 +57,16 @@ class FakeOAuthServer {
   FakeOAuthServer(const FakeOAuthServer&) = delete;
   FakeOAuthServer& operator=(const FakeOAuthServer&) = delete;
 
-  // Binds both listeners on 127.0.0.1 (port 0 the first time, the same port afterwards) and
-  // serves them from one thread. Start() after Stop() brings only the token listener back.
+  // Binds both listeners on 127.0.0.1 (port 0 the first time, the same port afterwards).
+  // Start() after Stop() brings only the token listener back.
   absl::Status Start();
-  // Closes the token listener and every connection accepted on it; idempotent.
+  // Closes the token listener and every connection accepted on it, and joins their threads;
+  // idempotent.
   void Stop();
   bool running() const;
 
-  uint16_t token_port() const { return token_port_.load(); }
-  uint16_t introspection_port() const { return introspection_port_.load(); }
+  uint16_t token_port() const { return token_server_->port(); }
+  uint16_t introspection_port() const { return introspection_server_->port(); }
   std::string TokenUrl() const;          // http://127.0.0.1:<token_port>/oauth/token
   std::string IntrospectionUrl() const;  // http://127.0.0.1:<introspection_port>/introspect
 
@@ -100,25 +101,24 @@ class FakeOAuthServer {
   absl::Status Reset();
 
   // Counters since construction or Reset().
-  int client_credentials_grants() const;   // successful client_credentials token responses
-  int refresh_token_grants() const;        // successful refresh_token token responses
-  int authorization_code_grants() const;   // successful authorization_code token responses
-  int token_requests() const;              // every POST /oauth/token, successful or not
-  int failed_token_requests() const;       // answered with an error (4xx/5xx) or a Fault
-  int introspections() const;              // every POST /introspect
-  int active_introspections() const;       // ... that answered active: true
+  int client_credentials_grants() const;  // successful client_credentials token responses
+  int refresh_token_grants() const;       // successful refresh_token token responses
+  int authorization_code_grants() const;  // successful authorization_code token responses
+  int token_requests() const;             // every POST /oauth/token, successful or not
+  int failed_token_requests() const;      // answered with an error (4xx/5xx) or a Fault
+  int introspections() const;             // every POST /introspect
+  int active_introspections() const;      // ... that answered active: true
   // Every access token issued (oldest first), for log checks.
   std::vector<std::string> IssuedAccessTokens() const;
   // Every refresh token issued by the server (not the registered ones).
   std::vector<std::string> IssuedRefreshTokens() const;
 
  private:
-  struct Connection;
   struct AccessToken {
     std::string user;
     std::string client_id;
     std::string scope;
-    int64_t issued_at = 0;   // unix seconds
+    int64_t issued_at = 0;      // unix seconds
     int64_t expires_at_ms = 0;  // unix milliseconds
     bool revoked = false;
   };
@@ -129,35 +129,18 @@ class FakeOAuthServer {
     bool used = false;  // codes only
     bool revoked = false;
   };
-  struct HttpResponse {
-    int status = 200;
-    std::string body;
-    std::vector<std::pair<std::string, std::string>> headers;
-  };
 
-  void Serve();
-  // Handles complete requests buffered on `connection`; false when it must be closed.
-  bool Process(Connection& connection);
-  HttpResponse HandleToken(const std::map<std::string, std::string>& headers,
-                           const std::string& body);
+  // Both listeners' requests.
+  HttpResponse Handle(const HttpRequest& request);
+  HttpResponse HandleToken(const HttpRequest& request);
   HttpResponse HandleIntrospect(const std::string& body);
   std::string MintLocked(const std::string& user, const std::string& client_id,
                          const std::string& scope) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   std::string RandomToken() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void Wake();
 
-  std::atomic<uint16_t> token_port_{0};
-  std::atomic<uint16_t> introspection_port_{0};
-  std::thread thread_;
-  int wake_fds_[2] = {-1, -1};  // a pipe that interrupts the serving thread's poll
-  int introspection_listen_fd_ = -1;
-
-  // The token listener is opened by Start() and closed by the serving thread when Stop() asks
-  // (so no descriptor is closed under the thread's poll).
-  mutable absl::Mutex listener_mutex_;
-  int token_listen_fd_ ABSL_GUARDED_BY(listener_mutex_) = -1;
-  bool stop_token_listener_ ABSL_GUARDED_BY(listener_mutex_) = false;
-  bool stop_thread_ ABSL_GUARDED_BY(listener_mutex_) = false;
+  std::unique_ptr<HttpServer> token_server_;
+  std::unique_ptr<HttpServer> introspection_server_;
+  absl::Mutex start_mutex_;  // serializes Start() and Stop()
 
   mutable absl::Mutex mutex_;
   struct Client {
