@@ -17,10 +17,11 @@ std::string NowRfc3339Micro() {
   clock_gettime(CLOCK_REALTIME, &now);
   tm utc;
   gmtime_r(&now.tv_sec, &utc);
-  char text[40];
-  std::snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", utc.tm_year + 1900,
+  // Sized for any int fields (the compiler cannot know tm's ranges); a real date uses 27.
+  char text[96];
+  std::snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", utc.tm_year + 1900,
                 utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                now.tv_nsec / 1000);
+                static_cast<int>(now.tv_nsec / 1000));
   return text;
 }
 
@@ -93,13 +94,17 @@ void LeaderElection::OnRead(absl::StatusOr<KubeResponse> response) {
     return;
   }
   std::string_view holder, renew, acquire, resource_version;
-  (void)lease.at_pointer("/spec/holderIdentity").get_string().get(holder);
-  (void)lease.at_pointer("/spec/renewTime").get_string().get(renew);
-  (void)lease.at_pointer("/spec/acquireTime").get_string().get(acquire);
-  (void)lease.at_pointer("/metadata/resourceVersion").get_string().get(resource_version);
+  // Absent or mistyped fields keep the value they start with (an unheld Lease has no holder).
+  const auto read = [](auto result, auto& into) {
+    if (std::move(result).get(into) != simdjson::SUCCESS) return;
+  };
+  read(lease.at_pointer("/spec/holderIdentity").get_string(), holder);
+  read(lease.at_pointer("/spec/renewTime").get_string(), renew);
+  read(lease.at_pointer("/spec/acquireTime").get_string(), acquire);
+  read(lease.at_pointer("/metadata/resourceVersion").get_string(), resource_version);
   int64_t duration_s = 15, transitions = 0;
-  (void)lease.at_pointer("/spec/leaseDurationSeconds").get_int64().get(duration_s);
-  (void)lease.at_pointer("/spec/leaseTransitions").get_int64().get(transitions);
+  read(lease.at_pointer("/spec/leaseDurationSeconds").get_int64(), duration_s);
+  read(lease.at_pointer("/spec/leaseTransitions").get_int64(), transitions);
   if (holder != observed_holder_ || renew != observed_renew_time_) {
     observed_holder_ = std::string(holder);
     observed_renew_time_ = std::string(renew);

@@ -150,34 +150,6 @@ bool WaitFor(Condition condition, absl::Duration timeout = kWait, absl::Duration
   return true;
 }
 
-bool CanBind(const char* address, int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, address, &addr.sin_addr);
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  close(fd);
-  return ok;
-}
-
-// The first of kPortCount consecutive ports in 30000-40000 that are free on 127.0.0.1 and
-// 127.0.0.2 right now; 0 if none.
-int FindFreePortRange() {
-  const int span = 10000 - kPortCount;
-  const int start = static_cast<int>(getpid() * 7919 % span);
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int first = 30000 + (start + attempt * 97) % span;
-    bool free = true;
-    for (int port = first; port < first + kPortCount && free; ++port) {
-      free = CanBind("127.0.0.1", port) && CanBind("127.0.0.2", port);
-    }
-    if (free) return first;
-  }
-  return 0;
-}
-
 // Connects to address:port; the socket, or -errno.
 int ConnectTo(const std::string& address, uint16_t port, absl::Duration timeout) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -399,8 +371,8 @@ class ClusterTest : public testing::Test {
       return status.ToString();
     }
 
-    port_first_ = FindFreePortRange();
-    if (port_first_ == 0) return "no 20 consecutive free ports in 30000-40000";
+    port_first_ = FindFreePortRange(kPortCount, {"127.0.0.1", "127.0.0.2"});
+    if (port_first_ == 0) return "no 20 consecutive free ports below the ephemeral range";
     admin_port_ = PickFreeLoopbackPort();
     absl::StatusOr<std::unique_ptr<MailringProcess>> pod =
         StartPod("pod-a", "127.0.0.1", admin_port_);

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -153,6 +154,46 @@ bool PortAcceptsConnections(uint16_t port) {
   bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   close(fd);
   return ok;
+}
+
+namespace {
+
+bool CanBind(const std::string& address, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = inet_pton(AF_INET, address.c_str(), &addr.sin_addr) == 1 &&
+                  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+// The lowest port the kernel picks for outgoing connections (32768 when unreadable).
+int EphemeralRangeStart() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  return (in >> low) && low > 1024 ? low : 32768;
+}
+
+}  // namespace
+
+int FindFreePortRange(int count, const std::vector<std::string>& addresses) {
+  constexpr int kLowest = 20000;
+  const int end = std::max(EphemeralRangeStart(), kLowest + 1000);
+  const int span = end - kLowest - count;
+  if (count <= 0 || span <= 0) return 0;
+  const int start = static_cast<int>(getpid() * 7919 % span);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int first = kLowest + (start + attempt * 97) % span;
+    bool free = true;
+    for (int port = first; port < first + count && free; ++port) {
+      for (const std::string& address : addresses) free = free && CanBind(address, port);
+    }
+    if (free) return first;
+  }
+  return 0;
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {

@@ -43,6 +43,12 @@ class TempDir {
 uint16_t PickFreeLoopbackPort();
 // True when a TCP connect to 127.0.0.1:port succeeds right now.
 bool PortAcceptsConnections(uint16_t port);
+// The first of `count` consecutive ports that can be bound on every one of `addresses` right now,
+// for a mailring --port-range; 0 if none. The ports lie below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), from 20000 up: an outgoing connection of another test or of
+// mailring itself can never hold one of them, which a range inside it allowed (a route's
+// listener then failed with EADDRINUSE until the connection ended).
+int FindFreePortRange(int count, const std::vector<std::string>& addresses);
 
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 absl::Status WriteFile(const std::string& path, const std::string& contents);

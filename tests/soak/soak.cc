@@ -250,31 +250,6 @@ std::string JsonAt(const std::string& json, const std::string& pointer) {
   return simdjson::minify(value);
 }
 
-bool CanBind(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  close(fd);
-  return ok;
-}
-
-// The first of kPortCount consecutive ports in 30000-40000 free on 127.0.0.1 now; 0 if none.
-int FindFreePortRange() {
-  const int span = 10000 - kPortCount;
-  const int start = static_cast<int>(getpid() * 7919 % span);
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int first = 30000 + (start + attempt * 97) % span;
-    bool free = true;
-    for (int port = first; port < first + kPortCount && free; ++port) free = CanBind(port);
-    if (free) return first;
-  }
-  return 0;
-}
-
 template <typename Condition>
 bool WaitFor(Condition condition, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
@@ -497,8 +472,8 @@ class Environment {
         !status.ok()) {
       return status;
     }
-    const int first = FindFreePortRange();
-    if (first == 0) return absl::UnavailableError("no 20 consecutive free ports in 30000-40000");
+    const int first = integration::FindFreePortRange(kPortCount, {"127.0.0.1"});
+    if (first == 0) return absl::UnavailableError("no 20 consecutive free ports below the ephemeral range");
     absl::StatusOr<std::unique_ptr<MailringProcess>> pod = MailringProcess::Start(
         dir_.path(), "{\"routes\": []}\n", {},
         {"--destinations=", "--kubeconfig=" + kubeconfig_, "--namespace=mailring",
