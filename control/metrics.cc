@@ -1,6 +1,8 @@
 #include "control/metrics.h"
 
 #include "control/build_info.h"
+#include "core/tls/aes_gcm_device.h"
+#include "core/tls/tls13_record_layer.h"
 #include "proto/str_cat.h"
 
 namespace mailring::control {
@@ -86,6 +88,25 @@ std::string RenderMetrics(const MetricsSources& sources) {
                       "mailring_tls_handshakes_total{kind=\"full\"} ",
                       tls_full, "\nmailring_tls_handshakes_total{kind=\"resumed\"} ",
                       tls_resumed, "\n");
+  // Process-wide: the record crypto of every worker (core/tls).
+  const core::AesGcmDeviceCounts device = core::AesGcmDeviceRecordCounts();
+  const core::Tls13RecordLayerCounts taken_over = core::Tls13RecordLayerRecordCounts();
+  mailring::StrAppend(
+      &out,
+      "# HELP mailring_tls_records_total TLS records to and from mail servers by who protected "
+      "them: wolfSSL with AES-GCM on the AES-NI device, or mailring's TLS 1.3 record layer after "
+      "the take-over from wolfSSL.\n# TYPE mailring_tls_records_total counter\n",
+      "mailring_tls_records_total{engine=\"aes_ni_device\",direction=\"sent\"} ", device.encrypted,
+      "\nmailring_tls_records_total{engine=\"aes_ni_device\",direction=\"received\"} ",
+      device.decrypted,
+      "\nmailring_tls_records_total{engine=\"record_layer\",direction=\"sent\"} ",
+      taken_over.sealed,
+      "\nmailring_tls_records_total{engine=\"record_layer\",direction=\"received\"} ",
+      taken_over.opened, "\n");
+  Counter(&out, "mailring_tls_record_takeovers_total",
+          "TLS 1.3 connections whose records moved from wolfSSL to mailring's record layer "
+          "(wolfSSL's per-connection state freed).",
+          "counter", taken_over.handovers);
   Counter(&out, "mailring_recv_buffer_ring_empty_total",
           "Reads that found a worker's provided-buffer ring empty and fell back to poll or "
           "splice (raise --recv-buffers if this grows steadily).",

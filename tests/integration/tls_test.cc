@@ -552,6 +552,45 @@ TEST_F(TlsResumptionTest, TlsResumptionFalseRunsAFullHandshakeEverySession) {
   EXPECT_EQ(now.resumed, 0);
 }
 
+// The record take-over (core/tls/tls13_record_layer.h) against Dovecot's OpenSSL: after the
+// greeting every record of the session is mailring's own, and a 20 MiB FETCH stays
+// byte-identical. The admin endpoint of TlsResumptionTest gives the counts.
+using TlsRecordTakeOverTest = TlsResumptionTest;
+
+TEST_F(TlsRecordTakeOverTest, TwentyMebibyteFetchIsCarriedByTheRecordLayer) {
+  MR_DOVECOT(dovecot, "server");
+  Start({ImapsDestination("alice", "secret", "localhost", dovecot->imaps_port())}, {});
+  Settled();
+  const std::string before = AdminGet(admin_port_, "/metrics");
+  ++sessions_;
+  {
+    MR_ASSERT_OK_AND_ASSIGN(ProxySession session, OpenSession());
+    ASSERT_TRUE(absl::StartsWith(session.greeting.text, "* PREAUTH ")) << session.greeting.text;
+    MR_ASSERT_OK_AND_ASSIGN(auto select, session.client->Command("s", "SELECT INBOX"));
+    ASSERT_EQ(select.back().Status(), "OK") << Transcript(select);
+    MR_ASSERT_OK_AND_ASSIGN(std::string body, FetchBigMessage(*session.client, "f"));
+    ASSERT_EQ(body.size(), dovecot->big_size());
+    ASSERT_EQ(Sha256Hex(body), dovecot->big_sha256());
+    MR_ASSERT_OK_AND_ASSIGN(auto logout, session.client->Command("l", "LOGOUT"));
+    EXPECT_EQ(logout.back().Status(), "OK") << Transcript(logout);
+  }
+  Settled();
+  const std::string after = AdminGet(admin_port_, "/metrics");
+  const auto delta = [&](absl::string_view series) {
+    return MetricValue(after, series) - MetricValue(before, series);
+  };
+  EXPECT_EQ(delta("mailring_tls_record_takeovers_total"), 1) << after;
+  EXPECT_GE(delta("mailring_tls_records_total{engine=\"record_layer\",direction=\"received\"}"),
+            static_cast<int64_t>(dovecot->big_size() / 16384))
+      << after;
+  EXPECT_GE(delta("mailring_tls_records_total{engine=\"record_layer\",direction=\"sent\"}"), 3)
+      << "SELECT, FETCH, LOGOUT\n" << after;
+  // Only the handshake and the greeting went through wolfSSL (on the AES-NI device).
+  EXPECT_LE(delta("mailring_tls_records_total{engine=\"aes_ni_device\",direction=\"received\"}"),
+            8)
+      << after;
+}
+
 // --- STARTTLS ----------------------------------------------------------------------------------
 
 TEST_F(TlsTest, StartTlsRequiredAndOfferedLogsInOverTls) {
