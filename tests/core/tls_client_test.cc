@@ -217,6 +217,9 @@ TEST_F(TlsClientTest, HandshakeWithTestCaNegotiatesTls13) {
   EXPECT_FALSE(client.cipher_suite().empty());
   EXPECT_TRUE(client.error().empty());
   EXPECT_EQ(client.Handshake(), Result::kDone);  // idempotent once done
+  // X25519's key share was offered first and taken (no HelloRetryRequest for P-256).
+  const char* group = wolfSSL_get_curve_name(server->ssl());
+  EXPECT_STREQ(group == nullptr ? "(none)" : group, "X25519");
 }
 
 TEST_F(TlsClientTest, HandshakeSurvivesCiphertextOneByteAtATime) {
