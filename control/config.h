@@ -37,6 +37,7 @@ struct Flags {
   absl::Duration idle_timeout = absl::Minutes(30);
   bool tls_aes_ni = true;
   bool tls_resumption = true;
+  bool tls_record_takeover = true;
   std::string ca_file;
   std::string upstream_starttls = "destination";
   std::string admin_listen;

@@ -44,6 +44,10 @@ ABSL_FLAG(bool, tls_aes_ni, true,
 ABSL_FLAG(bool, tls_resumption, true,
           "Resume upstream TLS sessions (TLS 1.3 tickets, TLS 1.2 sessions) kept per worker and "
           "destination; false: a full handshake for every session");
+ABSL_FLAG(bool, tls_record_takeover, true,
+          "After a TLS 1.3 AES-GCM handshake, protect the records in mailring itself and free "
+          "wolfSSL's per-connection state (about 74 KiB per session); false: wolfSSL keeps them "
+          "(for a server that sends TLS KeyUpdates, which the take-over cannot follow)");
 ABSL_FLAG(std::string, ca_file, "",
           "Extra PEM CA bundle trusted for upstream TLS and https token services, besides the "
           "system store");
@@ -140,6 +144,7 @@ mailring::control::Flags ReadFlags() {
   flags.idle_timeout = absl::GetFlag(FLAGS_idle_timeout);
   flags.tls_aes_ni = absl::GetFlag(FLAGS_tls_aes_ni);
   flags.tls_resumption = absl::GetFlag(FLAGS_tls_resumption);
+  flags.tls_record_takeover = absl::GetFlag(FLAGS_tls_record_takeover);
   flags.ca_file = absl::GetFlag(FLAGS_ca_file);
   flags.upstream_starttls = absl::GetFlag(FLAGS_upstream_starttls);
   flags.admin_listen = absl::GetFlag(FLAGS_admin_listen);

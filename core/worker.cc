@@ -130,6 +130,7 @@ absl::Status Worker::EnsureTlsContext(const RouteTable& routes) {
   tls_options.ca_file = options_.ca_file;
   tls_options.aes_gcm_device = options_.tls_aes_ni;
   if (!options_.tls_resumption) tls_options.session_cache.max_destinations = 0;
+  tls_options.take_over_records = options_.tls_record_takeover;
   absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(tls_options);
   if (!context.ok()) return context.status();
   tls_context_ = *std::move(context);

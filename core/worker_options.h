@@ -46,6 +46,9 @@ struct WorkerOptions {
   bool tls_aes_ni = true;
   // Upstream TLS sessions resumed from the worker's cache (core/tls/session_cache.h).
   bool tls_resumption = true;
+  // TLS 1.3 AES-GCM records protected by mailring after the first data, wolfSSL's connection
+  // state freed (core/tls/tls13_record_layer.h).
+  bool tls_record_takeover = true;
   // TCP keepalive on both legs: idle seconds before probing, interval, probes.
   int keepalive_idle_s = 60;
   int keepalive_interval_s = 15;

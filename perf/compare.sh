@@ -32,6 +32,8 @@
 # ticket cache per worker and destination); for churn with a full handshake every session:
 #   haproxy-noreuse       HAProxy with no-ssl-reuse on its server line
 #   mailring-1-noresume   mailring-1 with --tls-resumption=false
+#   mailring-1-wolfssl    mailring-1 with --tls-record-takeover=false: wolfSSL keeps the records
+#                         (on the AES-NI device) and its per-connection state for the whole session
 #   perf/compare.sh --tls --proxies haproxy,haproxy-noreuse,mailring-1,mailring-1-noresume
 set -euo pipefail
 
@@ -43,7 +45,7 @@ usage: perf/compare.sh [options]
   --rounds N            interleaved rounds (default 5; medians are taken over them)
   --quick               2 rounds, smaller sizes (a smoke run, not a table to quote)
   --proxies LIST        comma list from: direct,haproxy,haproxy-splice,nginx,mailring-1,mailring-2
-                        and, with --tls, haproxy-noreuse,mailring-1-noresume
+                        and, with --tls, haproxy-noreuse,mailring-1-noresume,mailring-1-wolfssl
   --build-dir DIR       where to build the harness and mailring (default: build-perf/)
   --no-build            use the binaries already in --build-dir
   --mailring BIN        benchmark this mailring binary instead of building one
@@ -249,6 +251,7 @@ port_of() {
     mailring-2) echo $((BASE_PORT + 5)) ;;
     haproxy-noreuse) echo $((BASE_PORT + 7)) ;;
     mailring-1-noresume) echo $((BASE_PORT + 8)) ;;
+    mailring-1-wolfssl) echo $((BASE_PORT + 10)) ;;
   esac
 }
 
@@ -310,7 +313,7 @@ EOF
     protocol=imap4s
     port=$TLS_PORT
   fi
-  for variant in mailring-1 mailring-2 mailring-1-noresume; do
+  for variant in mailring-1 mailring-2 mailring-1-noresume mailring-1-wolfssl; do
     cat >"$WORK_DIR/$variant.json" <<EOF
 {"routes":[{"listen":"127.0.0.1:$(port_of "$variant")","destination":{"Name":"bench","Type":"MAIL","Authentication":"BasicAuthentication","mail.transport.protocol":"$protocol","mail.user":"u","mail.password":"p","mail.$protocol.host":"127.0.0.1","mail.$protocol.port":"$port","mail.$protocol.auth":"true","ProxyType":"Internet"}}]}
 EOF
@@ -320,7 +323,7 @@ EOF
 available() {
   case $1 in
     direct|mailring-1|mailring-2) return 0 ;;
-    mailring-1-noresume) [[ $TLS == 1 ]] ;;
+    mailring-1-noresume|mailring-1-wolfssl) [[ $TLS == 1 ]] ;;
     haproxy|haproxy-splice) command -v haproxy >/dev/null 2>&1 ;;
     haproxy-noreuse) [[ $TLS == 1 ]] && command -v haproxy >/dev/null 2>&1 ;;
     nginx) [[ -x /usr/sbin/nginx && -f /usr/lib/nginx/modules/ngx_mail_module.so ]] ;;
@@ -346,6 +349,10 @@ start_proxy() {
     mailring-1-noresume)
       "$MAILRING_BIN" --destinations "$WORK_DIR/$name.json" --workers 1 --tls-resumption=false \
         "${MAILRING_TLS_FLAGS[@]}" --log-level "$MAILRING_LOG_LEVEL" >>"$log" 2>&1 & ;;
+    mailring-1-wolfssl)
+      "$MAILRING_BIN" --destinations "$WORK_DIR/$name.json" --workers 1 \
+        --tls-record-takeover=false "${MAILRING_TLS_FLAGS[@]}" --log-level "$MAILRING_LOG_LEVEL" \
+        >>"$log" 2>&1 & ;;
   esac
   PROXY_PID=$!
   STARTED_PIDS+=("$PROXY_PID")

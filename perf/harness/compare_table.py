@@ -11,7 +11,7 @@ import statistics
 import sys
 
 ORDER = ["direct", "haproxy", "haproxy-splice", "haproxy-noreuse", "nginx", "mailring-1",
-         "mailring-1-noresume", "mailring-2"]
+         "mailring-1-noresume", "mailring-1-wolfssl", "mailring-2"]
 REFERENCE = "haproxy"
 
 

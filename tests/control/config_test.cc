@@ -62,6 +62,8 @@ TEST(ConfigTest, StandaloneDefaults) {
   EXPECT_EQ(config->worker_options.recv_buffer_count, 64u);
   EXPECT_EQ(config->worker_options.max_pipes, 512u);
   EXPECT_TRUE(config->worker_options.tls_aes_ni);
+  EXPECT_TRUE(config->worker_options.tls_resumption);
+  EXPECT_TRUE(config->worker_options.tls_record_takeover);
   EXPECT_FALSE(config->route_options.starttls_opportunistic);
   EXPECT_FALSE(config->route_options.connectivity_proxy.has_value());
   EXPECT_FALSE(config->route_options.has_connectivity_key);
@@ -80,6 +82,8 @@ TEST(ConfigTest, FlagValuesReachTheConfig) {
   flags.recv_buffers = 256;
   flags.pipes_per_worker = 0;
   flags.tls_aes_ni = false;
+  flags.tls_resumption = false;
+  flags.tls_record_takeover = false;
   flags.ca_file = "/etc/ssl/extra.pem";
   flags.upstream_starttls = "opportunistic";
   flags.admin_listen = "127.0.0.1:9090";
@@ -94,6 +98,8 @@ TEST(ConfigTest, FlagValuesReachTheConfig) {
   EXPECT_EQ(config->worker_options.recv_buffer_count, 256u);
   EXPECT_EQ(config->worker_options.max_pipes, 0u);
   EXPECT_FALSE(config->worker_options.tls_aes_ni);
+  EXPECT_FALSE(config->worker_options.tls_resumption);
+  EXPECT_FALSE(config->worker_options.tls_record_takeover);
   EXPECT_EQ(config->worker_options.ca_file, "/etc/ssl/extra.pem");
   EXPECT_TRUE(config->route_options.starttls_opportunistic);
   ASSERT_TRUE(config->admin_listen.has_value());
