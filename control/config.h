@@ -15,8 +15,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "control/cluster_options.h"
-#include "control/service_key.h"
+#include "control/cluster/cluster_options.h"
+#include "control/btp/service_key.h"
 #include "control/standalone_routes.h"
 #include "core/log.h"
 #include "core/socket_address.h"

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "control/credential_service.h"
+#include "control/btp/credential_service.h"
 #include "control/http_client.h"
 #include "core/credential_cache.h"
 #include "core/route.h"

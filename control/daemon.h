@@ -14,10 +14,10 @@
 
 #include "absl/status/status.h"
 #include "control/admin_server.h"
-#include "control/cluster_control.h"
+#include "control/cluster/cluster_control.h"
 #include "control/config.h"
 #include "control/control_thread.h"
-#include "control/kubeconfig.h"
+#include "control/kube/kubeconfig.h"
 #include "core/credential_cache.h"
 #include "core/route.h"
 #include "core/worker.h"

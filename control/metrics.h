@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "control/credential_service.h"
+#include "control/btp/credential_service.h"
 #include "core/worker.h"
 
 namespace mailring::control {

@@ -51,7 +51,7 @@ usage: perf/compare.sh [options]
   --mailring BIN        benchmark this mailring binary instead of building one
   --no-install          do not apt-get install haproxy/nginx (missing ones are skipped)
   --work-dir DIR        logs, configs and raw results (default: a new /tmp/mailring-compare.*)
-  --base-port N         first of 10 loopback ports (default 24100)
+  --base-port N         first of 11 loopback ports (default 24100)
   --literal-bytes N     FETCH literal size (default 64M)
   --tp-sessions N       throughput sessions (default 8)
   --tp-fetches N        FETCHes per throughput session (default 3)

@@ -70,7 +70,7 @@ struct Destination {
   // "tokenServiceURL.ConnectionTimeoutInSeconds" (0-60) and
   // "tokenServiceURL.SocketReadTimeoutInSeconds" (0-600), 10 when absent. 0 means "no limit of
   // its own": the HTTP client then uses the range's upper end, so that no token request waits
-  // without bound (see control/credential_service.cc).
+  // without bound (see control/btp/credential_service.cc).
   int token_service_connect_timeout_seconds = kDefaultTokenServiceTimeoutSeconds;
   int token_service_read_timeout_seconds = kDefaultTokenServiceTimeoutSeconds;
   std::map<std::string, std::string, std::less<>> properties;  // every property, verbatim

@@ -19,7 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "control/destination_cr.h"
+#include "absl/status/status.h"
+#include "control/cluster/destination_cr.h"
 #include "simdjson.h"
 #include "tests/fakes/destination_service.h"
 #include "tests/fakes/kube_apiserver.h"
@@ -70,14 +71,22 @@ int Run(const std::string& mailring, int crs, int port_base) {
   }
   mailring::fakes::FakeDestinationService destinations;
   if (!destinations.Start().ok()) return 1;
-  destinations.AddDestination("", R"({"Name":"bench","Type":"MAIL",
+  if (!destinations
+           .AddDestination("", R"({"Name":"bench","Type":"MAIL",
     "Authentication":"BasicAuthentication","mail.user":"u","mail.password":"p",
-    "mail.imap4.host":"127.0.0.1","mail.imap4.port":"143","ProxyType":"Internet"})");
+    "mail.imap4.host":"127.0.0.1","mail.imap4.port":"143","ProxyType":"Internet"})")
+           .ok()) {
+    std::fprintf(stderr, "the fake Destination service refused the destination\n");
+    return 1;
+  }
   char dir_template[] = "/tmp/mailring-reconcile-XXXXXX";
   const std::string dir = ::mkdtemp(dir_template);
   const std::string kubeconfig = dir + "/kubeconfig";
   const std::string key = dir + "/key.json";
-  (void)api.WriteKubeconfig(kubeconfig);
+  if (absl::Status written = api.WriteKubeconfig(kubeconfig); !written.ok()) {
+    std::fprintf(stderr, "kubeconfig: %s\n", std::string(written.message()).c_str());
+    return 1;
+  }
   std::ofstream(key) << destinations.ServiceKeyJson();
   const std::string range = std::to_string(port_base) + "-" + std::to_string(port_base + crs + 50);
   const pid_t pid = ::fork();

@@ -8,7 +8,7 @@
 // beyond sharing the daemon. Every wait is bounded (kWait) and polls every kPoll; waits read the
 // fake's store in-process, and the final state is checked with kubectl as a user would.
 //
-// What is asserted is what control/cluster_control.h, control/destination_cr.h and issue 5
+// What is asserted is what control/cluster/cluster_control.h, control/cluster/destination_cr.h and issue 5
 // document: a CR becomes a managed Service in namespace mailring (targetPort from --port-range)
 // and an ExternalName Service named after the CR (or <cr>-<tenant>) in the CR's namespace; the
 // port accepts and the session is PREAUTH, logged in as the destination's user; the status

@@ -7,7 +7,7 @@
 // Lifetimes: the HttpClient outlives the KubeClient and every Informer. An Informer may outlive
 // its KubeClient (it shares the KubeContext). ~KubeClient and ~Informer cancel what they have in
 // flight, so none of their callbacks runs afterwards.
-#include "control/kube_client.h"
+#include "control/kube/kube_client.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -29,7 +29,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
-#include "control/kube_status.h"
+#include "control/kube/kube_status.h"
 #include "control/small_file.h"
 #include "core/log.h"
 #include "proto/absl_string_view.h"

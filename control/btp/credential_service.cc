@@ -1,4 +1,4 @@
-#include "control/credential_service.h"
+#include "control/btp/credential_service.h"
 
 #include <algorithm>
 #include <limits>

@@ -1,7 +1,7 @@
-// Kubeconfig and in-cluster configuration (control/kubeconfig.h). The YAML is yaml-cpp's; this
+// Kubeconfig and in-cluster configuration (control/kube/kubeconfig.h). The YAML is yaml-cpp's; this
 // file maps the kubeconfig schema (current-context → context → cluster and user) onto
 // KubeConfig, with errors that name the field.
-#include "control/kubeconfig.h"
+#include "control/kube/kubeconfig.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "control/cluster_control.h"
+#include "control/cluster/cluster_control.h"
 
 #include <algorithm>
 #include <utility>

@@ -15,7 +15,7 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "control/kube_client.h"
+#include "control/kube/kube_client.h"
 
 namespace mailring::control {
 

@@ -1,4 +1,4 @@
-#include "control/leader_election.h"
+#include "control/kube/leader_election.h"
 
 #include <time.h>
 

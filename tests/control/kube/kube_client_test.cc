@@ -1,7 +1,7 @@
 // KubeClient: kubeconfig loading (on files kubectl writes), in-cluster configuration errors,
 // requests, and the informer's list+watch against a small fake API server on loopback that can
 // split, drop, expire and fail on demand.
-#include "control/kube_client.h"
+#include "control/kube/kube_client.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -624,7 +624,7 @@ TEST(KubeClientTest, RequestsCarryTokenAcceptAndContentTypePerVerb) {
   EXPECT_TRUE(requests[4].starts_with("DELETE /api/v1/namespaces/x/services/s HTTP/1.1\r\n"));
 }
 
-// Non-2xx answers are mapped once (control/kube_status.h); callers never see an HTTP status.
+// Non-2xx answers are mapped once (control/kube/kube_status.h); callers never see an HTTP status.
 TEST(KubeClientTest, ErrorStatusIsMappedAndTransportErrorIsUnavailable) {
   FakeApiServer server;
   server.reply_forbidden = true;

@@ -1,15 +1,15 @@
 // CredentialService in cluster mode: tokens of routes that came from the Destination service are
 // obtained through it (authTokens), with the client's refresh token as X-refresh-token.
-#include "control/credential_service.h"
+#include "control/btp/credential_service.h"
 
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
-#include "control/destination_service.h"
+#include "control/btp/destination_service.h"
 #include "control/http_client.h"
-#include "control/service_key.h"
+#include "control/btp/service_key.h"
 #include "core/clock.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/destination_service.h"

@@ -1,8 +1,8 @@
 // ClusterControl: mailring's Kubernetes control plane, run by the control thread. It owns the
 // API client, the Destination-service client and the leader election, and composes
-//  - the RouteWatcher (control/route_watcher.h), on every pod: managed Services → the workers'
+//  - the RouteWatcher (control/cluster/route_watcher.h), on every pod: managed Services → the workers'
 //    route table;
-//  - the Reconciler (control/reconciler.h), on the leader (a Lease): Destination CRs →
+//  - the Reconciler (control/cluster/reconciler.h), on the leader (a Lease): Destination CRs →
 //    Services and CR status.
 //
 // Contract: constructed on the main thread; Tick() and everything else on the control thread,
@@ -16,12 +16,12 @@
 #include <memory>
 #include <string>
 
-#include "control/cluster_options.h"
-#include "control/destination_service.h"
-#include "control/kube_client.h"
-#include "control/leader_election.h"
-#include "control/reconciler.h"
-#include "control/route_watcher.h"
+#include "control/cluster/cluster_options.h"
+#include "control/btp/destination_service.h"
+#include "control/kube/kube_client.h"
+#include "control/kube/leader_election.h"
+#include "control/cluster/reconciler.h"
+#include "control/cluster/route_watcher.h"
 #include "core/route.h"
 
 namespace mailring::control {

@@ -1,4 +1,4 @@
-#include "control/reconciler.h"
+#include "control/cluster/reconciler.h"
 
 #include <algorithm>
 #include <utility>

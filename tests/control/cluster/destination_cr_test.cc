@@ -1,4 +1,4 @@
-#include "control/destination_cr.h"
+#include "control/cluster/destination_cr.h"
 
 #include <string>
 

@@ -1,4 +1,4 @@
-#include "control/service_key.h"
+#include "control/btp/service_key.h"
 
 #include <fstream>
 #include <sstream>

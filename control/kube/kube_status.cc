@@ -1,4 +1,4 @@
-#include "control/kube_status.h"
+#include "control/kube/kube_status.h"
 
 #include <string>
 

@@ -22,11 +22,11 @@
 #include <string>
 #include <vector>
 
-#include "control/cluster_options.h"
-#include "control/destination_cr.h"
-#include "control/destination_service.h"
-#include "control/kube_client.h"
-#include "control/leader_election.h"
+#include "control/cluster/cluster_options.h"
+#include "control/cluster/destination_cr.h"
+#include "control/btp/destination_service.h"
+#include "control/kube/kube_client.h"
+#include "control/kube/leader_election.h"
 
 namespace mailring::control {
 

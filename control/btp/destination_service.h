@@ -1,7 +1,7 @@
 // DestinationServiceClient: SAP BTP Destination service, "find destination" API.
 //
 //  - Service keys per instance (from files, as mounted from Secrets: clientid, clientsecret,
-//    url, uri; control/service_key.h).
+//    url, uri; control/btp/service_key.h).
 //  - An instance token by client_credentials at <url>/oauth/token; per tenant, the tenant
 //    subdomain becomes the first DNS label of that host. Tokens are cached until shortly before
 //    they expire.
@@ -30,7 +30,7 @@
 #include "absl/time/time.h"
 #include "control/http_client.h"
 #include "core/clock.h"
-#include "control/service_key.h"
+#include "control/btp/service_key.h"
 #include "proto/destination.h"
 #include "proto/secret.h"
 

@@ -1,11 +1,11 @@
 // KubeClient: mailring's Kubernetes REST client, on the control thread's HttpClient (libcurl
 // multi, never blocking). JSON is parsed with simdjson by the callers.
 //
-//  - KubeConfig (control/kubeconfig.h): where the API server is and how to authenticate; the
+//  - KubeConfig (control/kube/kubeconfig.h): where the API server is and how to authenticate; the
 //    bearer token is re-read from its file whenever that changes (service-account rotation).
 //  - Requests: GET, POST (create), PUT (replace, 409 on a stale resourceVersion), PATCH
 //    (application/merge-patch+json), DELETE; a 2xx response as status + body, anything else
-//    as the absl::Status that KubeApiStatus (control/kube_status.h) maps it to.
+//    as the absl::Status that KubeApiStatus (control/kube/kube_status.h) maps it to.
 //  - Informer: list + watch of one collection with resourceVersion and allowWatchBookmarks;
 //    on 410 Gone (HTTP 410 or an ERROR event with code 410) it relists and reports the
 //    difference (objects that vanished while the watch was down are reported deleted), so no
@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "control/http_client.h"
-#include "control/kubeconfig.h"
+#include "control/kube/kubeconfig.h"
 #include "core/clock.h"
 #include "proto/secret.h"
 

@@ -25,7 +25,7 @@
 // code are only ever put into HTTP headers and bodies. Error texts carry HTTP statuses,
 // HttpClient's transport errors (URL without query), the OAuth error fields ParseTokenResponse
 // lets through, and ParseDestination's field-naming errors.
-#include "control/destination_service.h"
+#include "control/btp/destination_service.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "control/route_watcher.h"
+#include "control/cluster/route_watcher.h"
 
 #include <algorithm>
 #include <utility>

@@ -4,7 +4,7 @@
 // Tenants on loopback: the service key's url is http://provider.localhost:<port>; the client
 // asks http://<tenant>.localhost:<port>/oauth/token for a tenant's token (libcurl resolves
 // *.localhost to 127.0.0.1 itself) and the fake tells tenants apart by the Host header.
-#include "control/destination_service.h"
+#include "control/btp/destination_service.h"
 
 #include <functional>
 #include <map>

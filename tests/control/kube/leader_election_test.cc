@@ -1,11 +1,11 @@
 // Leader election against the fake Kubernetes API server: one leader among candidates, a
 // takeover only after the holder stops renewing for the lease duration.
-#include "control/leader_election.h"
+#include "control/kube/leader_election.h"
 
 #include <memory>
 
 #include "control/http_client.h"
-#include "control/kube_client.h"
+#include "control/kube/kube_client.h"
 #include "core/clock.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/kube_apiserver.h"
