@@ -196,6 +196,35 @@ std::string_view Session::Action() const {
   return "";
 }
 
+void Session::EnterPhase(Phase next) {
+  phase_ = next;
+  const WorkerOptions& options = host_->options();
+  switch (next) {
+    case Phase::kConnecting:
+      // One deadline from connect to the end of the upstream login (kProxyHandshake,
+      // kUpstreamGreeting and kUpstreamLogin keep it).
+      host_->timers().Schedule(
+          &timer_, host_->now_ms() + absl::ToInt64Milliseconds(options.login_timeout));
+      break;
+    case Phase::kProxyHandshake:
+    case Phase::kUpstreamGreeting:
+    case Phase::kUpstreamLogin:
+      break;
+    case Phase::kClientDialog:
+      // The client's turn; every line it sends restarts this clock (ProcessClientLines).
+      host_->timers().Schedule(
+          &timer_, host_->now_ms() + absl::ToInt64Milliseconds(options.client_auth_timeout));
+      break;
+    case Phase::kRelay:
+      host_->timers().Schedule(
+          &timer_, last_activity_ms_ + absl::ToInt64Milliseconds(options.idle_timeout));
+      break;
+    case Phase::kClosing:
+      host_->timers().Cancel(&timer_);
+      break;
+  }
+}
+
 void Session::Start() {
   const WorkerOptions& options = host_->options();
   // The client socket inherited its TCP options from the listener (core/tcp_options.h).
@@ -207,8 +236,7 @@ void Session::Start() {
     return;
   }
   SetTcpOptions(upstream_fd_, options);
-  host_->timers().Schedule(&timer_,
-                           host_->now_ms() + absl::ToInt64Milliseconds(options.login_timeout));
+  EnterPhase(Phase::kConnecting);
   MAILRING_LOG(kDebug, LogPrefix(), " accepted, connecting to ", route_->upstream.ToString());
   SubmitConnect();
 }
@@ -295,11 +323,10 @@ void Session::OnConnected(int result) {
     StartRelay();
     return;
   }
-  phase_ = Phase::kUpstreamGreeting;
   login_ = std::make_unique<LoginState>(*protocol_, *route_, host_->options().max_line_bytes);
   if (route_->via_connectivity_proxy) {
     // The Connectivity Proxy wants a JWT of the Connectivity service before anything else.
-    phase_ = Phase::kProxyHandshake;
+    EnterPhase(Phase::kProxyHandshake);
     login_->credential_key = CredentialKey(kConnectivityCredential, route_->tenant);
     LookUpToken();
     return;
@@ -308,7 +335,7 @@ void Session::OnConnected(int result) {
 }
 
 void Session::BeginUpstreamProtocol() {
-  phase_ = Phase::kUpstreamGreeting;
+  EnterPhase(Phase::kUpstreamGreeting);
   if (route_->tls == Route::Tls::kImplicit) {
     StartTlsHandshake(/*after_starttls=*/false);
     return;
@@ -459,7 +486,7 @@ void Session::OnUpstreamBytes(std::string_view raw) {
             StartRelay();
             return;
           }
-          phase_ = Phase::kUpstreamGreeting;
+          EnterPhase(Phase::kUpstreamGreeting);
           if (route_->tls == Route::Tls::kImplicit) {
             StartTlsHandshakeWith(rest);  // the rest already belongs to TLS
             return;
@@ -601,7 +628,7 @@ void Session::FeedUpstream(std::string_view bytes) {
     return;
   }
   while (std::optional<std::string_view> line = login.upstream_lines->NextLine()) {
-    if (phase_ == Phase::kUpstreamGreeting) phase_ = Phase::kUpstreamLogin;
+    if (phase_ == Phase::kUpstreamGreeting) EnterPhase(Phase::kUpstreamLogin);
     UpstreamLogin::Step step = login.dialog->OnLine(*line);
     switch (step.outcome) {
       case UpstreamLogin::Outcome::kNeedMore:
@@ -744,7 +771,7 @@ void Session::OnCredentialsChanged() {
 void Session::UseToken(const proto::Secret& token) {
   LoginState& login = *login_;
   login.used_token = token;
-  if (phase_ == Phase::kClientDialog) phase_ = Phase::kUpstreamLogin;
+  if (phase_ == Phase::kClientDialog) EnterPhase(Phase::kUpstreamLogin);
   UpstreamLogin::Step step = login.dialog->ProvideToken(token, login.client_user);
   if (step.outcome == UpstreamLogin::Outcome::kFailed) {
     OnUpstreamLoginFailed(step.failure, LoginFailure::kFatal);
@@ -779,7 +806,7 @@ void Session::OnUpstreamLoginFailed(std::string_view reason, LoginFailure failur
   login.credential_key.clear();
   login.token_requested_ms = -1;
   login.client_grant = proto::Secret();
-  phase_ = Phase::kClientDialog;
+  EnterPhase(Phase::kClientDialog);
   const ClientDialog::Step step = login.client_dialog->Rejected(reason);
   if (step.outcome == ClientDialog::Outcome::kReplyAndClose) {
     SendToClientOrClose(step.reply);
@@ -815,9 +842,7 @@ void Session::GreetClient() {
 }
 
 void Session::EnterClientDialog() {
-  phase_ = Phase::kClientDialog;
-  host_->timers().Schedule(
-      &timer_, host_->now_ms() + absl::ToInt64Milliseconds(host_->options().client_auth_timeout));
+  EnterPhase(Phase::kClientDialog);
   ProcessClientLines();
 }
 
@@ -897,15 +922,13 @@ void Session::ProcessClientLines() {
 }
 
 void Session::StartRelay() {
-  phase_ = Phase::kRelay;
   if (login_ != nullptr) login_.reset();
   // Plaintext legs start on the copy path (a multishot recv each) and splice bursts.
   const uint32_t copy_below = tls_ == nullptr ? host_->buffers().buffer_bytes() : 0;
   legs_[kToUpstream] = RelayLeg(client_fd_, upstream_fd_, copy_below);
   legs_[kToClient] = RelayLeg(upstream_fd_, client_fd_, copy_below);
   last_activity_ms_ = host_->now_ms();
-  host_->timers().Schedule(
-      &timer_, last_activity_ms_ + absl::ToInt64Milliseconds(host_->options().idle_timeout));
+  EnterPhase(Phase::kRelay);
   if (tls_ != nullptr) {
     // TLS may already hold decrypted-to-be records: pump rather than wait for readiness.
     tls_relay_ = std::make_unique<TlsRelay>(client_fd_, upstream_fd_, tls_.get());
@@ -1092,8 +1115,7 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
                  " ms, client→upstream ", BytesRelayed(kToUpstream), " B, upstream→client ",
                  BytesRelayed(kToClient), " B)");
   }
-  phase_ = Phase::kClosing;
-  host_->timers().Cancel(&timer_);
+  EnterPhase(Phase::kClosing);
   if (waiting_for_credentials_) {
     host_->ForgetCredentialWait(this);
     waiting_for_credentials_ = false;

@@ -3,7 +3,9 @@
 // protocol lives in core/dialog/ (MailProtocol); the phases, transports, relay and credential path
 // here are shared.
 //
-// A session moves through its phases in order and never back:
+// A session moves through its phases in order (Session::EnterPhase, the only place the phase
+// changes); the one step back is a client's refresh token or code that the token service or the
+// server refused: kUpstreamLogin returns to kClientDialog and the client may try again.
 //
 //   kConnecting        io_uring connect to the upstream, linked to a timeout
 //   kProxyHandshake    (OnPremise) SOCKS5 with SAP's method 0x80 through the Connectivity
@@ -104,6 +106,10 @@ class alignas(16) Session {
 
   static void OnTimerFired(void* self);
   void OnTimer();
+  // The one place the phase changes: sets it and arms that phase's deadline (the login timeout
+  // from kConnecting to the end of the upstream login, the client's timeout in kClientDialog,
+  // the idle timeout in kRelay, none once closing).
+  void EnterPhase(Phase next);
 
   void SubmitConnect();
   void OnConnected(int result);
