@@ -406,7 +406,10 @@ TEST(RelayLegTest, MixedTrafficSwitchesBetweenCopyAndSpliceByteIdentically) {
   EXPECT_TRUE(check.identical);
   EXPECT_TRUE(check.eof);
   EXPECT_EQ(leg.bytes_relayed(), total);
-  EXPECT_GT(recv.completions, 20) << "small messages went through the copy path";
+  // At least one recv per round: after each burst the leg is back on the copy path for the next
+  // round's small messages. (Not one per message: on a loaded machine the writer's pauses do not
+  // keep them apart, and 20 of them may arrive in a single recv; seen once in 20 ASan rounds.)
+  EXPECT_GE(recv.completions, 6) << "small messages went through the copy path";
   EXPECT_GE(recv.cancels, 1) << "a burst stopped the recv to splice";
   EXPECT_GT(splice_turns, 0) << "bursts were spliced";
   EXPECT_EQ(pool.lent(), 0u);
