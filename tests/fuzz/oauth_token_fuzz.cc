@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/strings/match.h"
 #include "proto/oauth_token.h"
 #include "simdjson.h"
 
@@ -84,9 +85,21 @@ void FuzzTokenUrl(std::string_view input) {
     Check(resolved.status().code() == absl::StatusCode::kInvalidArgument);
     return;
   }
-  // The path and query never change: only the host's first label may.
   const size_t scheme_end = url.find("://");
   Check(scheme_end != std::string_view::npos);
+  if (url.find("{tenant}") != std::string_view::npos && !tenant.empty() &&
+      absl::EqualsIgnoreCase(absl::string_view(type.data(), type.size()), "Common")) {
+    // The placeholder is replaced wherever it stands (a path may carry it too: Microsoft Entra's
+    // token URL has the tenant in its path), and nothing else changes.
+    std::string expected(url);
+    for (size_t at = expected.find("{tenant}"); at != std::string::npos;
+         at = expected.find("{tenant}", at + tenant.size())) {
+      expected.replace(at, 8, tenant);
+    }
+    Check(*resolved == expected);
+    return;
+  }
+  // Without the placeholder the path and query never change: only the host gains a label.
   const size_t path = url.find_first_of("/?#", scheme_end + 3);
   if (path != std::string_view::npos) Check(resolved->ends_with(url.substr(path)));
   if (*resolved != url) Check(resolved->find(tenant) != std::string::npos);
