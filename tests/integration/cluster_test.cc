@@ -66,29 +66,12 @@ constexpr char kFinalizer[] = "destination.connectivity.api.sap/mailring";
 constexpr char kAlicePassword[] = "secret";
 constexpr char kBobPassword[] = "b\"o b";
 
-std::string EnvOr(const char* name, const std::string& fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? value : fallback;
-}
-
-std::string KubectlBinary() {
-#ifdef MAILRING_DEFAULT_KUBECTL
-  return EnvOr("KUBECTL", MAILRING_DEFAULT_KUBECTL);
-#else
-  return EnvOr("KUBECTL", "kubectl");
-#endif
-}
-
 std::string CrdPath() {
 #ifdef MAILRING_DESTINATION_CRD
   return EnvOr("MAILRING_DESTINATION_CRD", MAILRING_DESTINATION_CRD);
 #else
   return EnvOr("MAILRING_DESTINATION_CRD", "k8s/destination-crd.yaml");
 #endif
-}
-
-std::string ShellQuote(const std::string& arg) {
-  return absl::StrCat("'", absl::StrReplaceAll(arg, {{"'", "'\\''"}}), "'");
 }
 
 std::string JsonQuote(const std::string& s) {
@@ -98,40 +81,6 @@ std::string JsonQuote(const std::string& s) {
     out += c;
   }
   return out + "\"";
-}
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult RunCommand(const std::string& command) {
-  CommandResult result;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) result.output.append(buf, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-bool KubectlAvailable() {
-  const std::string binary = KubectlBinary();
-  if (binary.find('/') != std::string::npos) return access(binary.c_str(), X_OK) == 0;
-  return RunCommand(absl::StrCat("command -v ", ShellQuote(binary))).exit_code == 0;
-}
-
-// The value at a JSON pointer: a string as is, anything else minified; "" when absent.
-std::string JsonAt(const std::string& json, const std::string& pointer) {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root, value;
-  if (parser.parse(json).get(root) != simdjson::SUCCESS) return "";
-  if (root.at_pointer(pointer).get(value) != simdjson::SUCCESS) return "";
-  std::string_view s;
-  if (value.get_string().get(s) == simdjson::SUCCESS) return std::string(s);
-  return simdjson::minify(value);
 }
 
 // A JSON pointer token: "/" becomes "~1".

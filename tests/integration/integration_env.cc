@@ -25,20 +25,72 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "proto/json_quote.h"
+#include "simdjson.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 
 extern char** environ;
 
 namespace mailring::integration {
-namespace {
-
-using proto::JsonQuote;
 
 std::string EnvOr(const char* name, const std::string& fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? value : fallback;
 }
+
+// Single-quotes `arg` for /bin/sh.
+std::string ShellQuote(const std::string& arg) {
+  std::string quoted = "'";
+  for (char c : arg) {
+    if (c == '\'') {
+      quoted += "'\\''";
+    } else {
+      quoted += c;
+    }
+  }
+  return quoted + "'";
+}
+
+CommandResult RunCommand(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) result.output.append(buf, n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+std::string KubectlBinary() {
+#ifdef MAILRING_DEFAULT_KUBECTL
+  return EnvOr("KUBECTL", MAILRING_DEFAULT_KUBECTL);
+#else
+  return EnvOr("KUBECTL", "kubectl");
+#endif
+}
+
+bool KubectlAvailable() {
+  const std::string binary = KubectlBinary();
+  if (binary.find('/') != std::string::npos) return access(binary.c_str(), X_OK) == 0;
+  return RunCommand(absl::StrCat("command -v ", ShellQuote(binary))).exit_code == 0;
+}
+
+std::string JsonAt(const std::string& json, const std::string& pointer) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root, value;
+  if (parser.parse(json).get(root) != simdjson::SUCCESS) return "";
+  if (root.at_pointer(pointer).get(value) != simdjson::SUCCESS) return "";
+  std::string_view text;
+  if (value.get_string().get(text) == simdjson::SUCCESS) return std::string(text);
+  return simdjson::minify(value);
+}
+
+namespace {
+
+using proto::JsonQuote;
+
 
 std::string MailringBinary() {
 #ifdef MAILRING_DEFAULT_BIN
@@ -56,18 +108,6 @@ std::string FixtureScript() {
 #endif
 }
 
-// Single-quotes `arg` for /bin/sh.
-std::string ShellQuote(const std::string& arg) {
-  std::string quoted = "'";
-  for (char c : arg) {
-    if (c == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted += c;
-    }
-  }
-  return quoted + "'";
-}
 
 
 // Spawns `argv` with stdin from /dev/null and stdout+stderr appended to `log_path`.

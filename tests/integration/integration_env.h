@@ -39,6 +39,23 @@ class TempDir {
   std::string path_;
 };
 
+// The environment variable `name`, or `fallback` when it is unset or empty.
+std::string EnvOr(const char* name, const std::string& fallback);
+// Single-quotes `arg` for /bin/sh.
+std::string ShellQuote(const std::string& arg);
+
+struct CommandResult {
+  int exit_code = -1;   // -1 when the command could not run or was killed
+  std::string output;  // stdout and stderr
+};
+// Runs `command` with /bin/sh and collects its output.
+CommandResult RunCommand(const std::string& command);
+// The kubectl the tests drive ($KUBECTL, else the one CMake found).
+std::string KubectlBinary();
+bool KubectlAvailable();
+// The value at a JSON pointer: a string as is, anything else minified; "" when absent.
+std::string JsonAt(const std::string& json, const std::string& pointer);
+
 // A loopback port that was free a moment ago (bound to port 0, then released).
 uint16_t PickFreeLoopbackPort();
 // True when a TCP connect to 127.0.0.1:port succeeds right now.

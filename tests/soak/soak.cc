@@ -132,8 +132,15 @@ namespace {
 using fakes::FakeDestinationService;
 using fakes::FakeKubeApiServer;
 using fakes::FakeOAuthServer;
+using integration::CommandResult;
 using integration::DovecotServer;
+using integration::EnvOr;
+using integration::JsonAt;
+using integration::KubectlAvailable;
+using integration::KubectlBinary;
 using integration::MailringProcess;
+using integration::RunCommand;
+using integration::ShellQuote;
 
 constexpr char kOAuthClientId[] = "mailring-soak-client";
 constexpr char kOAuthClientSecret[] = "soak-client-secret-Zq81";
@@ -161,15 +168,6 @@ struct Flags {
   std::string report_path;
   std::string sessions_log_path;  // one line per session
 };
-
-std::string EnvOr(const char* name, const std::string& fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? value : fallback;
-}
-
-std::string ShellQuote(const std::string& arg) {
-  return absl::StrCat("'", absl::StrReplaceAll(arg, {{"'", "'\\''"}}), "'");
-}
 
 std::optional<Flags> ParseFlags(int argc, char** argv) {
   Flags flags;
@@ -213,42 +211,6 @@ std::optional<Flags> ParseFlags(int argc, char** argv) {
 }
 
 // --- Cluster helpers (the way tests/integration/cluster_test.cc drives the fakes) ------------
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-CommandResult RunCommand(const std::string& command) {
-  CommandResult result;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) result.output.append(buf, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-std::string KubectlBinary() { return EnvOr("KUBECTL", MAILRING_DEFAULT_KUBECTL); }
-
-bool KubectlAvailable() {
-  const std::string binary = KubectlBinary();
-  if (binary.find('/') != std::string::npos) return access(binary.c_str(), X_OK) == 0;
-  return RunCommand(absl::StrCat("command -v ", ShellQuote(binary))).exit_code == 0;
-}
-
-// The value at a JSON pointer: a string as is, anything else minified; "" when absent.
-std::string JsonAt(const std::string& json, const std::string& pointer) {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root, value;
-  if (parser.parse(json).get(root) != simdjson::SUCCESS) return "";
-  if (root.at_pointer(pointer).get(value) != simdjson::SUCCESS) return "";
-  std::string_view s;
-  if (value.get_string().get(s) == simdjson::SUCCESS) return std::string(s);
-  return simdjson::minify(value);
-}
 
 template <typename Condition>
 bool WaitFor(Condition condition, absl::Duration timeout) {
