@@ -19,6 +19,7 @@
 #include "core/send_some.h"
 #include "core/session_host.h"
 #include "core/tcp_options.h"
+#include "core/transport/upstream_transport.h"
 #include "proto/absl_string_view.h"
 #include "proto/printable_text.h"
 #include "proto/str_cat.h"
@@ -111,9 +112,14 @@ constexpr int64_t kExchangeFailureReuseMs = 5000;
 
 // Pre-relay state, allocated on connect and freed on entering the relay.
 struct Session::LoginState {
-  LoginState(const MailProtocol& protocol, const Route& route, size_t max_line_bytes)
-      : upstream_lines(protocol.NewLineReader(max_line_bytes)),
+  LoginState(const MailProtocol& protocol, const Route& route, size_t max_line_bytes,
+             const TlsContext* tls_context)
+      : transport(UpstreamTransport::OptionsFor(route, tls_context)),
+        upstream_lines(protocol.NewLineReader(max_line_bytes)),
         dialog(protocol.NewUpstreamLogin(CredentialsFor(route))) {}
+  // What lies under the dialog (proxy handshake, TLS, plain); the relay takes over its TLS
+  // connection (StartRelay). Here rather than in Session: a relayed session does not carry it.
+  UpstreamTransport transport;
   std::unique_ptr<LineReader> upstream_lines;  // the server's lines, until the relay
   std::unique_ptr<UpstreamLogin> dialog;
   // The login is done; the client's dialog runs (SMTP, POP3: EHLO, CAPA, ... answered locally)
@@ -179,8 +185,8 @@ std::string_view Session::Action() const {
     case Phase::kConnecting:
       return "connecting to upstream";
     case Phase::kProxyHandshake:
-      return transport_ != nullptr ? transport_->proxy_action()
-                                   : "waiting for a Connectivity Proxy token";
+      return login_ != nullptr ? login_->transport.proxy_action()
+                               : "waiting for a Connectivity Proxy token";
     case Phase::kUpstreamGreeting:
     case Phase::kUpstreamLogin:
       return login_ != nullptr ? login_->dialog->action() : "logging in upstream";
@@ -324,9 +330,8 @@ void Session::OnConnected(int result) {
     StartRelay();
     return;
   }
-  login_ = std::make_unique<LoginState>(*protocol_, *route_, host_->options().max_line_bytes);
-  transport_ = std::make_unique<UpstreamTransport>(
-      UpstreamTransport::OptionsFor(*route_, host_->tls_context()));
+  login_ = std::make_unique<LoginState>(*protocol_, *route_, host_->options().max_line_bytes,
+                                        host_->tls_context());
   // The Connectivity Proxy wants a JWT of the Connectivity service before anything else
   // (the transport asks for it: kNeedProxyToken).
   EnterPhase(route_->via_connectivity_proxy ? Phase::kProxyHandshake : Phase::kUpstreamGreeting);
@@ -338,7 +343,9 @@ void Session::OnConnected(int result) {
 // transport's events become this session's phases, log lines and counters; this is the one
 // place where a relay-only route decides to relay.
 void Session::DriveTransport() {
-  UpstreamTransport& transport = *transport_;
+  // The transport lives in login_: after a step that closes, relays or hands plaintext to the
+  // dialog (which may do either), the loop returns without touching it again.
+  UpstreamTransport& transport = login_->transport;
   while (true) {
     TransportStep step = transport.Next(Action());
     switch (step.outcome) {
@@ -406,14 +413,14 @@ void Session::DriveTransport() {
 }
 
 bool Session::SendUpstream(std::string_view plaintext) {
-  TransportStep sealed = transport_->Seal(plaintext);
+  TransportStep sealed = login_->transport.Seal(plaintext);
   if (sealed.outcome == TransportStep::Outcome::kFailed) {
     Close(sealed.failure.log_reason, sealed.failure.client_reason, true);
     return false;
   }
   if (const int error = SendNow(upstream_fd_, sealed.bytes); error != 0) {
     const TransportFailure failure =
-        transport_->SendFailed(sealed.layer, ErrnoText(error), Action());
+        login_->transport.SendFailed(sealed.layer, ErrnoText(error), Action());
     Close(failure.log_reason, failure.client_reason, true);
     return false;
   }
@@ -423,14 +430,14 @@ bool Session::SendUpstream(std::string_view plaintext) {
 void Session::StartProxyHandshake(const proto::Secret& jwt) {
   login_->credential_key.clear();
   login_->token_requested_ms = -1;
-  transport_->ProvideProxyToken(jwt);
+  login_->transport.ProvideProxyToken(jwt);
   DriveTransport();
 }
 
 // Raw bytes from the upstream socket before the relay: the transport opens them (proxy
 // replies, TLS records) and hands the dialog its plaintext.
 void Session::OnUpstreamBytes(std::string_view raw) {
-  transport_->Feed(raw);
+  login_->transport.Feed(raw);
   DriveTransport();
 }
 
@@ -537,7 +544,7 @@ void Session::FeedUpstream(std::string_view bytes) {
       case UpstreamLogin::Outcome::kStartTls:
         // What the server sent after its answer is already TLS.
         login.starttls = true;
-        transport_->StartTls(login.upstream_lines->TakePending());
+        login_->transport.StartTls(login.upstream_lines->TakePending());
         DriveTransport();
         return;
       case UpstreamLogin::Outcome::kNeedToken:
@@ -778,7 +785,7 @@ void Session::EnterRelayFromDialog(std::string_view reply, std::string_view forw
   const std::string to_client = mailring::StrCat(reply, login.upstream_lines->TakePending());
   const std::string to_upstream = mailring::StrCat(
       forward, login.client_lines != nullptr ? login.client_lines->TakePending() : std::string());
-  login_.reset();
+  // The login state (and with it the transport that seals to_upstream) lives until StartRelay.
   if (!to_client.empty() && !SendToClientOrClose(to_client)) return;
   if (!to_upstream.empty() && !SendUpstream(to_upstream)) return;
   MAILRING_LOG(kDebug, LogPrefix(), " logged in upstream after ", host_->now_ms() - started_ms_,
@@ -822,11 +829,10 @@ void Session::ProcessClientLines() {
 }
 
 void Session::StartRelay() {
-  if (login_ != nullptr) login_.reset();
-  // The relay takes over what the transport built: a plain leg, or the TLS connection.
-  if (transport_ != nullptr) {
-    tls_ = transport_->TakeTls();
-    transport_.reset();
+  if (login_ != nullptr) {
+    // The relay takes over what the transport built: a plain leg, or the TLS connection.
+    tls_ = login_->transport.TakeTls();
+    login_.reset();
   }
   // Plaintext legs start on the copy path (a multishot recv each) and splice bursts.
   const uint32_t copy_below = tls_ == nullptr ? host_->buffers().buffer_bytes() : 0;

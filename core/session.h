@@ -59,7 +59,6 @@
 #include "core/timer_wheel.h"
 #include "core/tls_client.h"
 #include "core/tls_relay.h"
-#include "core/transport/upstream_transport.h"
 #include "proto/secret.h"
 
 struct io_uring_cqe;
@@ -191,9 +190,7 @@ class alignas(16) Session {
   int64_t started_ms_;
   TimerWheel::Entry timer_;
   std::unique_ptr<LoginState> login_;  // only before the relay
-  // Before the relay: what lies under the dialog (proxy, TLS, plain); StartRelay takes it over.
-  std::unique_ptr<UpstreamTransport> transport_;
-  std::unique_ptr<TlsClient> tls_;     // the relay's TLS upstream leg (imap4s, STARTTLS)
+  std::unique_ptr<TlsClient> tls_;     // TLS upstream leg (imap4s, STARTTLS), from the transport
   std::unique_ptr<TlsRelay> tls_relay_;
   bool destroy_scheduled_ = false;
   bool upstream_write_failed_ = false;  // client → upstream failed writing; draining the other leg
