@@ -126,7 +126,7 @@ struct Session::LoginState {
   // and the server is not read again before the relay, which then delivers whatever it sent.
   bool upstream_logged_in = false;
   bool upstream_recv_armed = false;
-  bool starttls = false;  // STARTTLS accepted: the dialog resumes when TLS is established
+  bool starttls = false;               // STARTTLS accepted: TLS up → the dialog resumes
   std::string credential_key;          // where this session's token is (or will be) cached
   proto::Secret used_token;            // the token offered upstream (to remember a rejection)
   int64_t token_requested_ms = -1;     // when we asked the control thread, -1: not yet
@@ -340,8 +340,9 @@ void Session::OnConnected(int result) {
 
 // Runs the upstream transport (core/transport/upstream_transport.h) until it needs something
 // from outside (the server's bytes, the proxy's JWT) or has handed plaintext to the dialog. The
-// transport's events become this session's phases, log lines and counters; this is the one
-// place where a relay-only route decides to relay.
+// transport's events become this session's phases, log lines and counters; this is where a
+// relay-only route with something to establish decides to relay (a bare socket relays straight
+// from OnConnected, without allocating login state).
 void Session::DriveTransport() {
   // The transport lives in login_: after a step that closes, relays or hands plaintext to the
   // dialog (which may do either), the loop returns without touching it again.

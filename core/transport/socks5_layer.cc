@@ -4,8 +4,8 @@
 
 namespace mailring::core {
 
-Socks5Layer::Socks5Layer(std::string_view jwt, std::string_view location_id,
-                         std::string_view host, uint16_t port, std::string_view destination_name)
+Socks5Layer::Socks5Layer(std::string_view jwt, std::string_view location_id, std::string_view host,
+                         uint16_t port, std::string_view destination_name)
     : client_(jwt, location_id, host, port), destination_name_(destination_name) {}
 
 TransportStep Socks5Layer::Start() {
@@ -27,8 +27,8 @@ TransportStep Socks5Layer::Next(std::string* input) {
   }
   return TransportStep::Failed(
       mailring::StrCat("Connectivity Proxy: ", step.failure),
-      mailring::StrCat("cannot reach the on-premise mail server of destination ",
-                       destination_name_, ": ", step.failure));
+      mailring::StrCat("cannot reach the on-premise mail server of destination ", destination_name_,
+                       ": ", step.failure));
 }
 
 }  // namespace mailring::core

@@ -104,10 +104,10 @@ TransportStep UpstreamTransport::StartTlsLayer() {
     return Fail(TransportStep::Failed("no TLS context on this worker",
                                       "mailring cannot speak TLS to this server"));
   }
-  tls_ = std::make_unique<TlsLayer>(
-      std::make_unique<TlsClient>(*options_.tls_context, options_.host, options_.verify,
-                                  options_.resumption),
-      options_.host, options_.destination_name);
+  tls_ =
+      std::make_unique<TlsLayer>(std::make_unique<TlsClient>(*options_.tls_context, options_.host,
+                                                             options_.verify, options_.resumption),
+                                 options_.host, options_.destination_name);
   // Bytes after the CONNECT reply or the STARTTLS answer are the server's first records.
   tls_->Feed(std::exchange(input_, std::string()));
   state_ = State::kTls;

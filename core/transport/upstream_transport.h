@@ -48,8 +48,8 @@ class UpstreamTransport {
     std::string host;              // the server: proxy's virtual host, SNI, verification, logs
     uint16_t port = 0;
     bool via_connectivity_proxy = false;
-    std::string location_id;       // CloudConnectorLocationId, may be empty
-    bool implicit_tls = false;     // TLS right after connecting (after the proxy)
+    std::string location_id;    // CloudConnectorLocationId, may be empty
+    bool implicit_tls = false;  // TLS right after connecting (after the proxy)
     bool verify = true;
     const TlsContext* tls_context = nullptr;  // null: starting TLS fails with a reason
     TlsResumption resumption;

@@ -100,10 +100,9 @@ class TlsTestCertificates {
     }
     dir_ = pattern;
     // __FILE__ is this file's absolute path in the CMake build.
-    const std::filesystem::path script = std::filesystem::path(__FILE__).parent_path()
-                                             .parent_path()
-                                             .parent_path() /
-                                         "integration" / "test_ca.sh";
+    const std::filesystem::path script =
+        std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "integration" /
+        "test_ca.sh";
     const std::string command = "'" + script.string() + "' '" + dir_.string() + "' 2>&1";
     if (std::system(command.c_str()) != 0) error_ = "test_ca.sh failed (is openssl installed?)";
   }

@@ -166,11 +166,11 @@ TEST(UpstreamTransportTest, ProxyHandshakeThenPlainDeliversTheServersGreeting) {
   EXPECT_EQ(trace.sent[1].second, kAuthentication);
   EXPECT_EQ(trace.sent[2].second, kConnect);
   EXPECT_EQ(trace.plaintext, "* OK hi\r\n");
-  EXPECT_EQ(trace.outcomes,
-            (std::vector{Outcome::kNeedProxyToken, Outcome::kSend, Outcome::kNeedMore,
-                         Outcome::kSend, Outcome::kNeedMore, Outcome::kSend, Outcome::kNeedMore,
-                         Outcome::kProxyConnected, Outcome::kEstablished, Outcome::kPlaintext,
-                         Outcome::kNeedMore}));
+  EXPECT_EQ(
+      trace.outcomes,
+      (std::vector{Outcome::kNeedProxyToken, Outcome::kSend, Outcome::kNeedMore, Outcome::kSend,
+                   Outcome::kNeedMore, Outcome::kSend, Outcome::kNeedMore, Outcome::kProxyConnected,
+                   Outcome::kEstablished, Outcome::kPlaintext, Outcome::kNeedMore}));
 }
 
 TEST(UpstreamTransportTest, ProxyRepliesSplitAtEveryPositionGiveTheSameSteps) {
@@ -214,8 +214,7 @@ TEST(UpstreamTransportTest, ProxyConnectReplyCodeBecomesTheReason) {
       transport, {kMethodSelected, kAuthenticated, "\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00"s});
   ASSERT_TRUE(trace.failure.has_value());
   const std::string reason(proto::Socks5ReplyReason(0x02));
-  EXPECT_NE(trace.failure->log_reason.find(reason), std::string::npos)
-      << trace.failure->log_reason;
+  EXPECT_NE(trace.failure->log_reason.find(reason), std::string::npos) << trace.failure->log_reason;
   EXPECT_EQ(trace.failure->client_reason,
             "cannot reach the on-premise mail server of destination dest-imap: " +
                 std::string(trace.failure->log_reason.substr(strlen("Connectivity Proxy: "))));
@@ -395,8 +394,8 @@ TEST_F(UpstreamTransportTlsTest, ImplicitTlsHandshakesThenHandsTheGreetingToTheD
   for (const Outcome outcome : trace.outcomes) {
     if (outcome != Outcome::kSend && outcome != Outcome::kNeedMore) events.push_back(outcome);
   }
-  EXPECT_EQ(events, (std::vector{Outcome::kTlsStarted, Outcome::kTlsEstablished,
-                                 Outcome::kEstablished}));
+  EXPECT_EQ(events,
+            (std::vector{Outcome::kTlsStarted, Outcome::kTlsEstablished, Outcome::kEstablished}));
   for (const auto& [layer, bytes] : trace.sent) EXPECT_EQ(layer, TransportLayer::kTlsHandshake);
 
   ASSERT_TRUE(server->Write("* OK IMAP ready\r\n"));
@@ -530,7 +529,8 @@ TEST_F(UpstreamTransportTlsTest, StartTlsEarlyBytesGoToTlsNeverToTheDialog) {
   EXPECT_TRUE(trace.Saw(Outcome::kTlsStarted));
   ASSERT_FALSE(trace.sent.empty());  // the ClientHello left first
   EXPECT_EQ(trace.sent.front().first, TransportLayer::kTlsHandshake);
-  EXPECT_TRUE(trace.failure->log_reason.starts_with("TLS handshake with upstream localhost failed: "))
+  EXPECT_TRUE(
+      trace.failure->log_reason.starts_with("TLS handshake with upstream localhost failed: "))
       << trace.failure->log_reason;
   EXPECT_TRUE(trace.failure->client_reason.starts_with(
       "TLS handshake with the mail server of destination dest-imap failed: "))
@@ -545,7 +545,8 @@ TEST_F(UpstreamTransportTlsTest, CertificateForAnotherHostFailsTheHandshakeWithT
   bool accepted = false;
   EXPECT_EQ(Exchange(transport, *server, &trace, &sent_from, &accepted), Outcome::kFailed);
   ASSERT_TRUE(trace.failure.has_value());
-  EXPECT_TRUE(trace.failure->log_reason.starts_with("TLS handshake with upstream localhost failed: "))
+  EXPECT_TRUE(
+      trace.failure->log_reason.starts_with("TLS handshake with upstream localhost failed: "))
       << trace.failure->log_reason;
   EXPECT_NE(trace.failure->log_reason.find("mismatch"), std::string::npos)
       << trace.failure->log_reason;
