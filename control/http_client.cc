@@ -16,7 +16,6 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <map>
@@ -106,17 +105,20 @@ struct Transfer {
   }
 };
 
-using Clock = std::chrono::steady_clock;
-
-Clock::time_point DueAfter(absl::Duration delay) {
-  if (delay <= absl::ZeroDuration()) return Clock::now();
+// A timer's delay in whole milliseconds of the timers' clock, rounded up (exact to a millisecond).
+int64_t DelayMs(absl::Duration delay) {
+  if (delay <= absl::ZeroDuration()) return 0;
   // A year is "never" for a control-thread timer, and keeps the addition from overflowing.
-  return Clock::now() + absl::ToChronoNanoseconds(std::min(delay, absl::Hours(24 * 365)));
+  return absl::ToInt64Milliseconds(
+      absl::Ceil(std::min(delay, absl::Hours(24 * 365)), absl::Milliseconds(1)));
 }
 
 }  // namespace
 
 struct HttpClient::Impl {
+  explicit Impl(HttpClientOptions options) : now_ms(std::move(options.now_ms)) {}
+
+  const std::function<int64_t()> now_ms;  // the timers' clock
   CURLM* multi = nullptr;
   RequestId last_id = 0;
   // Every request or stream not yet finished or cancelled, in any state.
@@ -129,9 +131,9 @@ struct HttpClient::Impl {
   size_t cancelled_count = 0;  // transfers marked cancelled and not yet removed
   bool in_perform = false;     // inside curl_multi_perform, i.e. possibly inside a callback
 
-  // Timers by due time; `timer_due` finds one by id for Cancel().
-  std::map<std::pair<Clock::time_point, RequestId>, std::function<void()>> timers;
-  absl::flat_hash_map<RequestId, Clock::time_point> timer_due;
+  // Timers by due time (now_ms's clock); `timer_due` finds one by id for Cancel().
+  std::map<std::pair<int64_t, RequestId>, std::function<void()>> timers;
+  absl::flat_hash_map<RequestId, int64_t> timer_due;
 
   // Aborts a transfer whose server has been silent for longer than its idle timeout.
   static int OnProgress(void* user, curl_off_t /*dltotal*/, curl_off_t dlnow,
@@ -390,7 +392,7 @@ struct HttpClient::Impl {
 
   // Runs the timers due now; not those that callbacks schedule meanwhile. Returns how many ran.
   size_t RunDueTimers() {
-    const Clock::time_point now = Clock::now();
+    const int64_t now = now_ms();
     std::vector<RequestId> due;
     for (auto it = timers.begin(); it != timers.end() && it->first.first <= now; ++it) {
       due.push_back(it->first.second);
@@ -408,9 +410,8 @@ struct HttpClient::Impl {
   // How long Poll() may wait: `max_wait`, shortened to the earliest timer.
   absl::Duration Wait(absl::Duration max_wait) const {
     if (timers.empty()) return max_wait;
-    // Rounded up: curl_multi_poll counts whole milliseconds, and waking early would spin.
-    const absl::Duration left = absl::Ceil(
-        absl::FromChrono(timers.begin()->first.first - Clock::now()), absl::Milliseconds(1));
+    // Whole milliseconds, as curl_multi_poll counts them.
+    const absl::Duration left = absl::Milliseconds(timers.begin()->first.first - now_ms());
     return std::max(absl::ZeroDuration(), std::min(max_wait, left));
   }
 
@@ -433,7 +434,8 @@ struct HttpClient::Impl {
   }
 };
 
-HttpClient::HttpClient() : impl_(std::make_unique<Impl>()) {
+HttpClient::HttpClient(HttpClientOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {
   GlobalInitOnce();
   impl_->multi = curl_multi_init();
   if (impl_->multi == nullptr) std::abort();
@@ -461,7 +463,7 @@ HttpClient::RequestId HttpClient::StartStream(HttpRequest request, DataCallback 
 
 HttpClient::RequestId HttpClient::StartTimer(absl::Duration delay, std::function<void()> fire) {
   const RequestId id = ++impl_->last_id;
-  const Clock::time_point due = DueAfter(delay);
+  const int64_t due = impl_->now_ms() + DelayMs(delay);
   impl_->timers.emplace(std::make_pair(due, id), std::move(fire));
   impl_->timer_due.emplace(id, due);
   return id;

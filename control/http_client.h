@@ -24,8 +24,16 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/clock.h"
 
 namespace mailring::control {
+
+// What a test may replace; the defaults are production's.
+struct HttpClientOptions {
+  // A monotonic clock in milliseconds for StartTimer()'s timers (a test drives the backoff of
+  // the clients built on HttpClient with it). libcurl's own timeouts always run on real time.
+  std::function<int64_t()> now_ms = core::MonotonicMs;
+};
 
 struct HttpRequest {
   std::string method = "GET";  // "GET", "POST", ...
@@ -59,7 +67,7 @@ class HttpClient {
   // Names a request, stream or timer for Cancel(). Never 0; never reused by one HttpClient.
   using RequestId = uint64_t;
 
-  HttpClient();
+  explicit HttpClient(HttpClientOptions options = {});
   ~HttpClient();  // aborts requests in flight without calling their callbacks
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;

@@ -4,7 +4,6 @@
 
 #include <cstdio>
 
-#include "core/clock.h"
 #include "core/log.h"
 #include "proto/json_writer.h"
 #include "proto/str_cat.h"
@@ -72,7 +71,7 @@ int64_t LeaderElection::Tick(int64_t now_ms) {
 }
 
 void LeaderElection::OnRead(absl::StatusOr<KubeResponse> response) {
-  const int64_t now_ms = core::MonotonicMs();
+  const int64_t now_ms = options_.now_ms();
   const std::string path = mailring::StrCat("/apis/coordination.k8s.io/v1/namespaces/",
                                             options_.namespace_name, "/leases");
   if (absl::IsNotFound(response.status())) {
@@ -129,7 +128,7 @@ void LeaderElection::OnRead(absl::StatusOr<KubeResponse> response) {
 void LeaderElection::OnWritten(absl::StatusOr<KubeResponse> response) {
   in_flight_ = false;
   if (response.ok()) {
-    last_renew_ms_ = core::MonotonicMs();
+    last_renew_ms_ = options_.now_ms();
     SetLeader(true);
     return;
   }

@@ -16,6 +16,7 @@
 
 #include "absl/time/time.h"
 #include "control/kube/kube_client.h"
+#include "core/clock.h"
 
 namespace mailring::control {
 
@@ -26,6 +27,9 @@ struct LeaderElectionOptions {
   absl::Duration lease_duration = absl::Seconds(15);
   absl::Duration renew_deadline = absl::Seconds(10);
   absl::Duration retry_period = absl::Seconds(2);
+  // A monotonic clock in milliseconds (KubeClientOptions::now_ms's kind): when a Lease was seen
+  // renewed and when this pod last renewed it. Tick()'s `now_ms` must come from the same clock.
+  std::function<int64_t()> now_ms = core::MonotonicMs;
 };
 
 class LeaderElection {
@@ -33,7 +37,7 @@ class LeaderElection {
   LeaderElection(KubeClient* kube, LeaderElectionOptions options,
                  std::function<void(bool leader)> on_change);
 
-  // Returns when it wants to run again (MonotonicMs).
+  // Returns when it wants to run again (on options.now_ms's clock).
   int64_t Tick(int64_t now_ms);
   bool leader() const { return leader_; }
 

@@ -203,6 +203,57 @@ class TlsClientTest : public ::testing::Test {
     return result;
   }
 
+  // Server → client: the server writes `data` in `piece`-byte writes and the client is fed the
+  // ciphertext in `slice`-byte slices (cutting records anywhere, as recv does), reading all it
+  // can after each; what it reads is appended to `received`. Assertions fail the calling test
+  // (wrap the call in ASSERT_NO_FATAL_FAILURE).
+  static void SendDown(TlsClient& client, TlsServer& server, std::string_view data, size_t piece,
+                       size_t slice, std::string* received) {
+    for (size_t offset = 0; offset < data.size(); offset += piece) {
+      ASSERT_TRUE(server.Write(data.substr(offset, piece)));
+      const std::string ciphertext = server.TakeOutput();
+      for (size_t at = 0; at < ciphertext.size(); at += slice) {
+        client.Feed(std::string_view(ciphertext).substr(at, slice));
+        Result result;
+        do {
+          result = client.Read(received, 65536);
+        } while (result == Result::kDone);
+        ASSERT_EQ(result, Result::kWantInput) << client.error();
+      }
+    }
+  }
+
+  // Client → server in 1 MiB writes, each one's ciphertext read by the server at once; what the
+  // server reads is appended to `at_server`. Assertions as SendDown's.
+  static void SendUp(TlsClient& client, TlsServer& server, std::string_view data,
+                     std::string* at_server) {
+    constexpr size_t kWrite = 1u << 20;
+    for (size_t offset = 0; offset < data.size(); offset += kWrite) {
+      ASSERT_EQ(client.Write(data.substr(offset, kWrite)), Result::kDone) << client.error();
+      server.Feed(client.TakeOutput());
+      ASSERT_EQ(server.ReadAll(at_server), WOLFSSL_ERROR_WANT_READ);
+    }
+  }
+
+  // `size` pattern bytes each way, byte-identical: server → client in 256 KiB writes fed to the
+  // client in `slice`-byte slices, then client → server in 1 MiB writes.
+  static void ExpectByteIdenticalBothWays(TlsClient& client, TlsServer& server, size_t size,
+                                          uint32_t seed, size_t slice) {
+    const std::string down = Pattern(size, seed);
+    std::string received;
+    received.reserve(size);
+    ASSERT_NO_FATAL_FAILURE(SendDown(client, server, down, 256u << 10, slice, &received));
+    ASSERT_EQ(received.size(), size);
+    EXPECT_TRUE(received == down) << "server → client bytes differ";
+
+    const std::string up = Pattern(size, seed + 1);
+    std::string at_server;
+    at_server.reserve(size);
+    ASSERT_NO_FATAL_FAILURE(SendUp(client, server, up, &at_server));
+    ASSERT_EQ(at_server.size(), size);
+    EXPECT_TRUE(at_server == up) << "client → server bytes differ";
+  }
+
   static inline std::filesystem::path* dir_ = nullptr;
   static inline std::string* setup_error_ = nullptr;
 };
@@ -317,39 +368,8 @@ TEST_F(TlsClientTest, TwentyMebibytesEachWayByteIdentical) {
   TlsClient client(*context, "localhost", true);
   ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
   constexpr size_t kSize = 20u << 20;
-  constexpr size_t kPiece = 256u << 10;
-
-  // Server → client, ciphertext handed over in 16 KiB slices (a provided buffer's size).
-  const std::string down = Pattern(kSize, 1);
-  std::string received;
-  received.reserve(kSize);
-  for (size_t offset = 0; offset < kSize; offset += kPiece) {
-    ASSERT_TRUE(server->Write(std::string_view(down).substr(offset, kPiece)));
-    const std::string ciphertext = server->TakeOutput();
-    for (size_t slice = 0; slice < ciphertext.size(); slice += 16384) {
-      client.Feed(std::string_view(ciphertext).substr(slice, 16384));
-      Result result;
-      do {
-        result = client.Read(&received, 65536);
-      } while (result == Result::kDone);
-      ASSERT_EQ(result, Result::kWantInput) << client.error();
-    }
-  }
-  ASSERT_EQ(received.size(), kSize);
-  EXPECT_TRUE(received == down) << "server → client bytes differ";
-
-  // Client → server in 1 MiB writes.
-  const std::string up = Pattern(kSize, 2);
-  std::string at_server;
-  at_server.reserve(kSize);
-  for (size_t offset = 0; offset < kSize; offset += 1u << 20) {
-    ASSERT_EQ(client.Write(std::string_view(up).substr(offset, 1u << 20)), Result::kDone)
-        << client.error();
-    server->Feed(client.TakeOutput());
-    ASSERT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
-  }
-  ASSERT_EQ(at_server.size(), kSize);
-  EXPECT_TRUE(at_server == up) << "client → server bytes differ";
+  // Ciphertext handed to the client in 16 KiB slices (a provided buffer's size).
+  ASSERT_NO_FATAL_FAILURE(ExpectByteIdenticalBothWays(client, *server, kSize, 1, 16384));
   // The client's records went through the AES-NI device (the in-process server's context has
   // no device id: its side is wolfSSL's software AES, so each direction is checked by the other).
   if (context->uses_aes_gcm_device()) {
@@ -385,11 +405,7 @@ TEST_F(TlsClientTest, AesGcmDeviceCarriesEveryRecordByteIdentical) {
 
   const std::string up = Pattern(kSize, 4);
   std::string at_server;
-  for (size_t offset = 0; offset < kSize; offset += 1u << 20) {
-    ASSERT_EQ(client.Write(std::string_view(up).substr(offset, 1u << 20)), Result::kDone);
-    server->Feed(client.TakeOutput());
-    ASSERT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
-  }
+  ASSERT_NO_FATAL_FAILURE(SendUp(client, *server, up, &at_server));
   EXPECT_TRUE(at_server == up) << "client → server bytes differ";
 
   const AesGcmDeviceCounts after = AesGcmDeviceRecordCounts();
@@ -872,35 +888,8 @@ TEST_F(TlsClientTest, RecordsMoveFromWolfSslAfterTheFirstDataAndCarryTwentyMebib
   EXPECT_EQ(client.cipher_suite(), "TLS13-AES128-GCM-SHA256");
 
   constexpr size_t kSize = 20u << 20;
-  const std::string down = Pattern(kSize, 11);
-  std::string received;
-  received.reserve(kSize);
-  for (size_t offset = 0; offset < kSize; offset += 256u << 10) {
-    ASSERT_TRUE(server->Write(std::string_view(down).substr(offset, 256u << 10)));
-    const std::string ciphertext = server->TakeOutput();
-    // Slices that cut records anywhere, as recv does.
-    for (size_t slice = 0; slice < ciphertext.size(); slice += 7001) {
-      client.Feed(std::string_view(ciphertext).substr(slice, 7001));
-      Result result;
-      do {
-        result = client.Read(&received, 65536);
-      } while (result == Result::kDone);
-      ASSERT_EQ(result, Result::kWantInput) << client.error();
-    }
-  }
-  ASSERT_EQ(received.size(), kSize);
-  EXPECT_TRUE(received == down) << "server → client bytes differ";
-
-  const std::string up = Pattern(kSize, 12);
-  std::string at_server;
-  at_server.reserve(kSize);
-  for (size_t offset = 0; offset < kSize; offset += 1u << 20) {
-    ASSERT_EQ(client.Write(std::string_view(up).substr(offset, 1u << 20)), Result::kDone)
-        << client.error();
-    server->Feed(client.TakeOutput());
-    ASSERT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
-  }
-  EXPECT_TRUE(at_server == up) << "client → server bytes differ";
+  // Slices of 7001 bytes: they cut records anywhere.
+  ASSERT_NO_FATAL_FAILURE(ExpectByteIdenticalBothWays(client, *server, kSize, 11, 7001));
   const Tls13RecordLayerCounts after = Tls13RecordLayerRecordCounts();
   EXPECT_EQ(after.handovers - before.handovers, 1u);
   EXPECT_GE(after.opened - before.opened, kSize / 16384);

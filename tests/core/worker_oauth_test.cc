@@ -9,12 +9,14 @@
 #include "core/worker.h"
 #include "gtest/gtest.h"
 #include "proto/sasl.h"
-#include "tests/core/scripted_upstream.h"
+#include "tests/core/worker_test_env.h"
 
 namespace mailring::core {
 namespace {
 
 using testing::FreePort;
+using testing::LoopbackRoute;
+using testing::PollUntil;
 using testing::ReadLine;
 using testing::ScriptedUpstream;
 using testing::SendText;
@@ -28,17 +30,12 @@ class RecordingBroker : public CredentialBroker {
   }
   // Waits (bounded) until at least `count` requests arrived; returns a copy of request `index`.
   bool WaitFor(size_t count, CredentialRequest* out, size_t index) {
-    for (int i = 0; i < 200; ++i) {
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (requests_.size() >= count) {
-          *out = requests_[index];
-          return true;
-        }
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
+    return PollUntil([&] {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (requests_.size() < count) return false;
+      *out = requests_[index];
+      return true;
+    });
   }
   size_t count() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -77,36 +74,15 @@ void XoauthServer(int fd, const std::string& user, const std::string& good_token
   }
 }
 
-class WorkerOAuthTest : public ::testing::Test {
+class WorkerOAuthTest : public testing::WorkerFixture {
  protected:
   void StartWorker(uint16_t upstream_port, proto::AuthenticationType type, std::string user) {
-    auto route = std::make_shared<Route>();
     listen_port_ = FreePort();
-    route->listen = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(listen_port_));
-    route->upstream = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(upstream_port));
-    route->destination.name = "oauth-dest";
+    auto route = LoopbackRoute(listen_port_, upstream_port, "oauth-dest");
     route->destination.authentication = type;
     route->destination.user = std::move(user);
-    route->log_label = "route=test dest=oauth-dest";
-    auto table = std::make_shared<RouteTable>();
-    table->push_back(route);
-    worker_ = std::make_unique<Worker>(0, table, options_, WorkerServices{&cache_, &broker_});
-    ASSERT_TRUE(worker_->Start(absl::Seconds(1)).ok());
-  }
-  void TearDown() override {
-    if (worker_ != nullptr) {
-      worker_->RequestDrain();
-      worker_->Join();
-    }
-  }
-  int Connect() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(listen_port_);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) return -1;
-    return fd;
+    route->destination.password = proto::Secret();
+    StartWorkerOn(route, WorkerServices{&cache_, &broker_});
   }
   void PublishToken(const std::string& key, const std::string& token) {
     Credential credential;
@@ -116,11 +92,8 @@ class WorkerOAuthTest : public ::testing::Test {
     worker_->NotifyCredentials();
   }
 
-  WorkerOptions options_;
   CredentialCache cache_{1};
   RecordingBroker broker_;
-  uint16_t listen_port_ = 0;
-  std::unique_ptr<Worker> worker_;
 };
 
 TEST_F(WorkerOAuthTest, ColdCacheParksTheSessionUntilTheTokenIsPublished) {

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,12 +23,13 @@
 
 #include "core/worker.h"
 #include "gtest/gtest.h"
-#include "tests/core/scripted_upstream.h"
+#include "tests/core/worker_test_env.h"
 
 namespace mailring::core {
 namespace {
 
 using testing::FreePort;
+using testing::LoopbackRoute;
 using testing::ReadLine;
 using testing::ScriptedUpstream;
 using testing::SendText;
@@ -71,53 +72,22 @@ long TcpMemoryPages() {
   return pages;
 }
 
-class WorkerRelayFaultsTest : public ::testing::Test {
+class WorkerRelayFaultsTest : public testing::WorkerFixture {
  protected:
-  // As control/main.cc does: splice(2) to a socket the client reset raises SIGPIPE otherwise.
-  void SetUp() override { ::signal(SIGPIPE, SIG_IGN); }
   void StartWorker(uint16_t upstream_port) {
-    auto route = std::make_shared<Route>();
     listen_port_ = FreePort();
-    route->listen = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(listen_port_));
-    route->upstream = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(upstream_port));
-    route->destination.name = "scripted";
-    route->destination.user = "carol";
-    route->destination.password = proto::Secret(std::string("secret"));
-    route->destination.login_on_behalf = true;
-    route->log_label = "route=test dest=scripted";
-    auto table = std::make_shared<RouteTable>();
-    table->push_back(route);
-    worker_ = std::make_unique<Worker>(0, table, options_);
-    ASSERT_TRUE(worker_->Start(absl::Seconds(1)).ok());
-  }
-  void TearDown() override {
-    if (worker_ != nullptr) {
-      worker_->RequestDrain();
-      worker_->Join();
-    }
+    StartWorkerOn(LoopbackRoute(listen_port_, upstream_port, "scripted"));
   }
   // A logged-in client (past "* PREAUTH"), or -1. `receive_buffer` > 0 shrinks its SO_RCVBUF
   // before connecting, so that its TCP window stays small.
   int ConnectAndLogIn(int receive_buffer = 0) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (receive_buffer > 0) {
-      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
-    }
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(listen_port_);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-        ReadLine(fd).rfind("* PREAUTH", 0) != 0) {
+    const int fd = Connect(receive_buffer);
+    if (fd >= 0 && ReadLine(fd).rfind("* PREAUTH", 0) != 0) {
       ::close(fd);
       return -1;
     }
     return fd;
   }
-
-  WorkerOptions options_;
-  uint16_t listen_port_ = 0;
-  std::unique_ptr<Worker> worker_;
 };
 
 // Defect 1 of issue 15. Forty clients ask for a message and never read it, more than the
@@ -251,16 +221,7 @@ TEST_F(WorkerRelayFaultsTest, ServersLastWordsBeforeAResetReachTheClient) {
         if (i >= kBadLines) std::this_thread::sleep_for(std::chrono::microseconds(200));
       }
     });
-    std::string received;
-    char buffer[4096];
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{client, POLLIN, 0};
-      if (::poll(&p, 1, 50) != 1) continue;
-      const ssize_t n = ::recv(client, buffer, sizeof(buffer), 0);
-      if (n <= 0) break;
-      received.append(buffer, static_cast<size_t>(n));
-    }
+    const std::string received = testing::ReceiveUntilEof(client, 5000);
     stop = true;
     garbage.join();
     ::close(client);

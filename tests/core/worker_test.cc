@@ -26,13 +26,16 @@
 #include "absl/synchronization/mutex.h"
 #include "core/clock.h"
 #include "gtest/gtest.h"
-#include "tests/core/scripted_upstream.h"
+#include "tests/core/worker_test_env.h"
 
 namespace mailring::core {
 namespace {
 
 using testing::FreePort;
+using testing::LoopbackRoute;
+using testing::PollUntil;
 using testing::ReadLine;
+using testing::RouteTableOf;
 using testing::ScriptedUpstream;
 using testing::SendText;
 using testing::WaitForEof;
@@ -92,63 +95,25 @@ class TestClock {
   int64_t offset_ms_ = 0;
 };
 
-// Polls `done` every millisecond for at most `timeout_ms`: waiting on state the test can see.
-bool PollUntil(const std::function<bool()>& done, int timeout_ms = 5000) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    ::poll(nullptr, 0, 1);
-  }
-  return true;
-}
-
 // True when `fd` has something to read (bytes or EOF) right now.
 bool Readable(int fd) {
   pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, 0) == 1;
 }
 
-class WorkerTest : public ::testing::Test {
+class WorkerTest : public testing::WorkerFixture {
  protected:
   WorkerTest() {
     options_.now_ms = [this] { return clock_.NowMs(); };
   }
-  // As control/main.cc does: splice(2) to a socket the client closed raises SIGPIPE otherwise.
-  void SetUp() override { ::signal(SIGPIPE, SIG_IGN); }
   void StartWorker(uint16_t upstream_port, std::string password = "secret",
                    bool login_on_behalf = true, Route::Tls tls = Route::Tls::kNone) {
-    auto route = std::make_shared<Route>();
     listen_port_ = FreePort();
-    route->listen = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(listen_port_));
-    route->upstream = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(upstream_port));
-    route->destination.name = "scripted";
-    route->destination.user = "carol";
+    auto route = LoopbackRoute(listen_port_, upstream_port, "scripted");
     route->destination.password = proto::Secret(std::move(password));
     route->destination.login_on_behalf = login_on_behalf;
-    route->log_label = "route=test dest=scripted";
     route->tls = tls;
-    auto table = std::make_shared<RouteTable>();
-    table->push_back(route);
-    worker_ = std::make_unique<Worker>(0, table, options_);
-    ASSERT_TRUE(worker_->Start(drain_timeout_).ok());
-  }
-  void TearDown() override {
-    if (worker_ != nullptr) {
-      worker_->RequestDrain();
-      worker_->Join();
-    }
-  }
-  int Connect() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(listen_port_);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-      ::close(fd);
-      return -1;
-    }
-    return fd;
+    StartWorkerOn(route, {}, drain_timeout_);
   }
 
   // Returns once the worker has run a whole loop iteration after this call: it has read its
@@ -169,10 +134,7 @@ class WorkerTest : public ::testing::Test {
   }
 
   TestClock clock_;
-  WorkerOptions options_;
   absl::Duration drain_timeout_ = absl::Seconds(1);
-  uint16_t listen_port_ = 0;
-  std::unique_ptr<Worker> worker_;
 };
 
 TEST_F(WorkerTest, LoginWithSynchronizingLiteralThenRelays) {
@@ -273,16 +235,7 @@ TEST_F(WorkerTest, ServersLastWordsBeforeItsResetReachTheClient) {
     for (int burst = 0; burst < 64; ++burst) {
       if (::send(client, junk.data(), junk.size(), MSG_NOSIGNAL | MSG_DONTWAIT) <= 0) break;
     }
-    std::string received;
-    char buffer[4096];
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{client, POLLIN, 0};
-      if (::poll(&p, 1, 50) != 1) continue;
-      const ssize_t n = ::recv(client, buffer, sizeof(buffer), 0);
-      if (n <= 0) break;
-      received.append(buffer, static_cast<size_t>(n));
-    }
+    const std::string received = testing::ReceiveUntilEof(client, 5000);
     ::close(client);
     if (received == last_words) ++complete;
   }
@@ -403,17 +356,9 @@ TEST_F(WorkerTest, RoutesChangeWithoutDisturbingOpenSessions) {
   ASSERT_EQ(ReadLine(old_session).rfind("* PREAUTH", 0), 0u);
 
   // Replace the route: a new listen port, the old one gone.
-  auto route = std::make_shared<Route>();
   const uint16_t new_port = FreePort();
-  route->listen = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(new_port));
-  route->upstream = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(upstream.port()));
-  route->destination.name = "scripted-2";
-  route->destination.user = "carol";
-  route->destination.password = proto::Secret("secret");
-  route->log_label = "route=test2 dest=scripted-2";
-  auto table = std::make_shared<RouteTable>();
-  table->push_back(route);
-  worker_->UpdateRoutes(table);
+  worker_->UpdateRoutes(
+      RouteTableOf(LoopbackRoute(new_port, upstream.port(), "scripted-2", "test2")));
   ASSERT_TRUE(SyncWithWorker()) << "the worker applied the routes";
 
   listen_port_ = new_port;
@@ -443,16 +388,7 @@ TEST_F(WorkerTest, ListenerOnABusyPortIsOpenedOnceThePortIsFree) {
   address.sin_port = htons(busy_port);
   ASSERT_EQ(::bind(squatter, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
   ASSERT_EQ(::listen(squatter, 1), 0);
-  auto route = std::make_shared<Route>();
-  route->listen = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(busy_port));
-  route->upstream = *SocketAddress::ParseNumeric("127.0.0.1:" + std::to_string(upstream.port()));
-  route->destination.name = "late";
-  route->destination.user = "carol";
-  route->destination.password = proto::Secret("secret");
-  route->log_label = "route=late dest=late";
-  auto table = std::make_shared<RouteTable>();
-  table->push_back(route);
-  worker_->UpdateRoutes(table);
+  worker_->UpdateRoutes(RouteTableOf(LoopbackRoute(busy_port, upstream.port(), "late", "late")));
   ASSERT_TRUE(SyncWithWorker()) << "the worker applied the routes";
   EXPECT_GE(worker_->listen_failures(), 1u);
   EXPECT_EQ(worker_->listening(), 0u);

@@ -5,15 +5,15 @@
 //
 // One API server, one Destination service, one Dovecot and one mailring ("pod-a") per suite;
 // each test applies its own CRs (their names differ), so the tests do not depend on each other
-// beyond sharing the daemon. Every wait is bounded (kWait) and polls every kPoll; waits read the
+// beyond sharing the daemon. Every wait is bounded (WaitFor, kWait); waits read the
 // fake's store in-process, and the final state is checked with kubectl as a user would.
 //
-// What is asserted is what control/cluster/cluster_control.h, control/cluster/destination_cr.h and issue 5
-// document: a CR becomes a managed Service in namespace mailring (targetPort from --port-range)
-// and an ExternalName Service named after the CR (or <cr>-<tenant>) in the CR's namespace; the
-// port accepts and the session is PREAUTH, logged in as the destination's user; the status
-// condition Available carries SAP's reasons; deletion removes both Services, closes the listener
-// and releases the finalizer; one Lease holder; every pod listens on the same targetPort.
+// What is asserted is what control/cluster/cluster_control.h, control/cluster/destination_cr.h and
+// issue 5 document: a CR becomes a managed Service in namespace mailring (targetPort from
+// --port-range) and an ExternalName Service named after the CR (or <cr>-<tenant>) in the CR's
+// namespace; the port accepts and the session is PREAUTH, logged in as the destination's user; the
+// status condition Available carries SAP's reasons; deletion removes both Services, closes the
+// listener and releases the finalizer; one Lease holder; every pod listens on the same targetPort.
 // No password of the fixture's users and no token or client secret appears in mailring's log.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -54,7 +54,6 @@ using fakes::FakeDestinationService;
 using fakes::FakeKubeApiServer;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
-constexpr absl::Duration kPoll = absl::Milliseconds(100);
 constexpr int kPortCount = 20;
 constexpr char kAppNamespace[] = "apps";
 constexpr char kDestinationName[] = "example-dest-imap";
@@ -86,17 +85,6 @@ std::string JsonQuote(const std::string& s) {
 // A JSON pointer token: "/" becomes "~1".
 std::string PointerKey(const std::string& key) {
   return absl::StrReplaceAll(key, {{"~", "~0"}, {"/", "~1"}});
-}
-
-// Polls `condition` every kPoll until it holds or `timeout` passes; its last value.
-template <typename Condition>
-bool WaitFor(Condition condition, absl::Duration timeout = kWait, absl::Duration poll = kPoll) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() >= deadline) return condition();
-    absl::SleepFor(poll);
-  }
-  return true;
 }
 
 // Connects to address:port; the socket, or -errno.
@@ -570,7 +558,7 @@ TEST_F(ClusterTest, AppliedCrServesLoggedInSession) {
   EXPECT_TRUE(absl::StrContains(r.output, "destination.connectivity.api.sap/example-imap created"))
       << r.output;
   int target_port = 0;
-  // A finer poll than kPoll: this wait is the latency measurement.
+  // A finer poll than WaitFor's default: this wait is the latency measurement.
   ASSERT_TRUE(WaitFor(
       [&] {
         std::optional<std::string> service = ManagedServiceOf(name);
@@ -927,7 +915,8 @@ TEST_F(ClusterTest, TwoPodsOneLeaderSamePorts) {
   ASSERT_NE(second, 0);
   EXPECT_TRUE(WaitFor([&] { return Accepts("127.0.0.2", second); }));
 
-  // Longer than the retry period (2 s): pod-b had time to try for the Lease.
+  // Longer than the retry period (2 s): pod-b had time to try for the Lease. Real time: pod-b is
+  // a process of its own on the real clock, and this checks that nothing happens in that time.
   absl::SleepFor(absl::Milliseconds(2500));
   CommandResult r = Kubectl("get lease -n mailring mailring-leader -o json");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,13 +22,15 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "proto/json_quote.h"
 #include "simdjson.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 
 extern char** environ;
 
@@ -182,6 +185,64 @@ uint16_t PickFreeLoopbackPort() {
   }
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+// GET `path` from mailring's admin endpoint on 127.0.0.1:port: the whole response, or "".
+std::string AdminGet(uint16_t port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) {
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    (void)!write(fd, request.data(), request.size());
+    char buffer[4096];
+    for (int reads = 0; reads < 1000; ++reads) {  // bounded; the endpoint closes after its answer
+      const ssize_t n = read(fd, buffer, sizeof(buffer));
+      if (n <= 0) break;
+      response.append(buffer, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return response;
+}
+
+// The value of the sample `series` (a metric name with its labels, if any) in Prometheus text;
+// -1 when absent.
+int64_t MetricValue(const std::string& metrics, absl::string_view series) {
+  const std::string prefix = absl::StrCat(series, " ");
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    int64_t value = -1;
+    if (absl::StartsWith(line, prefix) && absl::SimpleAtoi(line.substr(prefix.size()), &value)) {
+      return value;
+    }
+  }
+  return -1;
+}
+
+bool WaitForSessionsSettled(uint16_t admin_port, int64_t accepted, absl::Duration timeout) {
+  return WaitFor(
+      [&] {
+        const std::string metrics = AdminGet(admin_port, "/metrics");
+        return MetricValue(metrics, "mailring_sessions_open") == 0 &&
+               MetricValue(metrics, "mailring_sessions_total") >= accepted;
+      },
+      timeout, absl::Milliseconds(20));
+}
+
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout, absl::Duration poll) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() >= deadline) return condition();
+    absl::SleepFor(poll);
+  }
+  return true;
 }
 
 bool PortAcceptsConnections(uint16_t port) {

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace mailring::integration {
@@ -60,6 +62,21 @@ std::string JsonAt(const std::string& json, const std::string& pointer);
 uint16_t PickFreeLoopbackPort();
 // True when a TCP connect to 127.0.0.1:port succeeds right now.
 bool PortAcceptsConnections(uint16_t port);
+
+// Polls `condition` every `poll` until it holds or `timeout` passes; its last value. How the
+// integration tests wait for something to happen: never a fixed sleep.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(30),
+             absl::Duration poll = absl::Milliseconds(100));
+
+// GET `path` from mailring's admin endpoint on 127.0.0.1:`port`: the whole response, or "".
+std::string AdminGet(uint16_t port, const std::string& path);
+// The value of the sample `series` (a metric name with its labels, if any) in Prometheus text;
+// -1 when absent.
+int64_t MetricValue(const std::string& metrics, absl::string_view series);
+// Waits (bounded) until mailring, whose admin endpoint is on `admin_port`, has accepted at least
+// `accepted` sessions and has none open: e.g. its readiness probes' sessions have ended.
+bool WaitForSessionsSettled(uint16_t admin_port, int64_t accepted,
+                            absl::Duration timeout = absl::Seconds(10));
 // The first of `count` consecutive ports that can be bound on every one of `addresses` right now,
 // for a mailring --port-range; 0 if none. The ports lie below the kernel's ephemeral range
 // (net.ipv4.ip_local_port_range), from 20000 up: an outgoing connection of another test or of

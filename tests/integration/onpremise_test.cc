@@ -349,21 +349,34 @@ class OnPremiseTest : public MailringTest {
     if (absl::Status status = StartMailring(destinations, flags); !status.ok()) return status;
     return WaitForProbeSessions();
   }
+  // One probe per listen port (MailringProcess::Start connects once to each).
   absl::Status WaitForProbeSessions() {
-    absl::SleepFor(absl::Milliseconds(50));
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (true) {
-      const std::string log = MailringLog();
-      const size_t accepted = CountOf(log, " accepted, connecting");
-      const size_t ended = CountOf(log, " closed: ") + CountOf(log, " failed: ");
-      if (accepted > 0 && ended >= accepted) return absl::OkStatus();
-      if (absl::Now() > deadline) {
-        return absl::DeadlineExceededError(
-            absl::StrCat("the readiness probe's sessions did not end: ", accepted, " accepted, ",
-                         ended, " ended"));
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+    size_t accepted = 0, ended = 0;
+    const bool settled = WaitFor(
+        [&] {
+          const std::string log = MailringLog();
+          accepted = CountOf(log, " accepted, connecting");
+          ended = CountOf(log, " closed: ") + CountOf(log, " failed: ");
+          return accepted >= listen_ports_.size() && ended >= accepted;
+        },
+        absl::Seconds(10), absl::Milliseconds(20));
+    if (settled) return absl::OkStatus();
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the readiness probe's sessions did not end: ", accepted, " accepted, ", ended, " ended"));
+  }
+  // The last line of Dovecot's log after `mark` that logs alice in, once there is one (bounded
+  // wait: Dovecot writes its log asynchronously); "" if none came.
+  std::string WaitForAliceLogin(size_t mark) {
+    std::string login;
+    WaitFor(
+        [&] {
+          for (absl::string_view line : absl::StrSplit(dovecot_->Log().substr(mark), '\n')) {
+            if (absl::StrContains(line, "Login: user=<alice>")) login = std::string(line);
+          }
+          return !login.empty();
+        },
+        absl::Seconds(5), absl::Milliseconds(20));
+    return login;
   }
   static size_t CountOf(const std::string& text, const std::string& needle) {
     size_t count = 0;
@@ -485,11 +498,7 @@ TEST_F(OnPremiseTest, ImapsInsideTheTunnel) {
   ASSERT_TRUE(absl::StartsWith(session.greeting.text, "* PREAUTH ")) << session.greeting.text;
   ExpectInboxReadable(*session.client);
   EXPECT_EQ(proxy_->last_target(), absl::StrCat(kVirtualHost, ":", kVirtualImapsPort));
-  absl::SleepFor(absl::Milliseconds(100));
-  std::string login;
-  for (absl::string_view line : absl::StrSplit(dovecot_->Log().substr(mark), '\n')) {
-    if (absl::StrContains(line, "Login: user=<alice>")) login = std::string(line);
-  }
+  const std::string login = WaitForAliceLogin(mark);
   EXPECT_TRUE(absl::StrContains(login, ", TLS,")) << "not a TLS login: " << login;
   MR_ASSERT_OK_AND_ASSIGN(auto logout, session.client->Command("L", "LOGOUT"));
   EXPECT_EQ(logout.back().Status(), "OK") << Transcript(logout);
@@ -504,11 +513,7 @@ TEST_F(OnPremiseTest, StartTlsRequiredInsideTheTunnel) {
   MR_ASSERT_OK_AND_ASSIGN(ProxySession session, OpenSession());
   ASSERT_TRUE(absl::StartsWith(session.greeting.text, "* PREAUTH ")) << session.greeting.text;
   ExpectInboxReadable(*session.client);
-  absl::SleepFor(absl::Milliseconds(100));
-  std::string login;
-  for (absl::string_view line : absl::StrSplit(dovecot_->Log().substr(mark), '\n')) {
-    if (absl::StrContains(line, "Login: user=<alice>")) login = std::string(line);
-  }
+  const std::string login = WaitForAliceLogin(mark);
   EXPECT_TRUE(absl::StrContains(login, ", TLS,")) << "not a TLS login: " << login;
 }
 

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/mailring_test.h"
@@ -38,7 +39,8 @@ TEST_F(ShutdownTest, SessionFinishingDuringDrainLetsProcessExitEarly) {
 
   absl::Time start = absl::Now();
   mailring_->Signal(SIGTERM);
-  absl::SleepFor(absl::Milliseconds(300));
+  ASSERT_TRUE(WaitFor([&] { return !PortAcceptsConnections(listen_ports_[0]); }, absl::Seconds(10)))
+      << "mailring did not begin draining";
   // Draining sessions keep working until they end on their own.
   MR_ASSERT_OK_AND_ASSIGN(auto noop, session.client->Command("1", "NOOP"));
   EXPECT_EQ(noop.back().Status(), "OK") << Transcript(noop);
@@ -55,8 +57,8 @@ TEST_F(ShutdownTest, SigtermStopsAcceptingNewConnections) {
   MR_ASSERT_OK_AND_ASSIGN(ProxySession session, OpenSession());  // keeps the drain going
   ASSERT_TRUE(absl::StartsWith(session.greeting.text, "* PREAUTH ")) << session.greeting.text;
   mailring_->Signal(SIGTERM);
-  absl::SleepFor(absl::Milliseconds(500));
-  EXPECT_FALSE(PortAcceptsConnections(listen_ports_[0])) << "still accepting while draining";
+  EXPECT_TRUE(WaitFor([&] { return !PortAcceptsConnections(listen_ports_[0]); }, absl::Seconds(10)))
+      << "still accepting while draining";
   MR_ASSERT_OK_AND_ASSIGN(int exit_code, mailring_->WaitExit(absl::Seconds(15)));
   EXPECT_EQ(exit_code, 0);
 }
@@ -64,8 +66,11 @@ TEST_F(ShutdownTest, SigtermStopsAcceptingNewConnections) {
 class IdleShutdownTest : public DovecotBackedTest, public testing::WithParamInterface<int> {};
 
 TEST_P(IdleShutdownTest, ExitsZeroPromptlyWithoutSessions) {
-  MR_ASSERT_OK(StartMailring({Alice()}, {"--drain-timeout=30s"}));
-  absl::SleepFor(absl::Milliseconds(300));  // let the readiness probe's session end
+  const uint16_t admin_port = PickFreeLoopbackPort();
+  MR_ASSERT_OK(StartMailring(
+      {Alice()}, {"--drain-timeout=30s", absl::StrCat("--admin-listen=127.0.0.1:", admin_port)}));
+  ASSERT_TRUE(WaitForSessionsSettled(admin_port, /*accepted=*/1))
+      << "the readiness probe's session did not end";
   mailring_->Signal(GetParam());
   MR_ASSERT_OK_AND_ASSIGN(int exit_code, mailring_->WaitExit(absl::Seconds(5)));
   EXPECT_EQ(exit_code, 0);

@@ -83,60 +83,10 @@ double CpuSeconds(pid_t pid) {
   return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// GET `path` from mailring's admin endpoint on 127.0.0.1:port: the whole response, or "".
-std::string AdminGet(uint16_t port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
-  timeval timeout{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) {
-    const std::string request =
-        absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    (void)!write(fd, request.data(), request.size());
-    char buffer[4096];
-    for (int reads = 0; reads < 1000; ++reads) {  // bounded; the endpoint closes after its answer
-      const ssize_t n = read(fd, buffer, sizeof(buffer));
-      if (n <= 0) break;
-      response.append(buffer, static_cast<size_t>(n));
-    }
-  }
-  close(fd);
-  return response;
-}
-
-// The value of the sample `series` (a metric name with its labels, if any) in Prometheus text;
-// -1 when absent.
-int64_t MetricValue(const std::string& metrics, absl::string_view series) {
-  const std::string prefix = absl::StrCat(series, " ");
-  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
-    int64_t value = -1;
-    if (absl::StartsWith(line, prefix) &&
-        absl::SimpleAtoi(line.substr(prefix.size()), &value)) {
-      return value;
-    }
-  }
-  return -1;
-}
-
 // mailring_tls_handshakes_total{kind="<kind>"} from /metrics on `admin_port`; -1 when absent.
 int64_t TlsHandshakes(uint16_t admin_port, absl::string_view kind) {
   return MetricValue(AdminGet(admin_port, "/metrics"),
                      absl::StrCat("mailring_tls_handshakes_total{kind=\"", kind, "\"}"));
-}
-
-// Waits (bounded) until the admin endpoint accepts connections.
-bool AdminReady(uint16_t admin_port) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!PortAcceptsConnections(admin_port)) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
 }
 
 const ImapResponse* FindLiteralResponse(const std::vector<ImapResponse>& responses,
@@ -476,21 +426,13 @@ class TlsResumptionTest : public TlsTest {
     flags.push_back("--log-level=debug");
     flags.push_back(absl::StrCat("--admin-listen=127.0.0.1:", admin_port_));
     MR_ASSERT_OK(StartMailring(destinations, flags));
-    ASSERT_TRUE(AdminReady(admin_port_));
+    ASSERT_TRUE(WaitFor([&] { return PortAcceptsConnections(admin_port_); }, absl::Seconds(10)));
   }
 
   // The handshake counters once every session so far (probes included) was accepted and none
   // is open (bounded wait): every handshake of them is counted.
   Handshakes Settled() {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < deadline) {
-      const std::string metrics = AdminGet(admin_port_, "/metrics");
-      if (MetricValue(metrics, "mailring_sessions_open") == 0 &&
-          MetricValue(metrics, "mailring_sessions_total") >= static_cast<int64_t>(sessions_)) {
-        break;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+    WaitForSessionsSettled(admin_port_, static_cast<int64_t>(sessions_));
     return {TlsHandshakes(admin_port_, "full"), TlsHandshakes(admin_port_, "resumed")};
   }
 
@@ -698,7 +640,9 @@ TEST_F(TlsTest, UnknownCaIsRefusedWithoutCaFile) {
   EXPECT_TRUE(absl::StrContains(session.greeting.text, "not signed by a trusted CA"))
       << session.greeting.text;
   MR_ASSERT_OK(session.client->ExpectClosed());
-  absl::SleepFor(absl::Milliseconds(200));
+  // Dovecot logs the aborted connection ("imap-login: ... user=<>"); once it has (or after a
+  // bounded wait), no login of carol may be in its log.
+  WaitForDovecotLine(*dovecot, mark, "imap-login:");
   EXPECT_FALSE(absl::StrContains(Since(dovecot->Log(), mark), "user=<carol>"));
 }
 

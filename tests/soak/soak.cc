@@ -141,6 +141,7 @@ using integration::KubectlBinary;
 using integration::MailringProcess;
 using integration::RunCommand;
 using integration::ShellQuote;
+using integration::WaitFor;
 
 constexpr char kOAuthClientId[] = "mailring-soak-client";
 constexpr char kOAuthClientSecret[] = "soak-client-secret-Zq81";
@@ -211,16 +212,6 @@ std::optional<Flags> ParseFlags(int argc, char** argv) {
 }
 
 // --- Cluster helpers (the way tests/integration/cluster_test.cc drives the fakes) ------------
-
-template <typename Condition>
-bool WaitFor(Condition condition, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() >= deadline) return condition();
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return true;
-}
 
 std::string Rfc3339Micro(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());

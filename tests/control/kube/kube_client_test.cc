@@ -31,6 +31,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
+#include "core/clock.h"
 #include "gtest/gtest.h"
 #include "proto/absl_string_view.h"
 #include "proto/str_cat.h"
@@ -411,7 +412,11 @@ class InformerTest : public ::testing::Test {
   }
 
   FakeApiServer server_;
-  HttpClient http_;
+  // The clock of the HttpClient's timers, i.e. of the informer's backoff: real time, unless a
+  // test sets frozen_now_ms_ and moves it by hand.
+  std::optional<int64_t> frozen_now_ms_;
+  HttpClient http_{HttpClientOptions{
+      .now_ms = [this] { return frozen_now_ms_ ? *frozen_now_ms_ : core::MonotonicMs(); }}};
   KubeClient client_;
   Recorder recorder_;
   std::unique_ptr<KubeClient::Informer> informer_;
@@ -539,16 +544,32 @@ TEST_F(InformerTest, Http410OnReconnectRelists) {
 TEST_F(InformerTest, ListFailureIsRetriedWithBackoff) {
   server_.Put("a", "1");
   server_.list_failures = 2;
-  const absl::Time start = absl::Now();
+  frozen_now_ms_ = 1'000'000;
+  const auto lists = [this] { return server_.targets("limit=").size(); };
+  // Polls for a while without moving the clock: a retry now would be one the backoff let through.
+  const auto poll_briefly = [this] {
+    for (int i = 0; i < 5; ++i) http_.Poll(absl::Milliseconds(20));
+  };
   informer_ = client_.Watch(std::string(FakeApiServer::kCollection), recorder_.Handler());
-  ASSERT_TRUE(PollUntil(http_, [this] { return informer_->synced(); }));
-  const absl::Duration elapsed = absl::Now() - start;
-  EXPECT_EQ(recorder_.events, (std::vector<std::string>{"upsert a=1", "synced"}));
-  ASSERT_EQ(recorder_.errors.size(), 2u);
+  ASSERT_TRUE(PollUntil(http_, [this] { return recorder_.errors.size() == 1; }));
   EXPECT_TRUE(Contains(recorder_.errors[0], "HTTP 500: etcd unavailable")) << recorder_.errors[0];
-  EXPECT_EQ(server_.targets("limit=").size(), 3u);
-  EXPECT_GE(elapsed, absl::Milliseconds(1000));  // ≥ 0.375 s + 0.75 s with jitter
-  EXPECT_LT(elapsed, absl::Seconds(5));
+  // First retry after 0.5 s ± 25 % jitter.
+  poll_briefly();
+  *frozen_now_ms_ += 374;
+  poll_briefly();
+  EXPECT_EQ(lists(), 1u) << "retried before 0.375 s";
+  *frozen_now_ms_ += 625 - 374;
+  ASSERT_TRUE(PollUntil(http_, [&] { return recorder_.errors.size() == 2; }));
+  EXPECT_EQ(lists(), 2u);
+  // Second retry after twice that: 1 s ± 25 %.
+  *frozen_now_ms_ += 749;
+  poll_briefly();
+  EXPECT_EQ(lists(), 2u) << "retried before 0.75 s";
+  *frozen_now_ms_ += 1250 - 749;
+  ASSERT_TRUE(PollUntil(http_, [this] { return informer_->synced(); }));
+  EXPECT_EQ(recorder_.events, (std::vector<std::string>{"upsert a=1", "synced"}));
+  EXPECT_EQ(recorder_.errors.size(), 2u);
+  EXPECT_EQ(lists(), 3u);
 }
 
 TEST_F(InformerTest, DestroyingTheInformerClosesTheWatchPromptly) {
@@ -850,10 +871,10 @@ TEST(KubeconfigTest, LoadsClientCertificateFilesAndInsecureSkipTlsVerify) {
   EXPECT_EQ(ReadAll(config->client_key_file), "KEY");
 }
 
-TEST(KubeconfigTest, HandWrittenSubsetWithTokenFileCommentsAndQuotes) {
-  ScratchDir dir;
-  const std::string file = dir.File("config");
-  dir.Write("config", R"(# development cluster
+// A hand-written kubeconfig with comments, quotes, an indented sequence and a token file, around
+// `context` (the "dev" context's mapping, as YAML nested under "context:").
+std::string HandWrittenKubeconfig(std::string_view context) {
+  return StrCat(R"(# development cluster
 apiVersion: v1
 kind: Config
 preferences: {}
@@ -864,38 +885,26 @@ clusters:
       certificate-authority: certs/ca.pem
 contexts:
 - name: dev
-  context: {cluster: dev, user: me}
+  context:)",
+                context, R"(
 current-context: dev
 users:
 - name: me
   user:
     tokenFile: token
 )");
+}
+
+TEST(KubeconfigTest, HandWrittenSubsetWithTokenFileCommentsAndQuotes) {
+  ScratchDir dir;
+  const std::string file = dir.File("config");
+  dir.Write("config", HandWrittenKubeconfig(" {cluster: dev, user: me}"));
   absl::StatusOr<KubeConfig> config = LoadKubeconfig(file);
   // Full YAML (yaml-cpp): a flow mapping with content is as good as a block one.
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->server, "http://127.0.0.1:8001");
 
-  dir.Write("config", R"(# development cluster
-apiVersion: v1
-kind: Config
-preferences: {}
-clusters:
-  - name: "dev"   # indented sequence style
-    cluster:
-      server: 'http://127.0.0.1:8001'
-      certificate-authority: certs/ca.pem
-contexts:
-- name: dev
-  context:
-    cluster: dev
-    user: me
-current-context: dev
-users:
-- name: me
-  user:
-    tokenFile: token
-)");
+  dir.Write("config", HandWrittenKubeconfig("\n    cluster: dev\n    user: me"));
   config = LoadKubeconfig(file);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->server, "http://127.0.0.1:8001");

@@ -1,17 +1,25 @@
 // Leader election against the fake Kubernetes API server: one leader among candidates, a
-// takeover only after the holder stops renewing for the lease duration.
+// takeover only after the holder stops renewing for the lease duration. The candidates' clock is
+// driven by the test (LeaderElectionOptions::now_ms); only the HTTP round trips take real time,
+// and each step waits for them to finish, so the timing asserted is exact to a step however
+// loaded the machine is.
 #include "control/kube/leader_election.h"
 
 #include <memory>
+#include <vector>
 
 #include "control/http_client.h"
 #include "control/kube/kube_client.h"
-#include "core/clock.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/kube_apiserver.h"
 
 namespace mailring::control {
 namespace {
+
+constexpr int64_t kLeaseDurationMs = 2000;  // whole seconds: the Lease carries seconds
+constexpr int64_t kRenewDeadlineMs = 1000;
+constexpr int64_t kRetryPeriodMs = 200;
+constexpr int64_t kStepMs = 50;  // how far the clock moves between two rounds of Tick()
 
 class LeaderElectionTest : public ::testing::Test {
  protected:
@@ -33,23 +41,31 @@ class LeaderElectionTest : public ::testing::Test {
     LeaderElectionOptions options;
     options.namespace_name = "mailring";
     options.identity = identity;
-    options.lease_duration = absl::Milliseconds(1500);
-    options.renew_deadline = absl::Milliseconds(1000);
-    options.retry_period = absl::Milliseconds(200);
+    options.lease_duration = absl::Milliseconds(kLeaseDurationMs);
+    options.renew_deadline = absl::Milliseconds(kRenewDeadlineMs);
+    options.retry_period = absl::Milliseconds(kRetryPeriodMs);
+    options.now_ms = [this] { return now_ms_; };
     return std::make_unique<LeaderElection>(kube_.get(), options, [changes, leader](bool now) {
       ++*changes;
       *leader = now;
     });
   }
-  // Drives the candidates like the control loop does, for `ms` milliseconds.
-  void Run(std::vector<LeaderElection*> candidates, int64_t ms) {
-    const int64_t end = core::MonotonicMs() + ms;
-    while (core::MonotonicMs() < end) {
-      for (LeaderElection* candidate : candidates) candidate->Tick(core::MonotonicMs());
-      http_.Poll(absl::Milliseconds(20));
-    }
+  // One round of the control loop: every candidate ticks at the current time, then the requests
+  // they started (and those their callbacks start) finish before the clock moves on.
+  void Step(const std::vector<LeaderElection*>& candidates) {
+    for (LeaderElection* candidate : candidates) candidate->Tick(now_ms_);
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);  // a bound, not a timing
+    while (http_.in_flight() > 0 && absl::Now() < deadline) http_.Poll(absl::Milliseconds(20));
+    ASSERT_EQ(http_.in_flight(), 0u) << "the fake API server answers";
+    now_ms_ += kStepMs;
+  }
+  // Drives the candidates for `ms` milliseconds of their clock.
+  void Run(const std::vector<LeaderElection*>& candidates, int64_t ms) {
+    const int64_t end = now_ms_ + ms;
+    while (now_ms_ < end && !HasFatalFailure()) Step(candidates);
   }
 
+  int64_t now_ms_ = 1'000'000;
   HttpClient http_;
   std::unique_ptr<fakes::FakeKubeApiServer> api_;
   std::unique_ptr<KubeClient> kube_;
@@ -63,27 +79,24 @@ TEST_F(LeaderElectionTest, ExactlyOneLeaderThenTakeoverAfterTheHolderStops) {
   Run({a.get(), b.get()}, 2000);
   EXPECT_NE(leader_a, leader_b) << "exactly one leader";
   EXPECT_EQ(a->leader(), leader_a);
-  // Stable: nobody flips while the leader renews.
+  // Stable: nobody flips while the leader renews, over several lease durations.
   const int flips = changes_a + changes_b;
-  Run({a.get(), b.get()}, 2000);
+  Run({a.get(), b.get()}, 3 * kLeaseDurationMs);
   EXPECT_EQ(changes_a + changes_b, flips);
-  // The leader stops (pod gone): the other takes over only after the lease expired.
+  // The leader stops (pod gone): the other takes over only after the lease expired. The
+  // holder's last renewal was at most a retry period before the stop, the follower saw it at
+  // most a retry period later, and it looks again every retry period: the takeover comes more
+  // than the lease duration less a retry period after the stop, at most two retry periods more.
   LeaderElection* follower = leader_a ? b.get() : a.get();
   const bool* follower_flag = leader_a ? &leader_b : &leader_a;
-  const int64_t stopped_at = core::MonotonicMs();
-  int64_t took_over_at = 0;
-  const int64_t end = stopped_at + 5000;
-  while (core::MonotonicMs() < end && !*follower_flag) {
-    follower->Tick(core::MonotonicMs());
-    http_.Poll(absl::Milliseconds(20));
-    if (*follower_flag) took_over_at = core::MonotonicMs();
+  const int64_t stopped_at = now_ms_;
+  while (!*follower_flag && now_ms_ < stopped_at + 3 * kLeaseDurationMs && !HasFatalFailure()) {
+    Step({follower});
   }
   ASSERT_TRUE(*follower_flag) << "the follower took over";
-  // Expiry counts from when the follower last saw the lease renewed (its own clock), which is
-  // at least a retry period before the holder stopped, more when the machine is loaded; so
-  // only "not at once" is asserted here (the stable phase above shows no takeover while the
-  // holder renews).
-  EXPECT_GE(took_over_at - stopped_at, 300) << "the follower waited for the lease to expire";
+  const int64_t waited = now_ms_ - kStepMs - stopped_at;  // Step() moved the clock after it
+  EXPECT_GT(waited, kLeaseDurationMs - kRetryPeriodMs) << "waited for the lease to expire";
+  EXPECT_LE(waited, kLeaseDurationMs + 2 * kRetryPeriodMs) << "took over once it expired";
 }
 
 TEST_F(LeaderElectionTest, LeaderStepsDownWhenItCannotRenew) {
@@ -93,7 +106,11 @@ TEST_F(LeaderElectionTest, LeaderStepsDownWhenItCannotRenew) {
   Run({a.get()}, 800);
   ASSERT_TRUE(leader);
   api_->Stop();  // the API server goes away: renewals fail
-  Run({a.get()}, 1800);
+  // The last renewal was at most a retry period before the stop: still leader until the renew
+  // deadline minus that, no longer leader a retry period (plus a step) after the deadline.
+  Run({a.get()}, kRenewDeadlineMs - kRetryPeriodMs);
+  EXPECT_TRUE(leader) << "kept leading within the renew deadline";
+  Run({a.get()}, 2 * kRetryPeriodMs + kStepMs);
   EXPECT_FALSE(leader) << "stepped down after the renew deadline";
 }
 
