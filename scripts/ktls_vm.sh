@@ -17,8 +17,9 @@
 #     --destinations, --admin-listen), FETCHes message 4 through mailring, compares the sha256
 #     of what came through with the stored message's, and scrapes /metrics.
 #
-# Passes only when the guest reports: ktls_test passed, the FETCH byte-identical, the session on
-# the kTLS path (mailring_tls_relay_sessions_total{path="ktls"} 1) and bytes spliced on the kTLS
+# Passes only when the guest reports: ktls_test passed, both FETCHes (a route that logs in, a
+# relay-only one) byte-identical, both sessions on the kTLS path
+# (mailring_tls_relay_sessions_total{path="ktls"} 2) and bytes spliced on the kTLS
 # socket (mailring_ktls_spliced_bytes_total > 0). Needs: root (the Dovecot fixture user),
 # qemu-system-x86_64, dovecot, openssl, g++, a built build/ (mailring, ktls_test).
 # Environment: MAILRING_BUILD (default build), KTLS_VM_DIR (default build-ktls-vm),
@@ -146,6 +147,11 @@ cat >"$rootfs/ktls/destinations.json" <<EOF
    "destination": {"Name": "ktls-vm", "Type": "MAIL", "Authentication": "BasicAuthentication",
      "mail.user": "alice", "mail.password": "secret", "mail.transport.protocol": "imap4s",
      "mail.imap4s.host": "localhost", "mail.imap4s.port": "10993", "mail.imap4s.auth": "true",
+     "ProxyType": "Internet"}},
+  {"listen": "127.0.0.1:1144",
+   "destination": {"Name": "ktls-vm-relay-only", "Type": "MAIL",
+     "Authentication": "NoAuthentication", "mail.transport.protocol": "imap4s",
+     "mail.imap4s.host": "localhost", "mail.imap4s.port": "10993", "mail.imap4s.auth": "false",
      "ProxyType": "Internet"}}
 ]}
 EOF
@@ -184,22 +190,27 @@ for i in \$(seq 1 300); do
   sleep 0.2
 done
 
-# 3. FETCH the 20 MiB message through mailring, byte for byte
-start=\$(date +%s)
-/ktls/ktls_vm_fetch 127.0.0.1 1143 4 /tmp/big.out || fail "the FETCH through mailring failed"
-end=\$(date +%s)
-got=\$(sha256sum /tmp/big.out | cut -d' ' -f1)
-want=\$(cat $fixture/big.sha256)
-echo "KTLS-VM: fetched \$(stat -c %s /tmp/big.out) bytes in \$((end - start)) s, sha256 \$got (stored: \$want)"
-[ "\$got" = "\$want" ] && echo "KTLS-VM: FETCH byte-identical" || fail "the FETCH differs from the stored message"
+# 3. FETCH the 20 MiB message through mailring, byte for byte: through the route that logs in
+# (kTLS takes the keys from mailring's record layer) and through the relay-only one (the keys come
+# straight from wolfSSL; the server's session tickets then reach the kernel as control records).
+for port in 1143 1144; do
+  start=\$(date +%s)
+  rm -f /tmp/big.out
+  /ktls/ktls_vm_fetch 127.0.0.1 \$port 4 /tmp/big.out || fail "the FETCH through mailring (port \$port) failed"
+  end=\$(date +%s)
+  got=\$(sha256sum /tmp/big.out | cut -d' ' -f1)
+  want=\$(cat $fixture/big.sha256)
+  echo "KTLS-VM: port \$port: fetched \$(stat -c %s /tmp/big.out) bytes in \$((end - start)) s, sha256 \$got (stored: \$want)"
+  [ "\$got" = "\$want" ] && echo "KTLS-VM: port \$port: FETCH byte-identical" || fail "port \$port: the FETCH differs from the stored message"
+done
 sleep 1
 wget -q -O /tmp/metrics http://127.0.0.1:9100/metrics || fail "no metrics"
 grep -E '^mailring_(tls_relay_sessions_total|ktls_fallbacks_total|ktls_spliced_bytes_total|relayed_bytes_total|tls_handshakes_total|tls_record_takeovers_total)' /tmp/metrics | sed 's/^/KTLS-VM: metric /'
-grep -q '^mailring_tls_relay_sessions_total{path="ktls"} 1\$' /tmp/metrics || fail "the session did not take the kTLS path"
+grep -q '^mailring_tls_relay_sessions_total{path="ktls"} 2\$' /tmp/metrics || fail "the sessions did not take the kTLS path"
 spliced=\$(awk '/^mailring_ktls_spliced_bytes_total/ {print \$2}' /tmp/metrics)
 [ "\${spliced:-0}" -gt 0 ] && echo "KTLS-VM: \$spliced bytes spliced on the kTLS socket" || fail "no bytes spliced on the kTLS socket"
 echo "KTLS-VM: mailring log (session lines):"
-grep -E 'kTLS|closed|failed|TLS established|record path' /tmp/mailring.log | sed 's/^/KTLS-VM:   /'
+grep -E 'kTLS|closed|failed|TLS established|record path|TLS:' /tmp/mailring.log | sed 's/^/KTLS-VM:   /'
 echo "KTLS-VM: RESULT \$result"
 sync
 poweroff -f

@@ -1,6 +1,7 @@
 // ktls_vm_fetch: the IMAP client of scripts/ktls_vm.sh (built there as a static binary, run in
-// the VM). Connects to mailring's plain listener, expects the PREAUTH greeting of a route that
-// logs in for it, SELECTs INBOX, FETCHes message N's BODY[] and writes the literal's bytes to
+// the VM). Connects to mailring's plain listener; after the PREAUTH greeting of a route that
+// logs in for it, or after logging in itself as alice (the server's own "* OK" greeting through
+// a relay-only route), SELECTs INBOX, FETCHes message N's BODY[] and writes the literal's bytes to
 // OUT, then LOGOUT. Exit 0 when all of it worked; the caller compares OUT's sha256.
 //
 //   ktls_vm_fetch HOST PORT N OUT
@@ -85,7 +86,11 @@ int main(int argc, char** argv) {
   std::string line;
   if (!ReadLine(&line)) return 1;
   std::printf("ktls_vm_fetch: greeting: %s\n", line.c_str());
-  if (line.rfind("* PREAUTH", 0) != 0) return 1;
+  if (line.rfind("* OK", 0) == 0) {
+    if (!Send("a LOGIN alice secret\r\n") || !AwaitTagged("a")) return 1;
+  } else if (line.rfind("* PREAUTH", 0) != 0) {
+    return 1;
+  }
   if (!Send("s SELECT INBOX\r\n") || !AwaitTagged("s")) return 1;
   if (!Send(std::string("f FETCH ") + argv[3] + " BODY[]\r\n")) return 1;
   // "* N FETCH (BODY[] {SIZE}"
