@@ -47,6 +47,13 @@ KtlsHandoverResult HandOverToKtls(int upstream_fd,
   if (const auto* reason = std::get_if<KtlsFallback>(&handover)) {
     return FallBack(*reason, {}, counters, log_prefix);
   }
+  // A kernel without TLS is asked once per worker: as root, every refused TCP_ULP "tls" makes
+  // the kernel run modprobe (request_module), milliseconds per session. A module loaded later is
+  // used after a restart.
+  if (counters.ktls_fallbacks[static_cast<size_t>(KtlsFallback::kNoKernelTls)].load(
+          std::memory_order_relaxed) > 0) {
+    return FallBack(KtlsFallback::kNoKernelTls, {}, counters, log_prefix);
+  }
   const absl::Status installed = InstallKtls(upstream_fd, std::get<KtlsKeys>(handover));
   if (installed.ok()) {
     counters.tls_relays_ktls.fetch_add(1, std::memory_order_relaxed);

@@ -4,7 +4,8 @@
 //
 // Fallbacks (KtlsFallback) are counted per worker and reason in WorkerCounters; the first of each
 // reason on a worker is logged (info), later ones are not: a kernel without TLS would otherwise
-// log a line per session.
+// log a line per session. Once a worker found that the kernel has no TLS (TCP_ULP: ENOENT) it
+// stops asking (each refusal costs a modprobe run when mailring has CAP_NET_ADMIN).
 //
 // Contract: called by the worker thread that owns `counters`; `handover` is what
 // TlsClient::KtlsHandover() said. Once this returns installed, the kernel owns the records and
