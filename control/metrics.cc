@@ -36,7 +36,7 @@ std::string RenderMetrics(const MetricsSources& sources) {
            to_client = 0, listening = 0, listen_failures = 0, ring_empty = 0, pipes_in_use = 0,
            pipes_limit = 0, pipe_pool_exhausted = 0, pipe_create_failures = 0,
            copy_fallbacks = 0, tls_full = 0, tls_resumed = 0, tls_relays_ktls = 0,
-           tls_relays_userspace = 0, ktls_spliced = 0;
+           tls_relays_userspace = 0, ktls_spliced = 0, ktls_control_records = 0;
   uint64_t ktls_fallbacks[static_cast<size_t>(core::KtlsFallback::kCount)] = {};
   for (const core::Worker* worker : sources.workers) {
     const core::WorkerCounters& c = worker->counters();
@@ -52,6 +52,7 @@ std::string RenderMetrics(const MetricsSources& sources) {
     tls_relays_ktls += c.tls_relays_ktls.load(std::memory_order_relaxed);
     tls_relays_userspace += c.tls_relays_userspace.load(std::memory_order_relaxed);
     ktls_spliced += c.ktls_spliced_bytes.load(std::memory_order_relaxed);
+    ktls_control_records += c.ktls_control_records.load(std::memory_order_relaxed);
     for (size_t i = 0; i < c.ktls_fallbacks.size(); ++i) {
       ktls_fallbacks[i] += c.ktls_fallbacks[i].load(std::memory_order_relaxed);
     }
@@ -137,6 +138,10 @@ std::string RenderMetrics(const MetricsSources& sources) {
           "Bytes moved by splice(2) on relay directions with a kTLS socket at one end, counted "
           "when a session ends.",
           "counter", ktls_spliced);
+  Counter(&out, "mailring_ktls_control_records_total",
+          "Records other than application data read from kTLS sockets (session tickets, "
+          "close_notify), counted when a session ends.",
+          "counter", ktls_control_records);
   Counter(&out, "mailring_recv_buffer_ring_empty_total",
           "Reads that found a worker's provided-buffer ring empty and fell back to poll or "
           "splice (raise --recv-buffers if this grows steadily).",

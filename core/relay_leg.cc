@@ -88,6 +88,7 @@ int RelayLeg::TakeControlRecord() {
     failure_reason_ = std::make_unique<std::string>(record.status().message());
     return EPROTO;
   }
+  ++control_records_;
   if (*record == ControlRecord::kCloseNotify) source_eof_ = true;
   return 0;
 }

@@ -109,6 +109,8 @@ class RelayLeg {
   bool ktls() const { return ktls_source_ || ktls_destination_; }
   // Bytes moved by splice(2) (part of bytes_relayed()).
   uint64_t bytes_spliced() const { return bytes_spliced_; }
+  // Records other than application data a kTLS source gave (session tickets, close_notify).
+  uint32_t control_records() const { return control_records_; }
   // Why a kTLS source failed (an alert, a KeyUpdate, ...); empty otherwise (error() says it).
   std::string_view failure_reason() const {
     return failure_reason_ == nullptr ? std::string_view() : std::string_view(*failure_reason_);
@@ -160,6 +162,7 @@ class RelayLeg {
   bool source_failed_ = false;
   bool ktls_source_ = false;
   bool ktls_destination_ = false;
+  uint32_t control_records_ = 0;
   int source_error_ = 0;        // the source failed; delivered as error_ once the rest is sent
   int error_ = 0;
   uint64_t bytes_relayed_ = 0;

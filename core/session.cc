@@ -1148,8 +1148,9 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
   }
   for (RelayLeg& leg : legs_) {
     if (leg.ktls()) {
-      host_->mutable_counters().ktls_spliced_bytes.fetch_add(leg.bytes_spliced(),
-                                                             std::memory_order_relaxed);
+      WorkerCounters& counters = host_->mutable_counters();
+      counters.ktls_spliced_bytes.fetch_add(leg.bytes_spliced(), std::memory_order_relaxed);
+      counters.ktls_control_records.fetch_add(leg.control_records(), std::memory_order_relaxed);
     }
     leg.Abandon(host_->pipes());
   }

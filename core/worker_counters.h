@@ -35,6 +35,8 @@ struct WorkerCounters {
   // Bytes relay legs with a kTLS socket at one end moved by splice(2), counted when a session
   // closes: shows that bursts on the TLS leg take the zero-copy path.
   std::atomic<uint64_t> ktls_spliced_bytes{0};
+  // Records other than data read from kTLS sockets (session tickets, close_notify).
+  std::atomic<uint64_t> ktls_control_records{0};
 };
 
 }  // namespace mailring::core

@@ -205,10 +205,12 @@ for port in 1143 1144; do
 done
 sleep 1
 wget -q -O /tmp/metrics http://127.0.0.1:9100/metrics || fail "no metrics"
-grep -E '^mailring_(tls_relay_sessions_total|ktls_fallbacks_total|ktls_spliced_bytes_total|relayed_bytes_total|tls_handshakes_total|tls_record_takeovers_total)' /tmp/metrics | sed 's/^/KTLS-VM: metric /'
+grep -E '^mailring_(tls_relay_sessions_total|ktls_fallbacks_total|ktls_spliced_bytes_total|ktls_control_records_total|relayed_bytes_total|tls_handshakes_total|tls_record_takeovers_total)' /tmp/metrics | sed 's/^/KTLS-VM: metric /'
 grep -q '^mailring_tls_relay_sessions_total{path="ktls"} 2\$' /tmp/metrics || fail "the sessions did not take the kTLS path"
 spliced=\$(awk '/^mailring_ktls_spliced_bytes_total/ {print \$2}' /tmp/metrics)
 [ "\${spliced:-0}" -gt 0 ] && echo "KTLS-VM: \$spliced bytes spliced on the kTLS socket" || fail "no bytes spliced on the kTLS socket"
+control=\$(awk '/^mailring_ktls_control_records_total/ {print \$2}' /tmp/metrics)
+echo "KTLS-VM: \${control:-0} control records (session tickets, close_notify) read from the kTLS sockets"
 echo "KTLS-VM: mailring log (session lines):"
 grep -E 'kTLS|closed|failed|TLS established|record path|TLS:' /tmp/mailring.log | sed 's/^/KTLS-VM:   /'
 echo "KTLS-VM: RESULT \$result"

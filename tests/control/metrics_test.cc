@@ -39,6 +39,7 @@ TEST(MetricsTest, SumsEveryWorkersCountersIntoPrometheusText) {
       .ktls_fallbacks[static_cast<size_t>(core::KtlsFallback::kNoKernelTls)] = 3;
   first.mutable_counters().ktls_spliced_bytes = 1000;
   second.mutable_counters().ktls_spliced_bytes = 24;
+  first.mutable_counters().ktls_control_records = 5;
   const std::string text = RenderMetrics({.workers = {&first, &second}});
   for (const char* line : {
            "mailring_sessions_total 12\n",
@@ -55,6 +56,7 @@ TEST(MetricsTest, SumsEveryWorkersCountersIntoPrometheusText) {
            "mailring_ktls_fallbacks_total{reason=\"no_kernel_tls\"} 3\n",
            "mailring_ktls_fallbacks_total{reason=\"not_at_record_boundary\"} 0\n",
            "mailring_ktls_spliced_bytes_total 1024\n",
+           "mailring_ktls_control_records_total 5\n",
            "# TYPE mailring_ktls_fallbacks_total counter\n",
            "# TYPE mailring_tls_handshakes_total counter\n",
            "# TYPE mailring_tls_records_total counter\n",

@@ -342,6 +342,7 @@ TEST(KtlsKernelTest, RelayLegSplicesFromAKtlsSourceThroughTicketsUntilCloseNotif
   EXPECT_TRUE(identical);
   EXPECT_TRUE(eof) << "close_notify must become the destination's EOF";
   EXPECT_EQ(leg.bytes_spliced(), kBytes);
+  EXPECT_EQ(leg.control_records(), 2u) << "the ticket and the close_notify";
   ::close(destination);
   ::close(reader);
 }
