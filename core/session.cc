@@ -20,10 +20,9 @@
 #include "core/session_host.h"
 #include "core/tcp_options.h"
 #include "core/tls/ktls_handover.h"
-#include "core/tls/resumption_key.h"
+#include "core/transport/upstream_transport.h"
 #include "proto/absl_string_view.h"
 #include "proto/printable_text.h"
-#include "proto/socks5.h"
 #include "proto/str_cat.h"
 
 namespace mailring::core {
@@ -114,19 +113,21 @@ constexpr int64_t kExchangeFailureReuseMs = 5000;
 
 // Pre-relay state, allocated on connect and freed on entering the relay.
 struct Session::LoginState {
-  LoginState(const MailProtocol& protocol, const Route& route, size_t max_line_bytes)
-      : upstream_lines(protocol.NewLineReader(max_line_bytes)),
+  LoginState(const MailProtocol& protocol, const Route& route, size_t max_line_bytes,
+             const TlsContext* tls_context)
+      : transport(UpstreamTransport::OptionsFor(route, tls_context)),
+        upstream_lines(protocol.NewLineReader(max_line_bytes)),
         dialog(protocol.NewUpstreamLogin(CredentialsFor(route))) {}
+  // What lies under the dialog (proxy handshake, TLS, plain); the relay takes over its TLS
+  // connection (StartRelay). Here rather than in Session: a relayed session does not carry it.
+  UpstreamTransport transport;
   std::unique_ptr<LineReader> upstream_lines;  // the server's lines, until the relay
   std::unique_ptr<UpstreamLogin> dialog;
   // The login is done; the client's dialog runs (SMTP, POP3: EHLO, CAPA, ... answered locally)
   // and the server is not read again before the relay, which then delivers whatever it sent.
   bool upstream_logged_in = false;
   bool upstream_recv_armed = false;
-  bool tls_handshaking = false;
-  bool starttls = false;               // the handshake was started by STARTTLS
-  std::unique_ptr<proto::Socks5Client> socks;  // until the Connectivity Proxy connected
-  std::string socks_input;
+  bool starttls = false;               // STARTTLS accepted: TLS up → the dialog resumes
   std::string credential_key;          // where this session's token is (or will be) cached
   proto::Secret used_token;            // the token offered upstream (to remember a rejection)
   int64_t token_requested_ms = -1;     // when we asked the control thread, -1: not yet
@@ -171,6 +172,11 @@ uint64_t Session::BytesRelayed(int leg) const {
 
 bool Session::RelayOnly() const { return !route_->destination.login_on_behalf; }
 
+bool Session::StartTlsRoute() const {
+  return route_->tls == Route::Tls::kStartTlsIfOffered ||
+         route_->tls == Route::Tls::kStartTlsRequired;
+}
+
 std::string Session::LogPrefix() const {
   return mailring::StrCat("session=w", host_->index(), ":", id_, " ", route_->log_label);
 }
@@ -180,8 +186,8 @@ std::string_view Session::Action() const {
     case Phase::kConnecting:
       return "connecting to upstream";
     case Phase::kProxyHandshake:
-      return login_ != nullptr && login_->socks != nullptr ? login_->socks->action()
-                                                           : "waiting for a Connectivity Proxy token";
+      return login_ != nullptr ? login_->transport.proxy_action()
+                               : "waiting for a Connectivity Proxy token";
     case Phase::kUpstreamGreeting:
     case Phase::kUpstreamLogin:
       return login_ != nullptr ? login_->dialog->action() : "logging in upstream";
@@ -318,223 +324,123 @@ void Session::OnConnected(int result) {
           true);
     return;
   }
-  if (RelayOnly() && !route_->via_connectivity_proxy && route_->tls == Route::Tls::kNone) {
-    // Pure relay: the client reads the server's own greeting and logs in itself.
+  if (RelayOnly() && UpstreamTransport::IsBareSocket(*route_)) {
+    // Pure relay: nothing to establish, nothing to read before the relay (no login state, no
+    // transport): the client reads the server's own greeting and logs in itself.
     MAILRING_LOG(kDebug, LogPrefix(), " connected, relaying without login");
     StartRelay();
     return;
   }
-  login_ = std::make_unique<LoginState>(*protocol_, *route_, host_->options().max_line_bytes);
-  if (route_->via_connectivity_proxy) {
-    // The Connectivity Proxy wants a JWT of the Connectivity service before anything else.
-    EnterPhase(Phase::kProxyHandshake);
-    login_->credential_key = CredentialKey(kConnectivityCredential, route_->tenant);
-    LookUpToken();
-    return;
-  }
-  BeginUpstreamProtocol();
+  login_ = std::make_unique<LoginState>(*protocol_, *route_, host_->options().max_line_bytes,
+                                        host_->tls_context());
+  // The Connectivity Proxy wants a JWT of the Connectivity service before anything else
+  // (the transport asks for it: kNeedProxyToken).
+  EnterPhase(route_->via_connectivity_proxy ? Phase::kProxyHandshake : Phase::kUpstreamGreeting);
+  DriveTransport();
 }
 
-void Session::BeginUpstreamProtocol() {
-  EnterPhase(Phase::kUpstreamGreeting);
-  if (route_->tls == Route::Tls::kImplicit) {
-    StartTlsHandshake(/*after_starttls=*/false);
-    return;
-  }
-  ArmPreRelayRecv(Side::kUpstream);
-}
-
-void Session::StartTlsHandshake(bool after_starttls) {
-  LoginState& login = *login_;
-  const TlsContext* context = host_->tls_context();
-  if (context == nullptr) {
-    Close("no TLS context on this worker", "mailring cannot speak TLS to this server", true);
-    return;
-  }
-  if (!route_->tls_verify) {
-    MAILRING_LOG(kWarning, LogPrefix(),
-                 " TLS to the mail server WITHOUT certificate verification (the destination's "
-                 "ssl.trust / checkserveridentity opts out)");
-  }
-  tls_ = std::make_unique<TlsClient>(
-      *context, route_->destination.host, route_->tls_verify,
-      TlsResumption{context->session_cache(), TlsResumptionKey(*route_)});
-  login.tls_handshaking = true;
-  login.starttls = after_starttls;
-  // Bytes the server sent after its STARTTLS answer already belong to TLS.
-  const std::string early = login.upstream_lines->TakePending();
-  if (!early.empty()) tls_->Feed(early);
-  ContinueTlsHandshake();
-}
-
-void Session::ContinueTlsHandshake() {
-  LoginState& login = *login_;
-  const TlsClient::Result result = tls_->Handshake();
-  if (tls_->has_output()) {
-    if (const int error = SendNow(upstream_fd_, tls_->TakeOutput()); error != 0) {
-      Close(mailring::StrCat("TLS handshake with upstream failed: ", ErrnoText(error)),
-            mailring::StrCat("TLS handshake with the mail server of destination ",
-                             route_->destination.name, " failed: ", ErrnoText(error)),
-            true);
-      return;
+// Runs the upstream transport (core/transport/upstream_transport.h) until it needs something
+// from outside (the server's bytes, the proxy's JWT) or has handed plaintext to the dialog. The
+// transport's events become this session's phases, log lines and counters; this is where a
+// relay-only route with something to establish decides to relay (a bare socket relays straight
+// from OnConnected, without allocating login state).
+void Session::DriveTransport() {
+  // The transport lives in login_: after a step that closes, relays or hands plaintext to the
+  // dialog (which may do either), the loop returns without touching it again.
+  UpstreamTransport& transport = login_->transport;
+  while (true) {
+    TransportStep step = transport.Next(Action());
+    switch (step.outcome) {
+      case TransportStep::Outcome::kNeedMore:
+        ArmPreRelayRecv(Side::kUpstream);
+        return;
+      case TransportStep::Outcome::kNeedProxyToken:
+        login_->credential_key = CredentialKey(kConnectivityCredential, route_->tenant);
+        LookUpToken();
+        return;
+      case TransportStep::Outcome::kSend:
+        if (const int error = SendNow(upstream_fd_, step.bytes); error != 0) {
+          const TransportFailure failure =
+              transport.SendFailed(step.layer, ErrnoText(error), Action());
+          Close(failure.log_reason, failure.client_reason, true);
+          return;
+        }
+        continue;
+      case TransportStep::Outcome::kProxyConnected:
+        MAILRING_LOG(kDebug, LogPrefix(), " Connectivity Proxy connected to ",
+                     route_->destination.host, ":", route_->destination.port);
+        EnterPhase(Phase::kUpstreamGreeting);
+        continue;
+      case TransportStep::Outcome::kTlsStarted:
+        if (!route_->tls_verify) {
+          MAILRING_LOG(kWarning, LogPrefix(),
+                       " TLS to the mail server WITHOUT certificate verification (the "
+                       "destination's ssl.trust / checkserveridentity opts out)");
+        }
+        continue;
+      case TransportStep::Outcome::kTlsEstablished: {
+        const TlsClient& tls = *transport.tls();
+        WorkerCounters& counters = host_->mutable_counters();
+        (tls.resumed() ? counters.tls_handshakes_resumed : counters.tls_handshakes_full)
+            .fetch_add(1, std::memory_order_relaxed);
+        MAILRING_LOG(kDebug, LogPrefix(), " TLS established with upstream (",
+                     tls.protocol_version(), ", ", tls.cipher_suite(),
+                     tls.resumed() ? ", resumed" : "", ")");
+        continue;
+      }
+      case TransportStep::Outcome::kEstablished:
+        // A relay-only route relays once the transport is what the route asks for: at once,
+        // or for a STARTTLS route after the upgrade the dialog negotiates first.
+        if (RelayOnly() && (!StartTlsRoute() || transport.tls() != nullptr)) {
+          // Whatever the server already sent goes to the client first (TLS keeps its records).
+          const std::string early = transport.TakeBufferedPlaintext();
+          if (!early.empty() && !SendToClientOrClose(early)) return;
+          StartRelay();
+          return;
+        }
+        if (login_->starttls) {
+          login_->starttls = false;
+          const UpstreamLogin::Step resumed = login_->dialog->OnTlsEstablished();
+          if (!SendUpstream(resumed.send)) return;
+        }
+        continue;  // records that came with the handshake's end may hold the next line
+      case TransportStep::Outcome::kPlaintext:
+        FeedUpstream(step.bytes);
+        return;
+      case TransportStep::Outcome::kFailed:
+        Close(step.failure.log_reason, step.failure.client_reason, true);
+        return;
     }
   }
-  if (result == TlsClient::Result::kError || result == TlsClient::Result::kClosed) {
-    const std::string why = tls_->error().empty() ? "connection closed" : tls_->error();
-    Close(mailring::StrCat("TLS handshake with upstream ", route_->destination.host,
-                           " failed: ", why),
-          mailring::StrCat("TLS handshake with the mail server of destination ",
-                           route_->destination.name, " failed: ", why),
-          true);
-    return;
-  }
-  if (result == TlsClient::Result::kWantInput) {
-    ArmPreRelayRecv(Side::kUpstream);
-    return;
-  }
-  login.tls_handshaking = false;
-  WorkerCounters& counters = host_->mutable_counters();
-  (tls_->resumed() ? counters.tls_handshakes_resumed : counters.tls_handshakes_full)
-      .fetch_add(1, std::memory_order_relaxed);
-  MAILRING_LOG(kDebug, LogPrefix(), " TLS established with upstream (", tls_->protocol_version(),
-               ", ", tls_->cipher_suite(), tls_->resumed() ? ", resumed" : "", ")");
-  if (RelayOnly()) {
-    StartRelay();  // the server's greeting, if already here, waits inside TlsClient
-    return;
-  }
-  if (login.starttls) {
-    UpstreamLogin::Step step = login.dialog->OnTlsEstablished();
-    if (!SendUpstream(step.send)) return;
-  }
-  // Records that arrived with the end of the handshake may already hold the greeting.
-  OnUpstreamBytes({});
 }
 
 bool Session::SendUpstream(std::string_view plaintext) {
-  int error = 0;
-  if (tls_ != nullptr) {
-    if (tls_->Write(plaintext) != TlsClient::Result::kDone) {
-      Close(mailring::StrCat("TLS write to upstream failed: ", tls_->error()),
-            mailring::StrCat("TLS failure with the mail server of destination ",
-                             route_->destination.name),
-            true);
-      return false;
-    }
-    error = SendNow(upstream_fd_, tls_->TakeOutput());
-  } else {
-    error = SendNow(upstream_fd_, plaintext);
+  TransportStep sealed = login_->transport.Seal(plaintext);
+  if (sealed.outcome == TransportStep::Outcome::kFailed) {
+    Close(sealed.failure.log_reason, sealed.failure.client_reason, true);
+    return false;
   }
-  if (error != 0) {
-    Close(mailring::StrCat("writing to upstream failed while ", Action(), ": ", ErrnoText(error)),
-          mailring::StrCat("the mail server of destination ", route_->destination.name,
-                           " stopped answering"),
-          true);
+  if (const int error = SendNow(upstream_fd_, sealed.bytes); error != 0) {
+    const TransportFailure failure =
+        login_->transport.SendFailed(sealed.layer, ErrnoText(error), Action());
+    Close(failure.log_reason, failure.client_reason, true);
     return false;
   }
   return true;
 }
 
 void Session::StartProxyHandshake(const proto::Secret& jwt) {
-  LoginState& login = *login_;
-  login.socks = std::make_unique<proto::Socks5Client>(
-      jwt.Reveal(), route_->destination.cloud_connector_location_id, route_->destination.host,
-      route_->destination.port);
-  login.credential_key.clear();
-  login.token_requested_ms = -1;
-  if (const int error = SendNow(upstream_fd_, login.socks->Start()); error != 0) {
-    Close(mailring::StrCat("writing to the Connectivity Proxy failed: ", ErrnoText(error)),
-          "the Connectivity Proxy stopped answering", true);
-    return;
-  }
-  ArmPreRelayRecv(Side::kUpstream);
+  login_->credential_key.clear();
+  login_->token_requested_ms = -1;
+  login_->transport.ProvideProxyToken(jwt);
+  DriveTransport();
 }
 
-// Raw bytes from the upstream socket, before the relay: the Connectivity Proxy's SOCKS5
-// replies, then TLS records, then (plaintext) IMAP.
+// Raw bytes from the upstream socket before the relay: the transport opens them (proxy
+// replies, TLS records) and hands the dialog its plaintext.
 void Session::OnUpstreamBytes(std::string_view raw) {
-  LoginState& login = *login_;
-  if (login.socks != nullptr) {
-    login.socks_input.append(raw);
-    while (true) {
-      proto::Socks5Client::Step step = login.socks->OnBytes(login.socks_input);
-      login.socks_input.erase(0, step.consumed);
-      switch (step.outcome) {
-        case proto::Socks5Client::Outcome::kNeedMore:
-          ArmPreRelayRecv(Side::kUpstream);
-          return;
-        case proto::Socks5Client::Outcome::kSend:
-          if (const int error = SendNow(upstream_fd_, step.send); error != 0) {
-            Close(mailring::StrCat("writing to the Connectivity Proxy failed: ", ErrnoText(error)),
-                  "the Connectivity Proxy stopped answering", true);
-            return;
-          }
-          continue;
-        case proto::Socks5Client::Outcome::kFailed:
-          Close(mailring::StrCat("Connectivity Proxy: ", step.failure),
-                mailring::StrCat("cannot reach the on-premise mail server of destination ",
-                                 route_->destination.name, ": ", step.failure),
-                true);
-          return;
-        case proto::Socks5Client::Outcome::kConnected: {
-          MAILRING_LOG(kDebug, LogPrefix(), " Connectivity Proxy connected to ",
-                       route_->destination.host, ":", route_->destination.port);
-          std::string rest = std::move(login.socks_input);
-          login.socks.reset();
-          login.socks_input.clear();
-          if (RelayOnly() && route_->tls == Route::Tls::kNone) {
-            // Relay only: whatever the server already sent goes to the client first.
-            if (!rest.empty() && !SendToClientOrClose(rest)) return;
-            StartRelay();
-            return;
-          }
-          EnterPhase(Phase::kUpstreamGreeting);
-          if (route_->tls == Route::Tls::kImplicit) {
-            StartTlsHandshakeWith(rest);  // the rest already belongs to TLS
-            return;
-          }
-          if (rest.empty()) {
-            ArmPreRelayRecv(Side::kUpstream);
-            return;
-          }
-          FeedUpstream(rest);
-          return;
-        }
-      }
-    }
-  }
-  if (tls_ != nullptr) {
-    if (!raw.empty()) tls_->Feed(raw);
-    if (login.tls_handshaking) {
-      ContinueTlsHandshake();
-      return;
-    }
-    std::string plaintext;
-    while (true) {
-      const TlsClient::Result result = tls_->Read(&plaintext, 64 * 1024);
-      if (result == TlsClient::Result::kDone) continue;
-      if (result == TlsClient::Result::kWantInput) break;
-      const std::string why =
-          result == TlsClient::Result::kClosed ? "the server closed TLS" : tls_->error();
-      Close(mailring::StrCat("upstream TLS ended while ", Action(), ": ", why),
-            mailring::StrCat("the mail server of destination ", route_->destination.name,
-                             " ended TLS while mailring was ", Action(), ": ", why),
-            true);
-      return;
-    }
-    if (plaintext.empty()) {
-      ArmPreRelayRecv(Side::kUpstream);
-      return;
-    }
-    FeedUpstream(plaintext);
-    return;
-  }
-  FeedUpstream(raw);
-}
-
-void Session::StartTlsHandshakeWith(std::string_view early) {
-  StartTlsHandshake(/*after_starttls=*/false);
-  if (phase_ == Phase::kClosing || tls_ == nullptr) return;
-  if (!early.empty()) OnUpstreamBytes(early);
+  login_->transport.Feed(raw);
+  DriveTransport();
 }
 
 // --- Reading a peer before the relay --------------------------------------------------------
@@ -638,7 +544,10 @@ void Session::FeedUpstream(std::string_view bytes) {
         if (!SendUpstream(step.send)) return;
         break;
       case UpstreamLogin::Outcome::kStartTls:
-        StartTlsHandshake(/*after_starttls=*/true);
+        // What the server sent after its answer is already TLS.
+        login.starttls = true;
+        login_->transport.StartTls(login.upstream_lines->TakePending());
+        DriveTransport();
         return;
       case UpstreamLogin::Outcome::kNeedToken:
         OnUpstreamWantsToken();
@@ -737,7 +646,6 @@ void Session::LookUpToken() {
     }
   }
   if (login.token_requested_ms < 0) RequestToken();
-  waiting_for_credentials_ = true;
   host_->WaitForCredentials(this);
 }
 
@@ -764,7 +672,6 @@ void Session::RequestToken() {
 }
 
 void Session::OnCredentialsChanged() {
-  waiting_for_credentials_ = false;
   if (phase_ == Phase::kClosing || login_ == nullptr) return;
   LookUpToken();
 }
@@ -880,7 +787,7 @@ void Session::EnterRelayFromDialog(std::string_view reply, std::string_view forw
   const std::string to_client = mailring::StrCat(reply, login.upstream_lines->TakePending());
   const std::string to_upstream = mailring::StrCat(
       forward, login.client_lines != nullptr ? login.client_lines->TakePending() : std::string());
-  login_.reset();
+  // The login state (and with it the transport that seals to_upstream) lives until StartRelay.
   if (!to_client.empty() && !SendToClientOrClose(to_client)) return;
   if (!to_upstream.empty() && !SendUpstream(to_upstream)) return;
   MAILRING_LOG(kDebug, LogPrefix(), " logged in upstream after ", host_->now_ms() - started_ms_,
@@ -909,7 +816,8 @@ void Session::ProcessClientLines() {
   LoginState& login = *login_;
   // While an authentication is being served (exchange or upstream login under way), further
   // client lines wait in the reader: after success they are the relay's first bytes.
-  if (phase_ != Phase::kClientDialog || waiting_for_credentials_) return;
+  // The grant is set from the client's AUTHENTICATE until it succeeded or was refused.
+  if (phase_ != Phase::kClientDialog || !login.client_grant.empty()) return;
   while (std::optional<std::string_view> line = login.client_lines->NextLine()) {
     host_->timers().Schedule(
         &timer_, host_->now_ms() + absl::ToInt64Milliseconds(host_->options().client_auth_timeout));
@@ -923,7 +831,11 @@ void Session::ProcessClientLines() {
 }
 
 void Session::StartRelay() {
-  if (login_ != nullptr) login_.reset();
+  if (login_ != nullptr) {
+    // The relay takes over what the transport built: a plain leg, or the TLS connection.
+    tls_ = login_->transport.TakeTls();
+    login_.reset();
+  }
   // A TLS leg goes to the kernel (kTLS) when it can: the session is then relayed like a plain
   // one, and the TlsClient (wolfSSL or the record layer) is freed.
   bool ktls = false;
@@ -1142,10 +1054,9 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
                  BytesRelayed(kToClient), " B)");
   }
   EnterPhase(Phase::kClosing);
-  if (waiting_for_credentials_) {
-    host_->ForgetCredentialWait(this);
-    waiting_for_credentials_ = false;
-  }
+  // Only a session before the relay can be parked (LookUpToken); the host forgets one that is
+  // not parked as a no-op, so no flag mirrors its list.
+  if (login_ != nullptr) host_->ForgetCredentialWait(this);
   for (RelayLeg& leg : legs_) {
     if (leg.ktls()) {
       WorkerCounters& counters = host_->mutable_counters();

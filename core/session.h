@@ -24,8 +24,13 @@
 //   kRelay             bytes both ways through core/relay_leg.h; never parsed again
 //   kClosing           cancels outstanding requests, frees itself when the last completes
 //
-// A route with "mail.<protocol>.auth": "false" goes from kConnecting straight to kRelay: the client
-// sees the server's own greeting and logs in itself.
+// A route with "mail.<protocol>.auth": "false" goes to kRelay as soon as its transport is
+// established (at once on a bare socket): the client sees the server's own greeting and logs in
+// itself.
+//
+// What lies between the upstream socket and the dialog (the proxy handshake, TLS, plain) is the
+// UpstreamTransport (core/transport/upstream_transport.h), one stack driven by DriveTransport();
+// the relay takes over what it built (a plain leg, or the TlsClient) in StartRelay.
 //
 // Access tokens come from the CredentialCache (one atomic load). When the cache has none yet,
 // the session asks the control thread (CredentialBroker) and parks without blocking its worker;
@@ -121,14 +126,13 @@ class alignas(16) Session {
   void OnPreRelayReadable(Side side);
   void OnPreRelayBytes(Side side, std::string_view bytes);
   void OnPreRelayEof(Side side, int error);  // error 0: orderly close
-  void BeginUpstreamProtocol();
-  void StartTlsHandshake(bool after_starttls);
-  void StartTlsHandshakeWith(std::string_view early);
-  void ContinueTlsHandshake();
-  void StartProxyHandshake(const proto::Secret& jwt);
+  // The upstream transport (core/transport/upstream_transport.h): the session does its socket
+  // I/O, phases, credentials and log lines; the transport decides what the bytes are.
+  void DriveTransport();
+  void StartProxyHandshake(const proto::Secret& jwt);  // the Connectivity JWT, to the transport
   void OnUpstreamBytes(std::string_view raw);
-  bool SendUpstream(std::string_view plaintext);  // through TLS when on; false: closed
-  void FeedUpstream(std::string_view bytes);
+  bool SendUpstream(std::string_view plaintext);  // sealed by the transport; false: closed
+  void FeedUpstream(std::string_view plaintext);  // the dialog's input
 
   // Tokens (OAuth2 destinations).
   void OnUpstreamWantsToken();
@@ -166,6 +170,7 @@ class alignas(16) Session {
   uint64_t BytesRelayed(int leg) const;
   // "mail.<protocol>.auth": "false": the client logs in itself; mailring only relays.
   bool RelayOnly() const;
+  bool StartTlsRoute() const;
   std::string LogPrefix() const;
   std::string_view Action() const;
 
@@ -185,9 +190,8 @@ class alignas(16) Session {
   int64_t started_ms_;
   TimerWheel::Entry timer_;
   std::unique_ptr<LoginState> login_;  // only before the relay
-  std::unique_ptr<TlsClient> tls_;     // TLS upstream leg (imap4s, STARTTLS)
+  std::unique_ptr<TlsClient> tls_;     // TLS upstream leg (imap4s, STARTTLS), from the transport
   std::unique_ptr<TlsRelay> tls_relay_;
-  bool waiting_for_credentials_ = false;
   bool destroy_scheduled_ = false;
   bool upstream_write_failed_ = false;  // client → upstream failed writing; draining the other leg
 };

@@ -86,6 +86,8 @@ class SessionHost {
   // Parks `session` until the credential cache changed; the host then calls
   // session->OnCredentialsChanged() (once; the session parks again if it must).
   virtual void WaitForCredentials(Session* session) = 0;
+  // Forgets `session`'s parking; a no-op when it is not parked (a closing session calls it
+  // without keeping a flag of its own).
   virtual void ForgetCredentialWait(Session* session) = 0;
 
   // --- Lifetime ---
