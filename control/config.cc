@@ -180,6 +180,7 @@ absl::StatusOr<Config> Config::FromFlags(const Flags& flags, const Environment& 
   worker.tls_aes_ni = flags.tls_aes_ni;
   worker.tls_resumption = flags.tls_resumption;
   worker.tls_record_takeover = flags.tls_record_takeover;
+  worker.ktls = flags.ktls;
   worker.recv_buffer_count = static_cast<uint32_t>(flags.recv_buffers);
   worker.max_pipes = static_cast<size_t>(flags.pipes_per_worker);
   config.worker_count = flags.workers == 0 ? environment.cpus_available : flags.workers;

@@ -38,6 +38,7 @@ struct Flags {
   bool tls_aes_ni = true;
   bool tls_resumption = true;
   bool tls_record_takeover = true;
+  bool ktls = true;  // try kTLS for upstream TLS relays, fall back to mailring's record path
   std::string ca_file;
   std::string upstream_starttls = "destination";
   std::string admin_listen;

@@ -48,6 +48,10 @@ ABSL_FLAG(bool, tls_record_takeover, true,
           "After a TLS 1.3 AES-GCM handshake, protect the records in mailring itself and free "
           "wolfSSL's per-connection state (about 74 KiB per session); false: wolfSSL keeps them "
           "(for a server that sends TLS KeyUpdates, which the take-over cannot follow)");
+ABSL_FLAG(bool, ktls, true,
+          "Hand upstream TLS 1.3 AES-GCM records to the kernel (kTLS) when the relay starts, so "
+          "the TLS leg is spliced like a plain one; falls back to mailring's own record path "
+          "where the kernel has no TLS (mailring_ktls_fallbacks_total says why)");
 ABSL_FLAG(std::string, ca_file, "",
           "Extra PEM CA bundle trusted for upstream TLS and https token services, besides the "
           "system store");
@@ -145,6 +149,7 @@ mailring::control::Flags ReadFlags() {
   flags.tls_aes_ni = absl::GetFlag(FLAGS_tls_aes_ni);
   flags.tls_resumption = absl::GetFlag(FLAGS_tls_resumption);
   flags.tls_record_takeover = absl::GetFlag(FLAGS_tls_record_takeover);
+  flags.ktls = absl::GetFlag(FLAGS_ktls);
   flags.ca_file = absl::GetFlag(FLAGS_ca_file);
   flags.upstream_starttls = absl::GetFlag(FLAGS_upstream_starttls);
   flags.admin_listen = absl::GetFlag(FLAGS_admin_listen);

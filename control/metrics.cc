@@ -2,6 +2,7 @@
 
 #include "control/build_info.h"
 #include "core/tls/aes_gcm_device.h"
+#include "core/tls/ktls.h"
 #include "core/tls/tls13_record_layer.h"
 #include "proto/str_cat.h"
 
@@ -34,7 +35,9 @@ std::string RenderMetrics(const MetricsSources& sources) {
   uint64_t accepted = 0, open = 0, logins_ok = 0, logins_failed = 0, to_upstream = 0,
            to_client = 0, listening = 0, listen_failures = 0, ring_empty = 0, pipes_in_use = 0,
            pipes_limit = 0, pipe_pool_exhausted = 0, pipe_create_failures = 0,
-           copy_fallbacks = 0, tls_full = 0, tls_resumed = 0;
+           copy_fallbacks = 0, tls_full = 0, tls_resumed = 0, tls_relays_ktls = 0,
+           tls_relays_userspace = 0, ktls_spliced = 0, ktls_control_records = 0;
+  uint64_t ktls_fallbacks[static_cast<size_t>(core::KtlsFallback::kCount)] = {};
   for (const core::Worker* worker : sources.workers) {
     const core::WorkerCounters& c = worker->counters();
     accepted += c.sessions_accepted.load(std::memory_order_relaxed);
@@ -46,6 +49,13 @@ std::string RenderMetrics(const MetricsSources& sources) {
     ring_empty += c.recv_ring_empty.load(std::memory_order_relaxed);
     tls_full += c.tls_handshakes_full.load(std::memory_order_relaxed);
     tls_resumed += c.tls_handshakes_resumed.load(std::memory_order_relaxed);
+    tls_relays_ktls += c.tls_relays_ktls.load(std::memory_order_relaxed);
+    tls_relays_userspace += c.tls_relays_userspace.load(std::memory_order_relaxed);
+    ktls_spliced += c.ktls_spliced_bytes.load(std::memory_order_relaxed);
+    ktls_control_records += c.ktls_control_records.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < c.ktls_fallbacks.size(); ++i) {
+      ktls_fallbacks[i] += c.ktls_fallbacks[i].load(std::memory_order_relaxed);
+    }
     const core::PipeCounters& pipes = worker->pipe_counters();
     pipes_in_use += pipes.in_use.load(std::memory_order_relaxed);
     pipes_limit += worker->options().max_pipes;
@@ -107,6 +117,31 @@ std::string RenderMetrics(const MetricsSources& sources) {
           "TLS 1.3 connections whose records moved from wolfSSL to mailring's record layer "
           "(wolfSSL's per-connection state freed).",
           "counter", taken_over.handovers);
+  mailring::StrAppend(&out,
+                      "# HELP mailring_tls_relay_sessions_total Relays of upstream TLS sessions by "
+                      "path: the kernel's records (kTLS; the TLS leg is relayed like a plain one, "
+                      "splice included) or mailring's own record path.\n"
+                      "# TYPE mailring_tls_relay_sessions_total counter\n"
+                      "mailring_tls_relay_sessions_total{path=\"ktls\"} ",
+                      tls_relays_ktls, "\nmailring_tls_relay_sessions_total{path=\"userspace\"} ",
+                      tls_relays_userspace, "\n");
+  mailring::StrAppend(&out,
+                      "# HELP mailring_ktls_fallbacks_total TLS relays that stayed in user space, "
+                      "by reason (the first of each reason per worker is logged).\n"
+                      "# TYPE mailring_ktls_fallbacks_total counter\n");
+  for (size_t i = 0; i < static_cast<size_t>(core::KtlsFallback::kCount); ++i) {
+    mailring::StrAppend(&out, "mailring_ktls_fallbacks_total{reason=\"",
+                        core::KtlsFallbackLabel(static_cast<core::KtlsFallback>(i)), "\"} ",
+                        ktls_fallbacks[i], "\n");
+  }
+  Counter(&out, "mailring_ktls_spliced_bytes_total",
+          "Bytes moved by splice(2) on relay directions with a kTLS socket at one end, counted "
+          "when a session ends.",
+          "counter", ktls_spliced);
+  Counter(&out, "mailring_ktls_control_records_total",
+          "Records other than application data read from kTLS sockets (session tickets, "
+          "close_notify), counted when a session ends.",
+          "counter", ktls_control_records);
   Counter(&out, "mailring_recv_buffer_ring_empty_total",
           "Reads that found a worker's provided-buffer ring empty and fell back to poll or "
           "splice (raise --recv-buffers if this grows steadily).",

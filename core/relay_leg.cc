@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "core/send_some.h"
+#include "core/tls/ktls.h"
 
 namespace mailring::core {
 
@@ -47,6 +48,18 @@ void RelayLeg::OnRecv(int result, std::string_view bytes, bool filled_buffer, bo
     case ENOBUFS:  // the worker's buffer ring ran dry: splice until the next short read
       wants_recv_ = false;
       return;
+    case EIO:
+      if (ktls_source_) {  // a record that is not data; what came before it was delivered
+        if (const int error = TakeControlRecord(); error != 0) {
+          source_error_ = error;
+          source_eof_ = true;
+          wants_recv_ = false;
+        } else if (source_eof_) {
+          wants_recv_ = false;
+        }
+        return;  // a ticket: the recv is armed again by Pump()
+      }
+      [[fallthrough]];
     default:
       // The source failed (e.g. the server reset the connection after its last words). The
       // kernel may still hold bytes that arrived before the reset (io_uring can report the
@@ -69,6 +82,17 @@ void RelayLeg::SalvageSource() {
   }
 }
 
+int RelayLeg::TakeControlRecord() {
+  const absl::StatusOr<ControlRecord> record = ReadControlRecord(from_fd_);
+  if (!record.ok()) {
+    failure_reason_ = std::make_unique<std::string>(record.status().message());
+    return EPROTO;
+  }
+  ++control_records_;
+  if (*record == ControlRecord::kCloseNotify) source_eof_ = true;
+  return 0;
+}
+
 void RelayLeg::Queue(std::string_view bytes) {
   if (backlog_ == nullptr) backlog_ = std::make_unique<Backlog>();
   backlog_->bytes.append(bytes);
@@ -81,6 +105,8 @@ RelayLeg::Wait RelayLeg::Finish() {
     source_failed_ = true;
     return Wait::kFailed;
   }
+  // The kernel does not end a kTLS stream itself; a failure here leaves the FIN to say it.
+  if (ktls_destination_) (void)SendCloseNotify(to_fd_);
   ::shutdown(to_fd_, SHUT_WR);
   finished_ = true;
   return Wait::kFinished;
@@ -125,6 +151,7 @@ RelayLeg::Wait RelayLeg::Splice(PipePool& pool, size_t budget_bytes) {
       if (n > 0) {
         bytes_in_pipe_ -= static_cast<uint32_t>(n);
         bytes_relayed_ += static_cast<uint64_t>(n);
+        bytes_spliced_ += static_cast<uint64_t>(n);
         moved += static_cast<size_t>(n);
         continue;
       }
@@ -160,26 +187,44 @@ RelayLeg::Wait RelayLeg::Splice(PipePool& pool, size_t budget_bytes) {
         return Wait::kReceiving;
       }
     }
-    const ssize_t n = ::splice(from_fd_, nullptr, pipe_->write_fd, nullptr, chunk,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0) {
-      bytes_in_pipe_ = static_cast<uint32_t>(n);
-      last_read = static_cast<size_t>(n);
-      drained_source = last_read < chunk;
+    // A kTLS source gives one record per splice: read on until the pipe holds a chunk or the
+    // source is drained, so that "shorter than asked" still means "drained".
+    size_t filled = 0;
+    int read_error = 0;
+    while (filled < chunk) {
+      const ssize_t n = ::splice(from_fd_, nullptr, pipe_->write_fd, nullptr, chunk - filled,
+                                 SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        filled += static_cast<size_t>(n);
+        if (!ktls_source_) break;
+        continue;
+      }
+      if (n == 0) {
+        source_eof_ = true;
+        break;
+      }
+      if (errno == EINTR) continue;
+      read_error = errno;
+      break;
+    }
+    if (filled > 0) {  // an EOF or error after them is met again once they are delivered
+      bytes_in_pipe_ = static_cast<uint32_t>(filled);
+      last_read = filled;
+      drained_source = filled < chunk;
       continue;
     }
-    if (n == 0) {
-      source_eof_ = true;
-      continue;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
+    if (source_eof_) continue;
+    if (read_error == EAGAIN) {
       pool.Release(pipe_, false);
       pipe_ = nullptr;
       return Wait::kReadable;
     }
+    if (ktls_source_ && (read_error == EINVAL || read_error == EIO)) {
+      read_error = TakeControlRecord();  // not data: a ticket, a close_notify or the end
+      if (read_error == 0) continue;
+    }
     // The pipe is empty here: everything read before the failure has been delivered.
-    error_ = errno;
+    error_ = read_error;
     source_failed_ = true;
     return Wait::kFailed;
   }

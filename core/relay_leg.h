@@ -36,6 +36,16 @@
 // and once everything read has been written, the destination's write side is shut down
 // (half-close is forwarded).
 //
+// kTLS (core/tls/ktls.h): either socket may be one whose records the kernel protects; copy and
+// splice work on it unchanged (the kernel decrypts on recv/splice, encrypts on send/splice).
+// set_ktls() says which end is one, for what the kernel leaves to us: a source read that fails
+// with EIO (recv) or EINVAL/EIO (splice) has reached a record that is not application data, which
+// the leg reads with ReadControlRecord() (a NewSessionTicket is dropped and reading goes on, a
+// close_notify is the source's EOF, anything else fails the leg with failure_reason() saying
+// why); a kTLS destination gets a TLS close_notify before its shutdown(SHUT_WR). A kTLS source
+// hands out one record per splice(2), so a splice read keeps reading until the pipe holds a
+// chunk or the source is drained (one read per chunk, as on a plain socket).
+//
 // Contract: both fds are non-blocking sockets owned by the session, which arms and cancels the
 // recv the leg asks for (Pump() says kReceiving; recv_cancel_needed()) and reports each of its
 // completions with OnRecv(). The leg owns `pipe_` only while bytes are in it (or during a
@@ -91,6 +101,21 @@ class RelayLeg {
   void set_armed_poll(uint8_t op) { armed_poll_ = op; }
   uint8_t armed_poll() const { return armed_poll_; }
 
+  // Which ends are kTLS sockets (see the top of this file); set before the first Pump().
+  void set_ktls(bool source, bool destination) {
+    ktls_source_ = source;
+    ktls_destination_ = destination;
+  }
+  bool ktls() const { return ktls_source_ || ktls_destination_; }
+  // Bytes moved by splice(2) (part of bytes_relayed()).
+  uint64_t bytes_spliced() const { return bytes_spliced_; }
+  // Records other than application data a kTLS source gave (session tickets, close_notify).
+  uint32_t control_records() const { return control_records_; }
+  // Why a kTLS source failed (an alert, a KeyUpdate, ...); empty otherwise (error() says it).
+  std::string_view failure_reason() const {
+    return failure_reason_ == nullptr ? std::string_view() : std::string_view(*failure_reason_);
+  }
+
   // Gives back the pipe, if any (session closing). Bytes still in it are dropped.
   void Abandon(PipePool& pool);
 
@@ -114,6 +139,9 @@ class RelayLeg {
   void Queue(std::string_view bytes);
   Wait Finish();
   void SalvageSource();
+  // A kTLS source's next record is not application data: reads it. 0 when relaying goes on
+  // (source_eof_ set for a close_notify), EPROTO with failure_reason_ set otherwise.
+  int TakeControlRecord();
 
   // What a failed source may still hold, taken in one go (the session closes right after).
   static constexpr size_t kMaxSalvageBytes = 256 * 1024;
@@ -132,9 +160,14 @@ class RelayLeg {
   bool finished_ = false;
   bool copy_fallback_ = false;  // this burst found no pipe: stay on copy until a short read
   bool source_failed_ = false;
+  bool ktls_source_ = false;
+  bool ktls_destination_ = false;
+  uint32_t control_records_ = 0;
   int source_error_ = 0;        // the source failed; delivered as error_ once the rest is sent
   int error_ = 0;
   uint64_t bytes_relayed_ = 0;
+  uint64_t bytes_spliced_ = 0;
+  std::unique_ptr<std::string> failure_reason_;  // only after a kTLS source failed
 };
 
 }  // namespace mailring::core

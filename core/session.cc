@@ -19,6 +19,7 @@
 #include "core/send_some.h"
 #include "core/session_host.h"
 #include "core/tcp_options.h"
+#include "core/tls/ktls_handover.h"
 #include "core/transport/upstream_transport.h"
 #include "proto/absl_string_view.h"
 #include "proto/printable_text.h"
@@ -835,10 +836,34 @@ void Session::StartRelay() {
     tls_ = login_->transport.TakeTls();
     login_.reset();
   }
+  // A TLS leg goes to the kernel (kTLS) when it can: the session is then relayed like a plain
+  // one, and the TlsClient (wolfSSL or the record layer) is freed.
+  bool ktls = false;
+  if (tls_ != nullptr) {
+    const KtlsHandoverResult handover =
+        HandOverToKtls(upstream_fd_, tls_->KtlsHandover(), host_->options().ktls,
+                       host_->mutable_counters(), LogPrefix());
+    if (!handover.fatal.ok()) {
+      Close(mailring::StrCat("upstream TLS lost: ", handover.fatal.message()),
+            mailring::StrCat("TLS failure with the mail server of destination ",
+                             route_->destination.name),
+            true);
+      return;
+    }
+    if (handover.installed) {
+      MAILRING_LOG(kDebug, LogPrefix(), " upstream TLS records handed to the kernel (kTLS)");
+      tls_.reset();
+      ktls = true;
+    }
+  }
   // Plaintext legs start on the copy path (a multishot recv each) and splice bursts.
   const uint32_t copy_below = tls_ == nullptr ? host_->buffers().buffer_bytes() : 0;
   legs_[kToUpstream] = RelayLeg(client_fd_, upstream_fd_, copy_below);
   legs_[kToClient] = RelayLeg(upstream_fd_, client_fd_, copy_below);
+  if (ktls) {
+    legs_[kToUpstream].set_ktls(/*source=*/false, /*destination=*/true);
+    legs_[kToClient].set_ktls(/*source=*/true, /*destination=*/false);
+  }
   last_activity_ms_ = host_->now_ms();
   EnterPhase(Phase::kRelay);
   if (tls_ != nullptr) {
@@ -965,7 +990,8 @@ void Session::PumpLeg(int leg_index) {
       }
       const std::string why =
           tls_relay_ == nullptr
-              ? ErrnoText(leg.error())
+              ? (leg.failure_reason().empty() ? ErrnoText(leg.error())
+                                              : mailring::StrCat("TLS: ", leg.failure_reason()))
               : (!tls_relay_->tls_error().empty() ? mailring::StrCat("TLS: ", tls_relay_->tls_error())
                                                   : ErrnoText(tls_relay_->error()));
       Close(mailring::StrCat(to_upstream ? "client → upstream" : "upstream → client",
@@ -1031,8 +1057,14 @@ void Session::Close(std::string_view log_reason, std::string_view client_reason,
   // Only a session before the relay can be parked (LookUpToken); the host forgets one that is
   // not parked as a no-op, so no flag mirrors its list.
   if (login_ != nullptr) host_->ForgetCredentialWait(this);
-  legs_[kToUpstream].Abandon(host_->pipes());
-  legs_[kToClient].Abandon(host_->pipes());
+  for (RelayLeg& leg : legs_) {
+    if (leg.ktls()) {
+      WorkerCounters& counters = host_->mutable_counters();
+      counters.ktls_spliced_bytes.fetch_add(leg.bytes_spliced(), std::memory_order_relaxed);
+      counters.ktls_control_records.fetch_add(leg.control_records(), std::memory_order_relaxed);
+    }
+    leg.Abandon(host_->pipes());
+  }
   login_.reset();
 
   if (!client_reason.empty()) {

@@ -363,14 +363,10 @@ TlsClient::Result TlsClient::ReadRecords(std::string* out, size_t max_bytes) {
   return closed_by_server_ ? Result::kClosed : Result::kWantInput;
 }
 
-void TlsClient::MaybeTakeOverRecords() {
-  // At a record boundary (nothing of a record half-delivered), with no plaintext left inside
-  // wolfSSL, on TLS 1.3 with AES-GCM and its 12-byte static IV: what Tls13RecordLayer handles.
-  if (!take_over_records_ || ssl_ == nullptr || !error_.empty() || record_delivered_ != 0 ||
-      wolfSSL_pending(ssl_) != 0 || (wolfSSL_get_shutdown(ssl_) & WOLFSSL_RECEIVED_SHUTDOWN) ||
-      wolfSSL_version(ssl_) != TLS1_3_VERSION || wolfSSL_GetBulkCipher(ssl_) != wolfssl_aes_gcm ||
-      wolfSSL_GetIVSize(ssl_) != 12) {
-    return;
+std::variant<KtlsKeys, KtlsFallback> TlsClient::WolfSslTrafficKeys() const {
+  if (wolfSSL_version(ssl_) != TLS1_3_VERSION) return KtlsFallback::kNotTls13;
+  if (wolfSSL_GetBulkCipher(ssl_) != wolfssl_aes_gcm || wolfSSL_GetIVSize(ssl_) != 12) {
+    return KtlsFallback::kNotAesGcm;
   }
   const int key_size = wolfSSL_GetKeySize(ssl_);
   const unsigned char* client_key = wolfSSL_GetClientWriteKey(ssl_);
@@ -383,17 +379,45 @@ void TlsClient::MaybeTakeOverRecords() {
       server_key == nullptr || server_iv == nullptr ||
       wolfSSL_GetSequenceNumber(ssl_, &write_sequence) < 0 ||
       wolfSSL_GetPeerSequenceNumber(ssl_, &read_sequence) < 0) {
+    return KtlsFallback::kNotAesGcm;
+  }
+  KtlsKeys keys;
+  keys.transmit.key.assign(reinterpret_cast<const char*>(client_key),
+                           static_cast<size_t>(key_size));
+  std::memcpy(keys.transmit.iv.data(), client_iv, keys.transmit.iv.size());
+  keys.transmit.sequence = write_sequence;
+  keys.receive.key.assign(reinterpret_cast<const char*>(server_key),
+                          static_cast<size_t>(key_size));
+  std::memcpy(keys.receive.iv.data(), server_iv, keys.receive.iv.size());
+  keys.receive.sequence = read_sequence;
+  return keys;
+}
+
+std::variant<KtlsKeys, KtlsFallback> TlsClient::KtlsHandover() const {
+  if (!error_.empty() || closed_by_server_ || !handshake_done_ || input_offset_ != input_.size() ||
+      record_delivered_ != 0 || !pending_plaintext_.empty() || !output_.empty()) {
+    return KtlsFallback::kNotAtRecordBoundary;
+  }
+  if (records_.has_value()) return KtlsKeys{records_->write_key(), records_->read_key()};
+  if (ssl_ == nullptr || wolfSSL_pending(ssl_) != 0 ||
+      (wolfSSL_get_shutdown(ssl_) & WOLFSSL_RECEIVED_SHUTDOWN)) {
+    return KtlsFallback::kNotAtRecordBoundary;
+  }
+  return WolfSslTrafficKeys();
+}
+
+void TlsClient::MaybeTakeOverRecords() {
+  // At a record boundary (nothing of a record half-delivered), with no plaintext left inside
+  // wolfSSL, on TLS 1.3 with AES-GCM and its 12-byte static IV: what Tls13RecordLayer handles.
+  if (!take_over_records_ || ssl_ == nullptr || !error_.empty() || record_delivered_ != 0 ||
+      wolfSSL_pending(ssl_) != 0 || (wolfSSL_get_shutdown(ssl_) & WOLFSSL_RECEIVED_SHUTDOWN)) {
     return;
   }
-  TrafficKey write, read;
-  write.key.assign(reinterpret_cast<const char*>(client_key), static_cast<size_t>(key_size));
-  std::memcpy(write.iv.data(), client_iv, write.iv.size());
-  write.sequence = write_sequence;
-  read.key.assign(reinterpret_cast<const char*>(server_key), static_cast<size_t>(key_size));
-  std::memcpy(read.iv.data(), server_iv, read.iv.size());
-  read.sequence = read_sequence;
+  std::variant<KtlsKeys, KtlsFallback> keys = WolfSslTrafficKeys();
+  if (!std::holds_alternative<KtlsKeys>(keys)) return;
+  KtlsKeys& traffic = std::get<KtlsKeys>(keys);
   absl::StatusOr<Tls13RecordLayer> records =
-      Tls13RecordLayer::Create(std::move(write), std::move(read));
+      Tls13RecordLayer::Create(std::move(traffic.transmit), std::move(traffic.receive));
   if (!records.ok()) return;  // wolfSSL keeps the connection
   version_ = std::string(protocol_version());
   cipher_ = std::string(cipher_suite());

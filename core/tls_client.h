@@ -29,8 +29,10 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 
 #include "absl/status/statusor.h"
+#include "core/tls/ktls.h"
 #include "core/tls/session_cache.h"
 #include "core/tls/tls13_record_layer.h"
 
@@ -125,6 +127,12 @@ class TlsClient {
   void Shutdown();
   // True once the records moved from wolfSSL to the record layer (wolfSSL's state is freed).
   bool took_over_records() const { return records_.has_value(); }
+  // For kTLS (core/tls/ktls.h): on a TLS 1.3 AES-GCM connection at a record boundary with
+  // nothing buffered here (no unconsumed ciphertext, no record half-fed to wolfSSL, no pending
+  // plaintext, no unsent output), both traffic keys with their next sequence numbers, taken
+  // from wolfSSL or from the record layer; otherwise why not. Changes nothing: once the kernel
+  // holds the keys, the caller must not use this client for records again (it frees it).
+  std::variant<KtlsKeys, KtlsFallback> KtlsHandover() const;
 
   const std::string& error() const { return error_; }
   std::string_view protocol_version() const;  // "TLSv1.3", after the handshake
@@ -150,6 +158,8 @@ class TlsClient {
   // Hands the records to the record layer when wolfSSL is at a record boundary with nothing
   // buffered (TlsContextOptions::take_over_records); frees ssl_ when it does.
   void MaybeTakeOverRecords();
+  // wolfSSL's TLS 1.3 AES-GCM traffic keys and sequence numbers, or why it has none to give.
+  std::variant<KtlsKeys, KtlsFallback> WolfSslTrafficKeys() const;
 
   WOLFSSL* ssl_ = nullptr;  // null after the take-over
   std::optional<Tls13RecordLayer> records_;

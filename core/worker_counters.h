@@ -4,8 +4,12 @@
 // login steps); read by other threads only as relaxed snapshots.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+
+#include "core/tls/ktls.h"
 
 namespace mailring::core {
 
@@ -23,6 +27,16 @@ struct WorkerCounters {
   // Upstream TLS handshakes completed: full (certificate exchange) or resuming a kept session.
   std::atomic<uint64_t> tls_handshakes_full{0};
   std::atomic<uint64_t> tls_handshakes_resumed{0};
+  // Relays of upstream TLS sessions by path (core/tls/ktls_handover.h): the kernel's records
+  // (kTLS, plain relay legs) or mailring's (TlsRelay); the latter by KtlsFallback reason.
+  std::atomic<uint64_t> tls_relays_ktls{0};
+  std::atomic<uint64_t> tls_relays_userspace{0};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(KtlsFallback::kCount)> ktls_fallbacks{};
+  // Bytes relay legs with a kTLS socket at one end moved by splice(2), counted when a session
+  // closes: shows that bursts on the TLS leg take the zero-copy path.
+  std::atomic<uint64_t> ktls_spliced_bytes{0};
+  // Records other than data read from kTLS sockets (session tickets, close_notify).
+  std::atomic<uint64_t> ktls_control_records{0};
 };
 
 }  // namespace mailring::core

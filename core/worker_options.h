@@ -49,6 +49,10 @@ struct WorkerOptions {
   // TLS 1.3 AES-GCM records protected by mailring after the first data, wolfSSL's connection
   // state freed (core/tls/tls13_record_layer.h).
   bool tls_record_takeover = true;
+  // Hand TLS 1.3 AES-GCM records to the kernel (kTLS) at the start of the relay, so the TLS
+  // leg is relayed like a plain one (splice included); falls back to mailring's record path when
+  // the kernel has no TLS or the session does not qualify (core/tls/ktls_handover.h).
+  bool ktls = true;
   // TCP keepalive on both legs: idle seconds before probing, interval, probes.
   int keepalive_idle_s = 60;
   int keepalive_interval_s = 15;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds mailring and runs every test; exits non-zero if anything fails.
 #
-#   scripts/test.sh [--quick]
+#   scripts/test.sh [--quick] [--ktls-vm]
 #
 # 1. Installs missing Debian packages (apt-get; as root, or through sudo).
 # 2. build/       (RelWithDebInfo): unit tests, then the integration tests against a real Dovecot,
@@ -15,17 +15,21 @@
 # --quick stops after step 2. A summary of every step is printed at the end. About 10 minutes
 # from scratch on 2 cores; later runs rebuild only what changed.
 # The integration tests also run against the ASan+UBSan daemon (MAILRING_ASAN_INTEGRATION=0: not).
+# --ktls-vm (opt-in, not in the default run) adds scripts/ktls_vm.sh after step 2: Debian 12's
+# kernel (CONFIG_TLS=m) under QEMU TCG proves the kTLS path with Dovecot and a 20 MiB FETCH.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
 
 quick=0
+ktls_vm=0
 for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
+    --ktls-vm) ktls_vm=1 ;;
     -h | --help)
-      sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -116,6 +120,11 @@ if step "build build/ (RelWithDebInfo)" build_tree build; then
     step "image under podman: seccomp profile, PREAUTH, 20 MiB FETCH (tests/image)" \
       ctest_in build -L image || true
   fi
+fi
+
+if ((ktls_vm != 0)); then
+  step "kTLS in a VM (scripts/ktls_vm.sh: Debian kernel under QEMU, Dovecot, 20 MiB FETCH)" \
+    scripts/ktls_vm.sh || true
 fi
 
 if ((quick == 0)); then

@@ -192,11 +192,11 @@ absl::StatusOr<Tls13RecordLayer::Opened> Tls13RecordLayer::Open(std::string_view
   if (content_type == kApplicationData) return Opened::kApplicationData;
   const std::string plaintext = out->substr(start);
   out->resize(start);
-  return Inspect(content_type, plaintext);
+  return InspectControlRecord(content_type, plaintext);
 }
 
-absl::StatusOr<Tls13RecordLayer::Opened> Tls13RecordLayer::Inspect(uint8_t content_type,
-                                                                   std::string_view plaintext) {
+absl::StatusOr<Tls13RecordLayer::Opened> Tls13RecordLayer::InspectControlRecord(
+    uint8_t content_type, std::string_view plaintext) {
   if (content_type == kAlert) {
     if (plaintext.size() != 2) return absl::DataLossError("TLS: a malformed alert from the server");
     const auto description = static_cast<uint8_t>(plaintext[1]);

@@ -77,11 +77,18 @@ class Tls13RecordLayer {
   // connection; their message is the reason to give.
   absl::StatusOr<Opened> Open(std::string_view in, size_t* consumed, std::string* out);
 
+  // What a decrypted record that is not application data means (kIgnored, kCloseNotify or the
+  // error ending the connection, as Open() says); also used for kTLS (core/tls/ktls.h).
+  static absl::StatusOr<Opened> InspectControlRecord(uint8_t content_type,
+                                                     std::string_view plaintext);
+  // The keys and next sequence numbers, for handing the connection to kTLS.
+  const TrafficKey& write_key() const { return write_; }
+  const TrafficKey& read_key() const { return read_; }
+
  private:
   Tls13RecordLayer(TrafficKey write, TrafficKey read)
       : write_(std::move(write)), read_(std::move(read)) {}
   absl::Status Seal(uint8_t content_type, std::string_view plaintext, std::string* out);
-  absl::StatusOr<Opened> Inspect(uint8_t content_type, std::string_view plaintext);
 
   TrafficKey write_;
   TrafficKey read_;

@@ -33,6 +33,13 @@ TEST(MetricsTest, SumsEveryWorkersCountersIntoPrometheusText) {
   first.mutable_counters().tls_handshakes_full = 3;
   second.mutable_counters().tls_handshakes_full = 2;
   second.mutable_counters().tls_handshakes_resumed = 9;
+  first.mutable_counters().tls_relays_ktls = 2;
+  second.mutable_counters().tls_relays_userspace = 3;
+  second.mutable_counters()
+      .ktls_fallbacks[static_cast<size_t>(core::KtlsFallback::kNoKernelTls)] = 3;
+  first.mutable_counters().ktls_spliced_bytes = 1000;
+  second.mutable_counters().ktls_spliced_bytes = 24;
+  first.mutable_counters().ktls_control_records = 5;
   const std::string text = RenderMetrics({.workers = {&first, &second}});
   for (const char* line : {
            "mailring_sessions_total 12\n",
@@ -44,6 +51,13 @@ TEST(MetricsTest, SumsEveryWorkersCountersIntoPrometheusText) {
            "mailring_recv_buffer_ring_empty_total 7\n",
            "mailring_tls_handshakes_total{kind=\"full\"} 5\n",
            "mailring_tls_handshakes_total{kind=\"resumed\"} 9\n",
+           "mailring_tls_relay_sessions_total{path=\"ktls\"} 2\n",
+           "mailring_tls_relay_sessions_total{path=\"userspace\"} 3\n",
+           "mailring_ktls_fallbacks_total{reason=\"no_kernel_tls\"} 3\n",
+           "mailring_ktls_fallbacks_total{reason=\"not_at_record_boundary\"} 0\n",
+           "mailring_ktls_spliced_bytes_total 1024\n",
+           "mailring_ktls_control_records_total 5\n",
+           "# TYPE mailring_ktls_fallbacks_total counter\n",
            "# TYPE mailring_tls_handshakes_total counter\n",
            "# TYPE mailring_tls_records_total counter\n",
            "mailring_tls_records_total{engine=\"record_layer\",direction=\"received\"} ",

@@ -108,6 +108,7 @@ TEST(RelayLegTest, SplicesTwentyMebibytesByteIdenticalAndForwardsEof) {
   EXPECT_TRUE(check.identical);
   EXPECT_TRUE(check.eof) << "the destination must see the source's EOF (half-close forwarded)";
   EXPECT_EQ(leg.bytes_relayed(), kBytes);
+  EXPECT_EQ(leg.bytes_spliced(), kBytes) << "a splice-only leg splices every byte";
   EXPECT_EQ(pool.lent(), 0u) << "a finished leg holds no pipe";
 }
 

@@ -1035,5 +1035,97 @@ TEST_F(TlsClientTest, Tls12KeepsWolfSslRecords) {
   EXPECT_EQ(at_server, "a1 NOOP\r\n");
 }
 
+// --- kTLS handover (core/tls/ktls.h) -------------------------------------------------------------
+
+// The keys KtlsHandover() gives must be exactly the connection's: a record layer built from them
+// opens the server's next record and seals one the server opens.
+void ExpectKeysCarryTheConnection(const KtlsKeys& keys, TlsServer& server) {
+  absl::StatusOr<Tls13RecordLayer> records = Tls13RecordLayer::Create(keys.transmit, keys.receive);
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_TRUE(server.Write("* 1 EXISTS\r\n"));
+  const std::string record = server.TakeOutput();
+  size_t consumed = 0;
+  std::string plaintext;
+  const absl::StatusOr<Tls13RecordLayer::Opened> opened =
+      records->Open(record, &consumed, &plaintext);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(*opened, Tls13RecordLayer::Opened::kApplicationData);
+  EXPECT_EQ(plaintext, "* 1 EXISTS\r\n");
+  std::string sealed;
+  ASSERT_TRUE(records->SealApplicationData("a2 NOOP\r\n", &sealed).ok());
+  server.Feed(sealed);
+  std::string at_server;
+  EXPECT_EQ(server.ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
+  EXPECT_EQ(at_server, "a2 NOOP\r\n");
+}
+
+TEST_F(TlsClientTest, KtlsHandoverGivesTheRecordLayersKeysAfterTheTakeOver) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("* OK ready\r\n"));
+  std::string out;
+  ASSERT_EQ(ReadFromServer(client, *server, &out, 12), Result::kDone);
+  ASSERT_EQ(client.Write("a1 NOOP\r\n"), Result::kDone);
+  server->Feed(client.TakeOutput());
+  std::string at_server;
+  ASSERT_EQ(server->ReadAll(&at_server), WOLFSSL_ERROR_WANT_READ);
+  ASSERT_TRUE(client.took_over_records());
+  const std::variant<KtlsKeys, KtlsFallback> handover = client.KtlsHandover();
+  ASSERT_TRUE(std::holds_alternative<KtlsKeys>(handover));
+  EXPECT_EQ(std::get<KtlsKeys>(handover).transmit.sequence, 1u) << "one record sealed";
+  ExpectKeysCarryTheConnection(std::get<KtlsKeys>(handover), *server);
+}
+
+TEST_F(TlsClientTest, KtlsHandoverGivesWolfSslsKeysWithoutTheTakeOver) {
+  auto context = Context(Ca("ca.pem"), /*aes_gcm_device=*/true, /*take_over_records=*/false);
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("* OK ready\r\n"));
+  std::string out;
+  ASSERT_EQ(ReadFromServer(client, *server, &out, 12), Result::kDone);
+  ASSERT_FALSE(client.took_over_records());
+  const std::variant<KtlsKeys, KtlsFallback> handover = client.KtlsHandover();
+  ASSERT_TRUE(std::holds_alternative<KtlsKeys>(handover));
+  ExpectKeysCarryTheConnection(std::get<KtlsKeys>(handover), *server);
+}
+
+TEST_F(TlsClientTest, KtlsHandoverWaitsForARecordBoundary) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = Server("server");
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("* OK ready\r\n"));
+  std::string out;
+  ASSERT_EQ(ReadFromServer(client, *server, &out, 12), Result::kDone);
+  ASSERT_TRUE(server->Write("* 2 EXISTS\r\n"));
+  const std::string record = server->TakeOutput();
+  client.Feed(std::string_view(record).substr(0, 7));  // a partial record buffered
+  EXPECT_EQ(std::get<KtlsFallback>(client.KtlsHandover()), KtlsFallback::kNotAtRecordBoundary);
+  client.Feed(std::string_view(record).substr(7));
+  ASSERT_EQ(client.Read(&out, 65536), Result::kDone);
+  EXPECT_TRUE(std::holds_alternative<KtlsKeys>(client.KtlsHandover()));
+  ASSERT_EQ(client.Write("a1 NOOP\r\n"), Result::kDone);  // unsent output
+  EXPECT_EQ(std::get<KtlsFallback>(client.KtlsHandover()), KtlsFallback::kNotAtRecordBoundary);
+}
+
+TEST_F(TlsClientTest, KtlsHandoverRefusesTls12) {
+  auto context = Context(Ca("ca.pem"));
+  ASSERT_NE(context, nullptr);
+  auto server = std::make_unique<TlsServer>(wolfTLSv1_2_server_method(), Ca("server-chain.pem"),
+                                            Ca("server.key"));
+  TlsClient client(*context, "localhost", true);
+  ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
+  ASSERT_TRUE(server->Write("hello\r\n"));
+  std::string out;
+  ASSERT_EQ(ReadFromServer(client, *server, &out, 7), Result::kDone);
+  EXPECT_EQ(std::get<KtlsFallback>(client.KtlsHandover()), KtlsFallback::kNotTls13);
+}
+
 }  // namespace
 }  // namespace mailring::core
