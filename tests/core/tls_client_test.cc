@@ -3,7 +3,6 @@
 // the client sees went through its I/O callbacks. Certificates come from
 // tests/integration/test_ca.sh, the same script the Dovecot integration tests use.
 #include "core/tls_client.h"
-#include "core/tls/aes_gcm_device.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -20,6 +19,7 @@
 #include "core/tls/aes_gcm_device.h"
 #include "core/tls/tls13_record_layer.h"
 #include "gtest/gtest.h"
+#include "tests/core/tls/in_memory_tls_server.h"
 
 namespace mailring::core {
 namespace {
@@ -28,11 +28,6 @@ using Result = TlsClient::Result;
 
 // Handshakes and transfers are bounded by this many ping-pong rounds, so a bug spins no test.
 constexpr int kMaxRounds = 10000;
-
-std::filesystem::path ScriptPath() {
-  // __FILE__ is this file's absolute path in the CMake build.
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "integration" / "test_ca.sh";
-}
 
 // A deterministic byte pattern that is not periodic in any small record-sized step.
 std::string Pattern(size_t size, uint32_t seed) {
@@ -45,115 +40,26 @@ std::string Pattern(size_t size, uint32_t seed) {
   return bytes;
 }
 
-// One wolfSSL server connection with in-memory I/O, like TlsClient's.
-class TlsServer {
- public:
-  // `method`: e.g. wolfTLS_server_method(); `chain` and `key`: PEM files.
-  TlsServer(WOLFSSL_METHOD* method, const std::string& chain, const std::string& key) {
-    ctx_ = wolfSSL_CTX_new(method);
-    EXPECT_NE(ctx_, nullptr);
-    EXPECT_EQ(wolfSSL_CTX_use_certificate_chain_file(ctx_, chain.c_str()), WOLFSSL_SUCCESS);
-    EXPECT_EQ(wolfSSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), WOLFSSL_FILETYPE_PEM),
-              WOLFSSL_SUCCESS);
-    ssl_ = wolfSSL_new(ctx_);
-    EXPECT_NE(ssl_, nullptr);
-    wolfSSL_SSLSetIORecv(ssl_, &TlsServer::Receive);
-    wolfSSL_SSLSetIOSend(ssl_, &TlsServer::Send);
-    wolfSSL_SetIOReadCtx(ssl_, this);
-    wolfSSL_SetIOWriteCtx(ssl_, this);
-  }
-  // A connection of `shared_ctx` (not owned): servers of one context share its ticket key and
-  // session cache, so a client may resume with them what it got from another.
-  explicit TlsServer(WOLFSSL_CTX* shared_ctx) : owns_ctx_(false) {
-    ctx_ = shared_ctx;
-    ssl_ = wolfSSL_new(ctx_);
-    EXPECT_NE(ssl_, nullptr);
-    wolfSSL_SSLSetIORecv(ssl_, &TlsServer::Receive);
-    wolfSSL_SSLSetIOSend(ssl_, &TlsServer::Send);
-    wolfSSL_SetIOReadCtx(ssl_, this);
-    wolfSSL_SetIOWriteCtx(ssl_, this);
-  }
-  ~TlsServer() {
-    wolfSSL_free(ssl_);
-    if (owns_ctx_) wolfSSL_CTX_free(ctx_);
-  }
-
-  WOLFSSL* ssl() { return ssl_; }
-  void Feed(std::string_view bytes) { input_.append(bytes); }
-  std::string TakeOutput() { return std::exchange(output_, std::string()); }
-
-  // wolfSSL_accept's outcome: 1 done, 0 wants input, <0 the wolfSSL error.
-  int Accept() {
-    const int result = wolfSSL_accept(ssl_);
-    if (result == WOLFSSL_SUCCESS) return 1;
-    const int error = wolfSSL_get_error(ssl_, result);
-    return error == WOLFSSL_ERROR_WANT_READ ? 0 : (error < 0 ? error : -error);
-  }
-  bool Write(std::string_view plaintext) {
-    return wolfSSL_write(ssl_, plaintext.data(), static_cast<int>(plaintext.size())) ==
-           static_cast<int>(plaintext.size());
-  }
-  // Appends what the fed records decrypt to; returns wolfSSL_get_error of the last read
-  // (WOLFSSL_ERROR_WANT_READ when all was consumed).
-  int ReadAll(std::string* out) {
-    char buffer[16384];
-    for (;;) {
-      const int got = wolfSSL_read(ssl_, buffer, sizeof(buffer));
-      if (got <= 0) return wolfSSL_get_error(ssl_, got);
-      out->append(buffer, static_cast<size_t>(got));
-    }
-  }
-
- private:
-  static int Receive(WOLFSSL*, char* buffer, int size, void* context) {
-    auto* self = static_cast<TlsServer*>(context);
-    if (self->input_.empty()) return WOLFSSL_CBIO_ERR_WANT_READ;
-    const size_t n = std::min(self->input_.size(), static_cast<size_t>(size));
-    self->input_.copy(buffer, n);
-    self->input_.erase(0, n);
-    return static_cast<int>(n);
-  }
-  static int Send(WOLFSSL*, char* buffer, int size, void* context) {
-    static_cast<TlsServer*>(context)->output_.append(buffer, static_cast<size_t>(size));
-    return size;
-  }
-
-  bool owns_ctx_ = true;
-  WOLFSSL_CTX* ctx_ = nullptr;
-  WOLFSSL* ssl_ = nullptr;
-  std::string input_;
-  std::string output_;
-};
-
 class TlsClientTest : public ::testing::Test {
  protected:
+  // Two CAs: "ca" signs the servers the client trusts, "other" signs certificates it must refuse.
   static void SetUpTestSuite() {
-    char pattern[] = "/tmp/tls_client_test.XXXXXX";
-    if (mkdtemp(pattern) == nullptr) {
-      setup_error_ = new std::string("mkdtemp failed");
-      return;
-    }
-    dir_ = new std::filesystem::path(pattern);
-    const std::string script = ScriptPath().string();
-    const std::string make_ca = "'" + script + "' '" + (*dir_ / "ca").string() + "' 2>&1";
-    const std::string make_other = "'" + script + "' '" + (*dir_ / "other").string() + "' 2>&1";
-    if (std::system(make_ca.c_str()) != 0 || std::system(make_other.c_str()) != 0) {
-      setup_error_ = new std::string("test_ca.sh failed (is openssl installed?)");
-    }
+    ca_ = new TlsTestCertificates("ca");
+    other_ = new TlsTestCertificates("other");
   }
   static void TearDownTestSuite() {
-    if (dir_ != nullptr) std::filesystem::remove_all(*dir_);
-    delete dir_;
-    dir_ = nullptr;
-    delete setup_error_;
-    setup_error_ = nullptr;
+    delete ca_;
+    ca_ = nullptr;
+    delete other_;
+    other_ = nullptr;
   }
   void SetUp() override {
-    if (setup_error_ != nullptr) GTEST_SKIP() << *setup_error_;
+    if (!ca_->error().empty()) GTEST_SKIP() << ca_->error();
+    if (!other_->error().empty()) GTEST_SKIP() << other_->error();
   }
 
-  static std::string Ca(const std::string& file) { return (*dir_ / "ca" / file).string(); }
-  static std::string OtherCa(const std::string& file) { return (*dir_ / "other" / file).string(); }
+  static std::string Ca(const std::string& file) { return ca_->File(file); }
+  static std::string OtherCa(const std::string& file) { return other_->File(file); }
 
   // A context trusting only `ca_file` (not the system store).
   static std::unique_ptr<TlsContext> Context(const std::string& ca_file,
@@ -169,13 +75,13 @@ class TlsClientTest : public ::testing::Test {
     return context.ok() ? std::move(*context) : nullptr;
   }
 
-  static std::unique_ptr<TlsServer> Server(const std::string& name) {
-    return std::make_unique<TlsServer>(wolfTLS_server_method(), Ca(name + "-chain.pem"),
+  static std::unique_ptr<InMemoryTlsServer> Server(const std::string& name) {
+    return std::make_unique<InMemoryTlsServer>(wolfTLS_server_method(), Ca(name + "-chain.pem"),
                                        Ca(name + ".key"));
   }
 
   // Runs both handshakes to their end: the client's last Handshake() result.
-  static Result Handshake(TlsClient& client, TlsServer& server) {
+  static Result Handshake(TlsClient& client, InMemoryTlsServer& server) {
     Result result = Result::kWantInput;
     int server_state = 0;
     for (int round = 0; round < kMaxRounds; ++round) {
@@ -192,7 +98,7 @@ class TlsClientTest : public ::testing::Test {
 
   // Moves the server's output to the client and reads until `want` bytes arrived or nothing
   // more comes: the last Read() result.
-  static Result ReadFromServer(TlsClient& client, TlsServer& server, std::string* out, size_t want,
+  static Result ReadFromServer(TlsClient& client, InMemoryTlsServer& server, std::string* out, size_t want,
                                size_t max_bytes = 65536) {
     client.Feed(server.TakeOutput());
     Result result = Result::kWantInput;
@@ -207,7 +113,7 @@ class TlsClientTest : public ::testing::Test {
   // ciphertext in `slice`-byte slices (cutting records anywhere, as recv does), reading all it
   // can after each; what it reads is appended to `received`. Assertions fail the calling test
   // (wrap the call in ASSERT_NO_FATAL_FAILURE).
-  static void SendDown(TlsClient& client, TlsServer& server, std::string_view data, size_t piece,
+  static void SendDown(TlsClient& client, InMemoryTlsServer& server, std::string_view data, size_t piece,
                        size_t slice, std::string* received) {
     for (size_t offset = 0; offset < data.size(); offset += piece) {
       ASSERT_TRUE(server.Write(data.substr(offset, piece)));
@@ -225,7 +131,7 @@ class TlsClientTest : public ::testing::Test {
 
   // Client → server in 1 MiB writes, each one's ciphertext read by the server at once; what the
   // server reads is appended to `at_server`. Assertions as SendDown's.
-  static void SendUp(TlsClient& client, TlsServer& server, std::string_view data,
+  static void SendUp(TlsClient& client, InMemoryTlsServer& server, std::string_view data,
                      std::string* at_server) {
     constexpr size_t kWrite = 1u << 20;
     for (size_t offset = 0; offset < data.size(); offset += kWrite) {
@@ -237,7 +143,7 @@ class TlsClientTest : public ::testing::Test {
 
   // `size` pattern bytes each way, byte-identical: server → client in 256 KiB writes fed to the
   // client in `slice`-byte slices, then client → server in 1 MiB writes.
-  static void ExpectByteIdenticalBothWays(TlsClient& client, TlsServer& server, size_t size,
+  static void ExpectByteIdenticalBothWays(TlsClient& client, InMemoryTlsServer& server, size_t size,
                                           uint32_t seed, size_t slice) {
     const std::string down = Pattern(size, seed);
     std::string received;
@@ -254,8 +160,8 @@ class TlsClientTest : public ::testing::Test {
     EXPECT_TRUE(at_server == up) << "client → server bytes differ";
   }
 
-  static inline std::filesystem::path* dir_ = nullptr;
-  static inline std::string* setup_error_ = nullptr;
+  static inline TlsTestCertificates* ca_ = nullptr;
+  static inline TlsTestCertificates* other_ = nullptr;
 };
 
 TEST_F(TlsClientTest, HandshakeWithTestCaNegotiatesTls13) {
@@ -562,7 +468,7 @@ TEST_F(TlsClientTest, ServerRefusingTheSniSendsAnAlert) {
 TEST_F(TlsClientTest, Tls11OnlyServerIsRefused) {
   auto context = Context(Ca("ca.pem"));
   ASSERT_NE(context, nullptr);
-  TlsServer server(wolfTLSv1_1_server_method(), Ca("server-chain.pem"), Ca("server.key"));
+  InMemoryTlsServer server(wolfTLSv1_1_server_method(), Ca("server-chain.pem"), Ca("server.key"));
   TlsClient client(*context, "localhost", true);
   ASSERT_EQ(Handshake(client, server), Result::kError);
   EXPECT_EQ(client.error(), "protocol version not accepted (TLS 1.2 minimum)");
@@ -571,7 +477,7 @@ TEST_F(TlsClientTest, Tls11OnlyServerIsRefused) {
 TEST_F(TlsClientTest, Tls12ServerIsAccepted) {
   auto context = Context(Ca("ca.pem"));
   ASSERT_NE(context, nullptr);
-  TlsServer server(wolfTLSv1_2_server_method(), Ca("server-chain.pem"), Ca("server.key"));
+  InMemoryTlsServer server(wolfTLSv1_2_server_method(), Ca("server-chain.pem"), Ca("server.key"));
   TlsClient client(*context, "localhost", true);
   ASSERT_EQ(Handshake(client, server), Result::kDone) << client.error();
   EXPECT_EQ(client.protocol_version(), "TLSv1.2");
@@ -656,7 +562,7 @@ TEST_F(TlsClientTest, CorruptRecordFromServerIsAnErrorWithoutPlaintext) {
 TEST_F(TlsClientTest, UnreadableCaFileIsNamed) {
   TlsContextOptions options;
   options.use_system_ca = false;
-  options.ca_file = (*dir_ / "no-such-ca.pem").string();
+  options.ca_file = Ca("no-such-ca.pem");
   absl::StatusOr<std::unique_ptr<TlsContext>> context = TlsContext::Create(options);
   ASSERT_FALSE(context.ok());
   EXPECT_NE(context.status().message().find("no-such-ca.pem"), std::string_view::npos)
@@ -666,7 +572,8 @@ TEST_F(TlsClientTest, UnreadableCaFileIsNamed) {
 TEST_F(TlsClientTest, ScriptIsIdempotent) {
   const std::string before = Ca("server.pem");
   const auto stamp = std::filesystem::last_write_time(before);
-  const std::string again = "'" + ScriptPath().string() + "' '" + (*dir_ / "ca").string() + "'";
+  const std::string again =
+      "'" + TlsTestCertificates::Script().string() + "' '" + ca_->dir().string() + "'";
   ASSERT_EQ(std::system(again.c_str()), 0);
   EXPECT_EQ(std::filesystem::last_write_time(before), stamp);
 }
@@ -684,7 +591,7 @@ class ServerContext {
               WOLFSSL_SUCCESS);
   }
   ~ServerContext() { wolfSSL_CTX_free(ctx_); }
-  std::unique_ptr<TlsServer> Connection() { return std::make_unique<TlsServer>(ctx_); }
+  std::unique_ptr<InMemoryTlsServer> Connection() { return std::make_unique<InMemoryTlsServer>(ctx_); }
 
  private:
   WOLFSSL_CTX* ctx_;
@@ -818,7 +725,7 @@ TEST_F(TlsResumptionTest, FailedHandshakeAfterAnOfferDropsTheDestinationsSession
   EXPECT_FALSE(Connect(*tls13_, "dest-other"));
   ASSERT_EQ(cache().sessions(), 3u);
   // The next "dest" connection offers one ticket and fails: the other one goes too.
-  TlsServer tls11(wolfTLSv1_1_server_method(), Ca("server-chain.pem"), Ca("server.key"));
+  InMemoryTlsServer tls11(wolfTLSv1_1_server_method(), Ca("server-chain.pem"), Ca("server.key"));
   TlsClient client(*context_, "localhost", true, For("dest"));
   EXPECT_TRUE(client.offered_session());
   ASSERT_EQ(Handshake(client, tls11), Result::kError);
@@ -1019,7 +926,7 @@ TEST_F(TlsClientTest, AfterTheTakeOverASessionTicketIsIgnored) {
 TEST_F(TlsClientTest, Tls12KeepsWolfSslRecords) {
   auto context = Context(Ca("ca.pem"));
   ASSERT_NE(context, nullptr);
-  auto server = std::make_unique<TlsServer>(wolfTLSv1_2_server_method(), Ca("server-chain.pem"),
+  auto server = std::make_unique<InMemoryTlsServer>(wolfTLSv1_2_server_method(), Ca("server-chain.pem"),
                                             Ca("server.key"));
   TlsClient client(*context, "localhost", true);
   ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
@@ -1039,7 +946,7 @@ TEST_F(TlsClientTest, Tls12KeepsWolfSslRecords) {
 
 // The keys KtlsHandover() gives must be exactly the connection's: a record layer built from them
 // opens the server's next record and seals one the server opens.
-void ExpectKeysCarryTheConnection(const KtlsKeys& keys, TlsServer& server) {
+void ExpectKeysCarryTheConnection(const KtlsKeys& keys, InMemoryTlsServer& server) {
   absl::StatusOr<Tls13RecordLayer> records = Tls13RecordLayer::Create(keys.transmit, keys.receive);
   ASSERT_TRUE(records.ok()) << records.status();
   ASSERT_TRUE(server.Write("* 1 EXISTS\r\n"));
@@ -1117,7 +1024,7 @@ TEST_F(TlsClientTest, KtlsHandoverWaitsForARecordBoundary) {
 TEST_F(TlsClientTest, KtlsHandoverRefusesTls12) {
   auto context = Context(Ca("ca.pem"));
   ASSERT_NE(context, nullptr);
-  auto server = std::make_unique<TlsServer>(wolfTLSv1_2_server_method(), Ca("server-chain.pem"),
+  auto server = std::make_unique<InMemoryTlsServer>(wolfTLSv1_2_server_method(), Ca("server-chain.pem"),
                                             Ca("server.key"));
   TlsClient client(*context, "localhost", true);
   ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();

@@ -17,7 +17,7 @@
 #include "gtest/gtest.h"
 #include "proto/secret.h"
 #include "proto/socks5.h"
-#include "tests/core/transport/tls_test_server.h"
+#include "tests/core/tls/in_memory_tls_server.h"
 
 namespace mailring::core {
 namespace {
@@ -344,14 +344,14 @@ class UpstreamTransportTlsTest : public ::testing::Test {
     options.tls_context = context_.get();
     return options;
   }
-  static std::unique_ptr<TlsTestServer> Server(const std::string& name = "server") {
-    return std::make_unique<TlsTestServer>(certificates_->File(name + "-chain.pem"),
+  static std::unique_ptr<InMemoryTlsServer> Server(const std::string& name = "server") {
+    return std::make_unique<InMemoryTlsServer>(certificates_->File(name + "-chain.pem"),
                                            certificates_->File(name + ".key"));
   }
 
   // Moves TLS bytes between the transport and `server` until the transport waits with nothing
   // in flight, or failed. `sent_from`: the first of trace->sent not yet given to the server.
-  static Outcome Exchange(UpstreamTransport& transport, TlsTestServer& server, Trace* trace,
+  static Outcome Exchange(UpstreamTransport& transport, InMemoryTlsServer& server, Trace* trace,
                           size_t* sent_from, bool* accepted) {
     Outcome outcome = Drive(transport, trace);
     for (int round = 0; round < kMaxSteps && outcome == Outcome::kNeedMore; ++round) {
