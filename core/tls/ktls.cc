@@ -67,19 +67,6 @@ absl::Status SetDirection(int fd, int direction, const TrafficKey& key) {
 
 }  // namespace
 
-std::string_view KtlsFallbackLabel(KtlsFallback reason) {
-  switch (reason) {
-    case KtlsFallback::kDisabled: return "disabled";
-    case KtlsFallback::kNoKernelTls: return "no_kernel_tls";
-    case KtlsFallback::kKernelRefused: return "kernel_refused";
-    case KtlsFallback::kNotTls13: return "not_tls13";
-    case KtlsFallback::kNotAesGcm: return "not_aes_gcm";
-    case KtlsFallback::kNotAtRecordBoundary: return "not_at_record_boundary";
-    case KtlsFallback::kCount: break;
-  }
-  return "unknown";
-}
-
 absl::StatusOr<KtlsCryptoInfo> Tls13CryptoInfo(const TrafficKey& key) {
   if (key.key.size() == TLS_CIPHER_AES_GCM_128_KEY_SIZE) {
     return FillCryptoInfo<tls12_crypto_info_aes_gcm_128>(key, TLS_CIPHER_AES_GCM_128);

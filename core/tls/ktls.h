@@ -34,23 +34,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/tls/ktls_fallback.h"
 #include "core/tls/tls13_record_layer.h"
 
 namespace mailring::core {
-
-// Why a TLS session's relay did not go to the kernel (the user-space record path took it).
-enum class KtlsFallback : uint8_t {
-  kDisabled,         // --ktls=false
-  kNoKernelTls,      // TCP_ULP "tls" refused with ENOENT: the kernel has no TLS module
-  kKernelRefused,    // another setsockopt failure (e.g. a cipher the kernel lacks)
-  kNotTls13,         // TLS 1.2 (its explicit nonces are not handed out cleanly by wolfSSL)
-  kNotAesGcm,        // e.g. ChaCha20-Poly1305
-  kNotAtRecordBoundary,  // bytes still buffered in user space at relay start (a partial record,
-                         // pending plaintext or output), or the connection already ended
-  kCount,
-};
-// The metric label of a fallback reason ("no_kernel_tls", ...).
-std::string_view KtlsFallbackLabel(KtlsFallback reason);
 
 // The two directions of a TLS 1.3 connection at a record boundary, as kTLS takes them.
 struct KtlsKeys {
