@@ -132,11 +132,8 @@ absl::Status Tls13RecordLayer::Seal(uint8_t content_type, std::string_view plain
   return absl::OkStatus();
 }
 
-absl::StatusOr<Tls13RecordLayer::Opened> Tls13RecordLayer::Open(std::string_view in,
-                                                                size_t* consumed,
-                                                                std::string* out) {
-  *consumed = 0;
-  if (in.size() < kHeaderSize) return Opened::kNeedMore;
+absl::StatusOr<size_t> Tls13RecordLayer::WholeRecordSize(std::string_view in) const {
+  if (in.size() < kHeaderSize) return 0;
   const auto* header = reinterpret_cast<const uint8_t*>(in.data());
   const size_t length = (size_t{header[3]} << 8) | header[4];
   if (header[0] != kApplicationData) {
@@ -153,46 +150,81 @@ absl::StatusOr<Tls13RecordLayer::Opened> Tls13RecordLayer::Open(std::string_view
     return absl::DataLossError(StrCat("TLS: a record from the server has an impossible length (",
                                       length, " bytes)"));
   }
-  if (in.size() < kHeaderSize + length) return Opened::kNeedMore;
+  if (in.size() < kHeaderSize + length) return 0;
   if (read_.sequence >= kMaxRecordsPerKey) {
     return absl::ResourceExhaustedError(
         "TLS: the server's key protected 2^24 records without a key update");
   }
+  return kHeaderSize + length;
+}
 
-  const size_t inner_size = length - kTagSize;
-  const size_t start = out->size();
-  out->resize(start + inner_size);
-  auto* inner = reinterpret_cast<uint8_t*>(out->data() + start);
-  const auto* body = reinterpret_cast<const uint8_t*>(in.data() + kHeaderSize);
+absl::StatusOr<size_t> Tls13RecordLayer::Decrypt(std::string_view record, uint8_t* inner,
+                                                 uint8_t* content_type) {
+  const size_t inner_size = record.size() - kHeaderSize - kTagSize;
+  const auto* body = reinterpret_cast<const uint8_t*>(record.data() + kHeaderSize);
   const std::array<uint8_t, 12> nonce = Nonce(read_);
-  switch (AesGcmOpen(read_.key, nonce.data(), in.substr(0, kHeaderSize), body, inner_size, inner,
-                     body + inner_size, kTagSize)) {
+  switch (AesGcmOpen(read_.key, nonce.data(), record.substr(0, kHeaderSize), body, inner_size,
+                     inner, body + inner_size, kTagSize)) {
     case AesGcmOpenResult::kOpened:
       break;
     case AesGcmOpenResult::kForged:
-      out->resize(start);
       return absl::DataLossError("TLS: a record from the server failed its integrity check");
     case AesGcmOpenResult::kFailed:
-      out->resize(start);
       return absl::InternalError("TLS: libcrypto failed to open a record");
   }
   ++read_.sequence;
   records_opened.fetch_add(1, std::memory_order_relaxed);
-  *consumed = kHeaderSize + length;
-
   // The content type is the last non-zero byte; zeros after it are padding (§5.4).
   size_t end = inner_size;
   while (end > 0 && inner[end - 1] == 0) --end;
-  if (end == 0) {
+  if (end == 0) return absl::DataLossError("TLS: a record from the server has no content type");
+  *content_type = inner[end - 1];
+  return end - 1;
+}
+
+absl::StatusOr<Tls13RecordLayer::Opened> Tls13RecordLayer::Open(std::string_view in,
+                                                                size_t* consumed,
+                                                                std::string* out) {
+  *consumed = 0;
+  const absl::StatusOr<size_t> record_size = WholeRecordSize(in);
+  if (!record_size.ok()) return record_size.status();
+  if (*record_size == 0) return Opened::kNeedMore;
+  const size_t start = out->size();
+  out->resize(start + *record_size - kHeaderSize - kTagSize);
+  auto* inner = reinterpret_cast<uint8_t*>(out->data() + start);
+  uint8_t content_type = 0;
+  const absl::StatusOr<size_t> content_size =
+      Decrypt(in.substr(0, *record_size), inner, &content_type);
+  if (!content_size.ok()) {
     out->resize(start);
-    return absl::DataLossError("TLS: a record from the server has no content type");
+    return content_size.status();
   }
-  const uint8_t content_type = inner[end - 1];
-  out->resize(start + end - 1);
+  *consumed = *record_size;
+  out->resize(start + *content_size);
   if (content_type == kApplicationData) return Opened::kApplicationData;
   const std::string plaintext = out->substr(start);
   out->resize(start);
   return InspectControlRecord(content_type, plaintext);
+}
+
+absl::StatusOr<Tls13RecordLayer::Opened> Tls13RecordLayer::OpenInPlace(
+    std::span<char> in, size_t* consumed, std::string_view* plaintext) {
+  *consumed = 0;
+  *plaintext = {};
+  const std::string_view record_bytes(in.data(), in.size());
+  const absl::StatusOr<size_t> record_size = WholeRecordSize(record_bytes);
+  if (!record_size.ok()) return record_size.status();
+  if (*record_size == 0) return Opened::kNeedMore;
+  auto* inner = reinterpret_cast<uint8_t*>(in.data() + kHeaderSize);
+  uint8_t content_type = 0;
+  const absl::StatusOr<size_t> content_size =
+      Decrypt(record_bytes.substr(0, *record_size), inner, &content_type);
+  if (!content_size.ok()) return content_size.status();
+  *consumed = *record_size;
+  const std::string_view content(in.data() + kHeaderSize, *content_size);
+  if (content_type != kApplicationData) return InspectControlRecord(content_type, content);
+  *plaintext = content;
+  return Opened::kApplicationData;
 }
 
 absl::StatusOr<Tls13RecordLayer::Opened> Tls13RecordLayer::InspectControlRecord(

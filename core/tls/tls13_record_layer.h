@@ -25,6 +25,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -76,6 +77,11 @@ class Tls13RecordLayer {
   // Errors (a record that fails its tag, a malformed record, an alert, a KeyUpdate) end the
   // connection; their message is the reason to give.
   absl::StatusOr<Opened> Open(std::string_view in, size_t* consumed, std::string* out);
+  // Open() without a copy: decrypts the record at the start of `in` where it lies and points
+  // `*plaintext` into `in` at its application data (empty for every other result). The record's
+  // bytes are overwritten either way; on an error nothing is consumed and the connection ends.
+  absl::StatusOr<Opened> OpenInPlace(std::span<char> in, size_t* consumed,
+                                     std::string_view* plaintext);
 
   // What a decrypted record that is not application data means (kIgnored, kCloseNotify or the
   // error ending the connection, as Open() says); also used for kTLS (core/tls/ktls.h).
@@ -89,6 +95,12 @@ class Tls13RecordLayer {
   Tls13RecordLayer(TrafficKey write, TrafficKey read)
       : write_(std::move(write)), read_(std::move(read)) {}
   absl::Status Seal(uint8_t content_type, std::string_view plaintext, std::string* out);
+  // The size of the whole record at the start of `in` (header included), 0 when it is not all
+  // there yet, or the error that the header or the sequence number means.
+  absl::StatusOr<size_t> WholeRecordSize(std::string_view in) const;
+  // Decrypts `record` (one whole record) into `inner` (which may be the record's own body) and
+  // returns the content's size without the type byte and padding; the type in `*content_type`.
+  absl::StatusOr<size_t> Decrypt(std::string_view record, uint8_t* inner, uint8_t* content_type);
 
   TrafficKey write_;
   TrafficKey read_;

@@ -12,10 +12,13 @@
 // Properties: consumed never exceeds the input and kNeedMore consumes nothing; an error is final
 // for the caller, printable, at most 160 characters and never contains key material; plaintext
 // appears in `out` only for kApplicationData, and for the odd mode it is exactly what was sealed.
+// OpenInPlace, on a second layer with the same keys and a copy of the same bytes, agrees with
+// Open on every record: the same result or error, the same size consumed, the same plaintext.
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -72,6 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   auto layer = Tls13RecordLayer::Create(Key(kClientKey), Key(kServerKey));
   Check(layer.ok());
+  auto in_place = Tls13RecordLayer::Create(Key(kClientKey), Key(kServerKey));
+  Check(in_place.ok());
   const bool sealed_mode = (data[0] & 1) != 0;
   std::string_view payload(reinterpret_cast<const char*>(data) + 2, size - 2);
 
@@ -96,7 +101,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Feed in chunks, as recv would, and open everything that is whole.
   uint32_t state = data[1] * 2654435761u + 1;
-  std::string buffered, out;
+  std::string buffered, out, scratch;
   size_t fed = 0;
   bool failed = false, closed = false;
   while (fed < wire.size() && !failed && !closed) {
@@ -108,6 +113,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       size_t consumed = 0;
       const size_t before = out.size();
       const absl::StatusOr<Opened> opened = layer->Open(buffered, &consumed, &out);
+      scratch = buffered;
+      size_t consumed_in_place = 0;
+      std::string_view plaintext_in_place;
+      const absl::StatusOr<Opened> opened_in_place =
+          in_place->OpenInPlace(std::span<char>(scratch), &consumed_in_place, &plaintext_in_place);
+      Check(opened.ok() == opened_in_place.ok());
+      if (opened.ok()) {
+        Check(*opened == *opened_in_place && consumed == consumed_in_place);
+        Check(plaintext_in_place == std::string_view(out).substr(before));
+      } else {
+        Check(opened.status() == opened_in_place.status());
+      }
       if (!opened.ok()) {
         CheckError(opened.status());
         Check(out.size() == before);

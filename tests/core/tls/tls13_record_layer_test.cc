@@ -3,6 +3,7 @@
 // the other side) is tested through TlsClient in tests/core/tls_client_test.cc.
 #include "core/tls/tls13_record_layer.h"
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -160,6 +161,48 @@ TEST(Tls13RecordLayerTest, SequenceNumbersCarryOverFromTheHandover) {
   size_t consumed = 0;
   EXPECT_FALSE(wrong->Open(wire, &consumed, &out).ok());
   EXPECT_EQ(pair.server.Open(wire, &consumed, &out).value(), Opened::kApplicationData);
+}
+
+TEST(Tls13RecordLayerTest, OpenInPlaceLeavesThePlaintextInsideTheRecord) {
+  Pair pair = MakePair();
+  std::string wire;
+  ASSERT_TRUE(pair.client.SealApplicationData("a1 FETCH 1 BODY[]\r\n", &wire).ok());
+  ASSERT_TRUE(pair.client.SealApplicationData("a2 LOGOUT\r\n", &wire).ok());
+  std::span<char> in(wire);
+  size_t consumed = 0;
+  std::string_view plaintext;
+  ASSERT_EQ(pair.server.OpenInPlace(in, &consumed, &plaintext).value(), Opened::kApplicationData);
+  EXPECT_EQ(plaintext, "a1 FETCH 1 BODY[]\r\n");
+  EXPECT_EQ(plaintext.data(), wire.data() + 5) << "the plaintext is where the ciphertext was";
+  EXPECT_EQ(consumed, 5u + 19 + 1 + 16);
+  in = in.subspan(consumed);
+  ASSERT_EQ(pair.server.OpenInPlace(in.first(20), &consumed, &plaintext).value(),
+            Opened::kNeedMore);
+  EXPECT_EQ(consumed, 0u);
+  EXPECT_TRUE(plaintext.empty());
+  ASSERT_EQ(pair.server.OpenInPlace(in, &consumed, &plaintext).value(), Opened::kApplicationData);
+  EXPECT_EQ(plaintext, "a2 LOGOUT\r\n");
+}
+
+TEST(Tls13RecordLayerTest, OpenInPlaceGivesNoPlaintextForControlRecordsOrForgeries) {
+  Pair pair = MakePair();
+  std::string close_notify;
+  ASSERT_TRUE(pair.client.SealCloseNotify(&close_notify).ok());
+  size_t consumed = 0;
+  std::string_view plaintext = "stale";
+  EXPECT_EQ(pair.server.OpenInPlace(std::span<char>(close_notify), &consumed, &plaintext).value(),
+            Opened::kCloseNotify);
+  EXPECT_TRUE(plaintext.empty());
+  EXPECT_EQ(consumed, close_notify.size());
+
+  std::string forged;
+  ASSERT_TRUE(pair.client.SealApplicationData("secret text", &forged).ok());
+  forged[10] ^= 0x20;
+  auto opened = pair.server.OpenInPlace(std::span<char>(forged), &consumed, &plaintext);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_NE(opened.status().message().find("integrity"), std::string::npos);
+  EXPECT_EQ(consumed, 0u);
+  EXPECT_TRUE(plaintext.empty());
 }
 
 TEST(Tls13RecordLayerTest, KeysOfOtherSizesAreRefused) {
