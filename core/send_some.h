@@ -8,10 +8,14 @@
 
 #include <sys/types.h>
 
+#include <span>
 #include <string_view>
 
 namespace mailring::core {
 
 ssize_t SendSome(int fd, std::string_view bytes);
+// The same for bytes in several places (sendmsg(2) with one iovec per piece; the TLS relay's
+// plaintext, opened in place inside its records): bytes sent across the pieces, in order.
+ssize_t SendSome(int fd, std::span<const std::string_view> pieces);
 
 }  // namespace mailring::core
