@@ -12,6 +12,7 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <iterator>
 #include <mutex>
@@ -34,8 +35,6 @@ constexpr const char* kSystemCaBundle = "/etc/ssl/certs/ca-certificates.crt";
 constexpr size_t kReadChunk = 16384;
 // Plaintext handed to one wolfSSL_write (it splits it into records).
 constexpr size_t kWriteChunk = 1 << 20;
-// Consumed input is dropped from the front of input_ once it is at least this large.
-constexpr size_t kCompactThreshold = 64 * 1024;
 
 void InitializeWolfSslOnce() {
   static std::once_flag once;
@@ -228,20 +227,30 @@ TlsClient::~TlsClient() {
 }
 
 void TlsClient::Feed(std::string_view ciphertext) {
-  if (input_offset_ == input_.size()) {
-    input_.clear();
-    input_offset_ = 0;
-  } else if (input_offset_ >= kCompactThreshold && input_offset_ * 2 >= input_.size()) {
-    input_.erase(0, input_offset_);
-    input_offset_ = 0;
-  }
-  input_.append(ciphertext);
+  assert(opened_bytes_ == 0);
+  input_.Append(ciphertext);
 }
+
+std::span<char> TlsClient::InputRoom(size_t max_bytes) {
+  assert(opened_bytes_ == 0);
+  return input_.Room(max_bytes).first(max_bytes);
+}
+
+void TlsClient::InputReceived(size_t bytes) { input_.Commit(bytes); }
 
 std::string TlsClient::TakeOutput() {
   std::string output = std::move(output_);
   output_.clear();
   return output;
+}
+
+void TlsClient::AppendOutputTo(std::string* out) {
+  if (out->empty()) {
+    out->swap(output_);  // both keep their capacity: no allocation per record batch
+  } else {
+    out->append(output_);
+  }
+  output_.clear();
 }
 
 bool TlsClient::has_output() const { return !output_.empty(); }
@@ -328,7 +337,53 @@ TlsClient::Result TlsClient::ReadWithWolfSsl(std::string* out, size_t max_bytes)
   return appended > 0 ? Result::kDone : Result::kWantInput;
 }
 
+TlsClient::Result TlsClient::OpenInPlace(size_t max_bytes,
+                                         std::vector<std::string_view>* plaintext) {
+  if (!error_.empty()) return Result::kError;
+  if (!records_.has_value()) {
+    error_ = "opening records in place before the record layer took them over";
+    return Result::kError;
+  }
+  assert(opened_bytes_ == 0 && !pending_plaintext_handed_out_);
+  size_t opened = 0;
+  if (!pending_plaintext_.empty()) {  // left by a Read() that could not take a whole record
+    plaintext->push_back(pending_plaintext_);
+    pending_plaintext_handed_out_ = true;
+    opened = pending_plaintext_.size();
+  }
+  while (opened < max_bytes && !closed_by_server_) {
+    size_t consumed = 0;
+    std::string_view content;
+    const absl::StatusOr<Tls13RecordLayer::Opened> result = records_->OpenInPlace(
+        input_.mutable_readable().subspan(opened_bytes_), &consumed, &content);
+    if (!result.ok()) {
+      error_ = std::string(result.status().message());
+      // The plaintext before the failure goes first; the next call reports it.
+      if (opened > 0) return Result::kDone;
+      ReleaseOpened();
+      return Result::kError;
+    }
+    if (*result == Tls13RecordLayer::Opened::kNeedMore) break;
+    opened_bytes_ += consumed;
+    if (*result == Tls13RecordLayer::Opened::kCloseNotify) closed_by_server_ = true;
+    if (content.empty()) continue;
+    plaintext->push_back(content);
+    opened += content.size();
+  }
+  if (opened > 0) return Result::kDone;
+  ReleaseOpened();  // only records with nothing for the caller (tickets, close_notify)
+  return closed_by_server_ ? Result::kClosed : Result::kWantInput;
+}
+
+void TlsClient::ReleaseOpened() {
+  input_.Consume(opened_bytes_);
+  opened_bytes_ = 0;
+  if (pending_plaintext_handed_out_) pending_plaintext_.clear();
+  pending_plaintext_handed_out_ = false;
+}
+
 TlsClient::Result TlsClient::ReadRecords(std::string* out, size_t max_bytes) {
+  assert(opened_bytes_ == 0 && !pending_plaintext_handed_out_);
   size_t appended = std::min(pending_plaintext_.size(), max_bytes);
   out->append(pending_plaintext_, 0, appended);
   pending_plaintext_.erase(0, appended);
@@ -336,19 +391,15 @@ TlsClient::Result TlsClient::ReadRecords(std::string* out, size_t max_bytes) {
   while (appended < max_bytes && !closed_by_server_) {
     size_t consumed = 0;
     const size_t before = out->size();
-    const absl::StatusOr<Tls13RecordLayer::Opened> opened = records_->Open(
-        std::string_view(input_).substr(input_offset_), &consumed, out);
+    const absl::StatusOr<Tls13RecordLayer::Opened> opened =
+        records_->Open(input_.readable(), &consumed, out);
     if (!opened.ok()) {
       error_ = std::string(opened.status().message());
       // The plaintext before the failure goes first; the next call reports it.
       return appended > 0 ? Result::kDone : Result::kError;
     }
     if (*opened == Tls13RecordLayer::Opened::kNeedMore) break;
-    input_offset_ += consumed;
-    if (input_offset_ == input_.size()) {
-      input_.clear();
-      input_offset_ = 0;
-    }
+    input_.Consume(consumed);
     if (*opened == Tls13RecordLayer::Opened::kCloseNotify) closed_by_server_ = true;
     if (*opened != Tls13RecordLayer::Opened::kApplicationData) continue;
     appended += out->size() - before;
@@ -394,7 +445,7 @@ std::variant<KtlsKeys, KtlsFallback> TlsClient::WolfSslTrafficKeys() const {
 }
 
 std::variant<KtlsKeys, KtlsFallback> TlsClient::KtlsHandover() const {
-  if (!error_.empty() || closed_by_server_ || !handshake_done_ || input_offset_ != input_.size() ||
+  if (!error_.empty() || closed_by_server_ || !handshake_done_ || !input_.empty() ||
       record_delivered_ != 0 || !pending_plaintext_.empty() || !output_.empty()) {
     return KtlsFallback::kNotAtRecordBoundary;
   }
@@ -428,10 +479,7 @@ void TlsClient::MaybeTakeOverRecords() {
 }
 
 void TlsClient::ReleaseDrainedBuffers() {
-  if (input_offset_ == input_.size()) {
-    std::string().swap(input_);
-    input_offset_ = 0;
-  }
+  if (opened_bytes_ == 0) input_.Release();
   if (output_.empty()) std::string().swap(output_);
   if (pending_plaintext_.empty()) std::string().swap(pending_plaintext_);
 }
@@ -464,7 +512,7 @@ std::string_view TlsClient::cipher_suite() const {
 
 int TlsClient::ReceiveCallback(WOLFSSL* /*ssl*/, char* buffer, int size, void* context) {
   auto* self = static_cast<TlsClient*>(context);
-  const size_t available = self->input_.size() - self->input_offset_;
+  const size_t available = self->input_.size();
   if (available == 0 || size <= 0) return WOLFSSL_CBIO_ERR_WANT_READ;
   // Never past the current record: its header first, then its body (wolfSSL asks again for
   // what it still needs).
@@ -473,7 +521,7 @@ int TlsClient::ReceiveCallback(WOLFSSL* /*ssl*/, char* buffer, int size, void* c
                                  ? kHeaderSize - self->record_delivered_
                                  : self->record_size_ - self->record_delivered_;
   const size_t n = std::min({available, static_cast<size_t>(size), record_left});
-  const char* bytes = self->input_.data() + self->input_offset_;
+  const char* bytes = self->input_.readable().data();
   std::memcpy(buffer, bytes, n);
   if (self->record_size_ == 0) {
     std::memcpy(self->record_header_ + self->record_delivered_, bytes, n);
@@ -487,11 +535,7 @@ int TlsClient::ReceiveCallback(WOLFSSL* /*ssl*/, char* buffer, int size, void* c
     self->record_delivered_ = 0;
     self->record_size_ = 0;
   }
-  self->input_offset_ += n;
-  if (self->input_offset_ == self->input_.size()) {
-    self->input_.clear();
-    self->input_offset_ = 0;
-  }
+  self->input_.Consume(n);
   return static_cast<int>(n);
 }
 

@@ -26,12 +26,15 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/byte_buffer.h"
 #include "core/tls/ktls.h"
 #include "core/tls/session_cache.h"
 #include "core/tls/tls13_record_layer.h"
@@ -106,8 +109,15 @@ class TlsClient {
 
   // Ciphertext received from the server.
   void Feed(std::string_view ciphertext);
+  // Feed() without the copy, for a caller that reads the socket itself: room for up to
+  // `max_bytes` of ciphertext at the end of the input, for recv(2) to write into; then
+  // InputReceived() with what it wrote.
+  std::span<char> InputRoom(size_t max_bytes);
+  void InputReceived(size_t bytes);
   // Ciphertext wolfSSL wants sent (handshake messages, records, alerts); moves it out.
   std::string TakeOutput();
+  // The same, appended to `out` (swapped into it when `out` is empty, keeping both capacities).
+  void AppendOutputTo(std::string* out);
   bool has_output() const;
 
   // kDone once the handshake completed; kWantInput until then; kError with error() set.
@@ -118,6 +128,14 @@ class TlsClient {
   // `out`. kDone when something was appended, kWantInput when a whole record is not there yet,
   // kClosed on the server's close_notify, kError on an alert or a bad record.
   Result Read(std::string* out, size_t max_bytes);
+  // Read() without copies, for the relay after the take-over (took_over_records()): opens the
+  // whole records in the input where they lie, until at least `max_bytes` of plaintext are open
+  // or the input holds no whole record, and appends views of the plaintext to `plaintext`
+  // (views into the input). Results as Read(). The views stay valid until ReleaseOpened(), which
+  // must come before the next OpenInPlace(), Read(), Feed() or InputRoom().
+  Result OpenInPlace(size_t max_bytes, std::vector<std::string_view>* plaintext);
+  // The plaintext OpenInPlace() gave was used: its records leave the input.
+  void ReleaseOpened();
   // Frees the buffers of ciphertext already consumed or taken, keeping nothing that is still
   // needed: an idle session must not hold the capacity a 64 KiB burst left behind.
   void ReleaseDrainedBuffers();
@@ -173,8 +191,9 @@ class TlsClient {
   std::string pending_plaintext_;  // opened beyond what the last Read() could take
   std::string version_;  // kept from wolfSSL at the take-over
   std::string cipher_;
-  std::string input_;      // ciphertext fed but not yet consumed by wolfSSL
-  size_t input_offset_ = 0;
+  ByteBuffer input_;       // ciphertext fed, not yet consumed by wolfSSL or the record layer
+  size_t opened_bytes_ = 0;  // records at the front of input_ that OpenInPlace() opened
+  bool pending_plaintext_handed_out_ = false;  // OpenInPlace() gave a view of it
   std::string output_;     // ciphertext produced, not yet taken
   std::string server_name_;
   bool verify_ = true;

@@ -82,18 +82,7 @@ class TlsClientTest : public ::testing::Test {
 
   // Runs both handshakes to their end: the client's last Handshake() result.
   static Result Handshake(TlsClient& client, InMemoryTlsServer& server) {
-    Result result = Result::kWantInput;
-    int server_state = 0;
-    for (int round = 0; round < kMaxRounds; ++round) {
-      result = client.Handshake();
-      server.Feed(client.TakeOutput());
-      if (server_state == 0) server_state = server.Accept();
-      client.Feed(server.TakeOutput());
-      if (result == Result::kError) return result;
-      if (result == Result::kDone && server_state != 0) return result;
-    }
-    ADD_FAILURE() << "handshake did not finish in " << kMaxRounds << " rounds";
-    return result;
+    return server.HandshakeWith(client, kMaxRounds);
   }
 
   // Moves the server's output to the client and reads until `want` bytes arrived or nothing

@@ -81,6 +81,25 @@ class InMemoryTlsServer {
   // Queues a close_notify into the output.
   void Shutdown() { wolfSSL_shutdown(ssl_); }
 
+  // Runs the handshakes of `client` (a TlsClient: Handshake / Feed / TakeOutput) and this server
+  // to their end, moving the ciphertext in memory, in at most `max_rounds` rounds: the client's
+  // last Handshake() result (kDone once both are done).
+  template <typename Client>
+  typename Client::Result HandshakeWith(Client& client, int max_rounds = 10000) {
+    typename Client::Result result = Client::Result::kWantInput;
+    int server_state = 0;
+    for (int round = 0; round < max_rounds; ++round) {
+      result = client.Handshake();
+      Feed(client.TakeOutput());
+      if (server_state == 0) server_state = Accept();
+      client.Feed(TakeOutput());
+      if (result == Client::Result::kError) return result;
+      if (result == Client::Result::kDone && server_state != 0) return result;
+    }
+    ADD_FAILURE() << "handshake did not finish in " << max_rounds << " rounds";
+    return result;
+  }
+
  private:
   void Connect() {
     ssl_ = wolfSSL_new(ctx_);
