@@ -7,8 +7,10 @@
 namespace mailring::core {
 namespace {
 
-// The smallest block worth allocating: one TLS record with its header and tag.
-constexpr size_t kMinimumCapacity = 16 * 1024 + 512;
+// The smallest block worth allocating. Small on purpose: a TLS handshake feeds a few KiB at a
+// time, and thousands of sessions logging in at once must not each hold a record-sized block
+// (the relay asks for its 64 KiB reads explicitly and releases them when it waits).
+constexpr size_t kMinimumCapacity = 1024;
 
 }  // namespace
 
