@@ -19,6 +19,7 @@
 #include "core/tls/aes_gcm_device.h"
 #include "core/tls/tls13_record_layer.h"
 #include "gtest/gtest.h"
+#include "tests/core/byte_pattern.h"
 #include "tests/core/tls/in_memory_tls_server.h"
 
 namespace mailring::core {
@@ -29,16 +30,7 @@ using Result = TlsClient::Result;
 // Handshakes and transfers are bounded by this many ping-pong rounds, so a bug spins no test.
 constexpr int kMaxRounds = 10000;
 
-// A deterministic byte pattern that is not periodic in any small record-sized step.
-std::string Pattern(size_t size, uint32_t seed) {
-  std::string bytes(size, '\0');
-  uint32_t state = seed;
-  for (char& byte : bytes) {
-    state = state * 1664525u + 1013904223u;
-    byte = static_cast<char>(state >> 24);
-  }
-  return bytes;
-}
+using mailring::testing::BytePattern;
 
 class TlsClientTest : public ::testing::Test {
  protected:
@@ -134,14 +126,14 @@ class TlsClientTest : public ::testing::Test {
   // client in `slice`-byte slices, then client → server in 1 MiB writes.
   static void ExpectByteIdenticalBothWays(TlsClient& client, InMemoryTlsServer& server, size_t size,
                                           uint32_t seed, size_t slice) {
-    const std::string down = Pattern(size, seed);
+    const std::string down = BytePattern(size, seed);
     std::string received;
     received.reserve(size);
     ASSERT_NO_FATAL_FAILURE(SendDown(client, server, down, 256u << 10, slice, &received));
     ASSERT_EQ(received.size(), size);
     EXPECT_TRUE(received == down) << "server → client bytes differ";
 
-    const std::string up = Pattern(size, seed + 1);
+    const std::string up = BytePattern(size, seed + 1);
     std::string at_server;
     at_server.reserve(size);
     ASSERT_NO_FATAL_FAILURE(SendUp(client, server, up, &at_server));
@@ -240,7 +232,7 @@ TEST_F(TlsClientTest, ReadAppendsAtMostMaxBytes) {
   auto server = Server("server");
   TlsClient client(*context, "localhost", true);
   ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
-  const std::string sent = Pattern(100000, 7);
+  const std::string sent = BytePattern(100000, 7);
   ASSERT_TRUE(server->Write(sent));
   client.Feed(server->TakeOutput());
   std::string received = "prefix";
@@ -289,7 +281,7 @@ TEST_F(TlsClientTest, AesGcmDeviceCarriesEveryRecordByteIdentical) {
   constexpr size_t kRecords = kSize / 16384;  // at least: records carry up to 16 KiB
   const AesGcmDeviceCounts before = AesGcmDeviceRecordCounts();
 
-  const std::string down = Pattern(kSize, 3);
+  const std::string down = BytePattern(kSize, 3);
   std::string received;
   for (size_t offset = 0; offset < kSize; offset += 1u << 20) {
     ASSERT_TRUE(server->Write(std::string_view(down).substr(offset, 1u << 20)));
@@ -298,7 +290,7 @@ TEST_F(TlsClientTest, AesGcmDeviceCarriesEveryRecordByteIdentical) {
   }
   EXPECT_TRUE(received == down) << "server → client bytes differ";
 
-  const std::string up = Pattern(kSize, 4);
+  const std::string up = BytePattern(kSize, 4);
   std::string at_server;
   ASSERT_NO_FATAL_FAILURE(SendUp(client, *server, up, &at_server));
   EXPECT_TRUE(at_server == up) << "client → server bytes differ";
@@ -316,7 +308,7 @@ TEST_F(TlsClientTest, WithoutTheDeviceRecordsStayInWolfSslSoftware) {
   TlsClient client(*context, "localhost", true);
   ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
   const AesGcmDeviceCounts before = AesGcmDeviceRecordCounts();
-  const std::string down = Pattern(1u << 20, 5);
+  const std::string down = BytePattern(1u << 20, 5);
   ASSERT_TRUE(server->Write(down));
   std::string received;
   ASSERT_EQ(ReadFromServer(client, *server, &received, down.size()), Result::kDone);
@@ -347,7 +339,7 @@ TEST_F(TlsClientTest, DrainedBuffersAreReleasedAfterABurst) {
   auto server = Server("server");
   TlsClient client(*context, "localhost", true);
   ASSERT_EQ(Handshake(client, *server), Result::kDone) << client.error();
-  const std::string burst = Pattern(256u << 10, 6);
+  const std::string burst = BytePattern(256u << 10, 6);
   ASSERT_TRUE(server->Write(burst));
   const std::string records = server->TakeOutput();
   client.Feed(std::string_view(records).substr(0, records.size() - 10));  // a record cut short
@@ -826,7 +818,7 @@ TEST_F(TlsClientTest, AfterTheTakeOverReadsRespectMaxBytes) {
   std::string received;
   ASSERT_EQ(ReadFromServer(client, *server, &received, 7), Result::kDone);
   ASSERT_TRUE(client.took_over_records());
-  const std::string big = Pattern(40000, 13);
+  const std::string big = BytePattern(40000, 13);
   ASSERT_TRUE(server->Write(big));
   client.Feed(server->TakeOutput());
   received.clear();

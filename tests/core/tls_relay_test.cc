@@ -18,6 +18,7 @@
 #include "core/tls/tls13_record_layer.h"
 #include "core/tls_client.h"
 #include "gtest/gtest.h"
+#include "tests/core/byte_pattern.h"
 #include "tests/core/loopback.h"
 #include "tests/core/tls/in_memory_tls_server.h"
 
@@ -31,15 +32,7 @@ using Wait = RelayLeg::Wait;
 // Every loop in these tests is bounded by this many rounds.
 constexpr int kMaxRounds = 200000;
 
-std::string Pattern(size_t size, uint32_t seed) {
-  std::string bytes(size, '\0');
-  uint32_t state = seed;
-  for (char& byte : bytes) {
-    state = state * 1664525u + 1013904223u;
-    byte = static_cast<char>(state >> 24);
-  }
-  return bytes;
-}
+using mailring::testing::BytePattern;
 
 // Reads what `fd` (non-blocking) has, at most `limit` bytes; sets *eof on EOF.
 std::string ReadAvailable(int fd, size_t limit, bool* eof) {
@@ -145,7 +138,7 @@ class TlsRelayTest : public ::testing::Test {
 TEST_F(TlsRelayTest, TwentyMebibytesDownAreByteIdenticalThroughRecordsOpenedInPlace) {
   ASSERT_NO_FATAL_FAILURE(Start(/*take_over=*/true));
   if (IsSkipped()) return;
-  const std::string data = Pattern(20u << 20, 3);
+  const std::string data = BytePattern(20u << 20, 3);
   const Tls13RecordLayerCounts before = Tls13RecordLayerRecordCounts();
   Wait last = Wait::kReadable;
   const std::string received = RelayDown(data, 1u << 20, &last);
@@ -162,7 +155,7 @@ TEST_F(TlsRelayTest, ASlowClientTakesTheOpenedRecordsInParts) {
   // A client socket that holds little: most sends stop inside a record's plaintext.
   const int small = 4096;
   ::setsockopt(client_fd_, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-  const std::string data = Pattern(2u << 20, 5);
+  const std::string data = BytePattern(2u << 20, 5);
   Wait last = Wait::kReadable;
   const std::string received = RelayDown(data, 7001, &last);
   EXPECT_NE(last, Wait::kFailed) << relay_->tls_error();
@@ -173,7 +166,7 @@ TEST_F(TlsRelayTest, ASlowClientTakesTheOpenedRecordsInParts) {
 TEST_F(TlsRelayTest, WithoutTheTakeOverWolfSslCarriesTheBytes) {
   ASSERT_NO_FATAL_FAILURE(Start(/*take_over=*/false));
   if (IsSkipped()) return;
-  const std::string data = Pattern(4u << 20, 7);
+  const std::string data = BytePattern(4u << 20, 7);
   Wait last = Wait::kReadable;
   const std::string received = RelayDown(data, 1u << 20, &last);
   EXPECT_NE(last, Wait::kFailed) << relay_->tls_error();
@@ -242,7 +235,7 @@ TEST_F(TlsRelayTest, TheServersCloseNotifyEndsTheClientsDirection) {
 TEST_F(TlsRelayTest, ClientBytesGoUpAsRecordsAndItsEofAsCloseNotify) {
   ASSERT_NO_FATAL_FAILURE(Start(/*take_over=*/true));
   if (IsSkipped()) return;
-  const std::string data = Pattern(3u << 20, 9);
+  const std::string data = BytePattern(3u << 20, 9);
   std::string at_server;
   size_t sent = 0;
   bool shut = false;
