@@ -2,7 +2,7 @@
 
 #include "control/build_info.h"
 #include "core/tls/aes_gcm_device.h"
-#include "core/tls/ktls_fallback.h"
+#include "core/ktls_fallback.h"
 #include "core/tls/tls13_record_layer.h"
 #include "proto/str_cat.h"
 

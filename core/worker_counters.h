@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/tls/ktls_fallback.h"
+#include "core/ktls_fallback.h"
 
 namespace mailring::core {
 

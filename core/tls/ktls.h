@@ -34,7 +34,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "core/tls/ktls_fallback.h"
+#include "core/ktls_fallback.h"
 #include "core/tls/tls13_record_layer.h"
 
 namespace mailring::core {

@@ -1,4 +1,4 @@
-#include "core/tls/ktls_fallback.h"
+#include "core/ktls_fallback.h"
 
 namespace mailring::core {
 
