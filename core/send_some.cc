@@ -65,11 +65,6 @@ ssize_t SendSome(int fd, std::span<const std::string_view> pieces) {
       }
     }
     if (static_cast<size_t>(n) < asked) break;  // the socket is full
-    // Skip empty pieces left at the front.
-    while (piece < pieces.size() && pieces[piece].size() == piece_offset) {
-      ++piece;
-      piece_offset = 0;
-    }
   }
   return static_cast<ssize_t>(total);
 }
